@@ -1,0 +1,39 @@
+"""The `minibuild` command line: typer parses, one library call per command, errors become one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from minibuild.app import app
+from minibuild.commands import version  # noqa: F401  (registers commands)
+
+PROG = "minibuild"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minicache.errors import MiniError, one_line
+
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name=PROG, standalone_mode=False)
+    except MiniError as err:
+        if debug:
+            raise
+        print(one_line(PROG, err), file=sys.stderr)
+        return err.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `minibuild`: the help, as Docker does
+            print(e.format_message())
+            return 0
+        print(f"{PROG}: error: {e.format_message().rstrip('.')}; see '{PROG} --help'", file=sys.stderr)
+        return 125
+    except (KeyboardInterrupt, typer.Abort):
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`minibuild` command modules; importing one registers its commands on `minibuild.app.app`."""

@@ -1,0 +1,1 @@
+"""minicache: the content-addressed store shared by minibuild and minirun."""

@@ -1,0 +1,52 @@
+"""Crash-safe file updates: write to a temporary name, fsync, rename, fsync the directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or create inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers see either the old or the new content, never a mix.
+
+    With `durable` the data and the rename reach the disk before this returns.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = True) -> None:
+    """`atomic_write` of `obj` as indented, key-sorted JSON."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", durable=durable)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file written by `atomic_write_json`."""
+    with open(path, "rb") as f:
+        return json.load(f)

@@ -1,0 +1,123 @@
+"""Verified blobs under blobs/sha256/<hex>: written through a BlobWriter, visible only once verified."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from minicache import digest as digests
+from minicache.atomic import fsync_dir
+from minicache.errors import NotFound
+
+if TYPE_CHECKING:
+    from minicache.store import Store
+
+
+class BlobWriter:
+    """Streams bytes into tmp/, hashing as it goes; `commit()` verifies and renames into place.
+
+    `offset` is how many bytes are written, so an interrupted download can resume with
+    `Range: bytes=<offset>-` and keep writing into the same writer.
+    """
+
+    def __init__(self, store: Store, expected: str | None = None, size: int | None = None) -> None:
+        self.store = store
+        self.verifier = digests.Verifier(expected, size)
+        self.path = store.staging_path("blob")
+        self._file: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed by commit/abort
+        self.digest: str | None = None
+
+    @property
+    def offset(self) -> int:
+        return self.verifier.size
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        assert self._file is not None, "write after commit or abort"
+        self.verifier.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self, what: str = "blob") -> str:
+        """Verify digest and size, fsync, and publish; on a mismatch the bytes are discarded."""
+        assert self._file is not None, "commit twice"
+        try:
+            got = self.verifier.check(what)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        self._file.close()
+        self._file = None
+        final = self.store.blobs.path(got)
+        os.chmod(self.path, 0o644)
+        os.replace(self.path, final)  # content-addressed: a concurrent identical commit is harmless
+        fsync_dir(final.parent)
+        self.digest = got
+        return got
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._file is not None:
+            self.abort()
+
+
+class BlobStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dir = store.blobs_dir
+
+    def path(self, digest: str) -> Path:
+        return self.dir / digests.hex_of(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
+    def writer(self, expected: str | None = None, size: int | None = None) -> BlobWriter:
+        return BlobWriter(self.store, expected, size)
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        """Store `data` (verified against `expected` when given) and return its digest."""
+        digest = digests.of_bytes(data)
+        if self.has(digest) and (expected is None or expected == digest):
+            return digest
+        with self.writer(expected, len(data)) as w:
+            w.write(data)
+            return w.commit()
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def read_json(self, digest: str) -> Any:
+        return json.loads(self.read(digest))
+
+    def all(self) -> list[str]:
+        return [f"sha256:{name}" for name in os.listdir(self.dir) if len(name) == 64]
+
+    def remove(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)

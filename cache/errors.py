@@ -1,0 +1,86 @@
+"""The one error hierarchy of minicontainer.
+
+Library code raises these; only the CLIs turn them into a one-line message, a hint
+and an exit code (Docker's: 125 engine error, 126 cannot invoke, 127 not found).
+"""
+
+from __future__ import annotations
+
+
+class MiniError(Exception):
+    """Root of every error minibuild and minirun raise on purpose."""
+
+    exit_code = 125
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class NotFound(MiniError):
+    """An image, layer, blob, container or network that does not exist."""
+
+
+class InvalidReference(MiniError):
+    """An image reference that cannot be parsed."""
+
+    hint = "references look like NAME[:TAG] or NAME@sha256:HEX, e.g. busybox:1.36"
+
+
+class InvalidDigest(MiniError):
+    """A string that is not a valid `algorithm:hex` digest."""
+
+
+class DigestMismatch(MiniError):
+    """Bytes whose digest or size differ from what was promised; nothing was stored."""
+
+
+class InvalidArchive(MiniError):
+    """A tarball or layer that is malformed or hostile; nothing was stored."""
+
+
+class TooLarge(InvalidArchive):
+    """An archive over the configured size or entry limits (a decompression bomb)."""
+
+
+class InvalidSpec(MiniError):
+    """An OCI runtime spec, image config or flag value that is not acceptable."""
+
+
+class Conflict(MiniError):
+    """An operation that would break something in use (a name taken, an image used by a container)."""
+
+
+class ContainerStateError(MiniError):
+    """A command that does not fit the container's current state (stop on a stopped one, ...)."""
+
+
+class RegistryError(MiniError):
+    """A registry answered with an error or could not be reached."""
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials or asked for ones we do not have."""
+
+    hint = "log in with `minibuild login REGISTRY`"
+
+
+class CannotInvoke(MiniError):
+    """The container's command exists but cannot be executed (Docker's 126)."""
+
+    exit_code = 126
+
+
+class CommandNotFound(MiniError):
+    """The container's command does not exist (Docker's 127)."""
+
+    exit_code = 127
+
+
+def one_line(prog: str, err: BaseException) -> str:
+    """The single line a CLI prints for an error: `prog: error: what is wrong; what to do`."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    hint = getattr(err, "hint", None)
+    return f"{prog}: error: {message}" + (f"; {hint}" if hint else "")

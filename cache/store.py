@@ -1,0 +1,134 @@
+"""The store: where it lives, its folders, locks and staging area, and the three object kinds in it.
+
+root/blobs/sha256/<hex>    manifests, configs, compressed layers exactly as fetched (BlobStore)
+root/layers/<chain-hex>/   one unpacked layer: fs/ plus layer.json (LayerStore)
+root/images/               image records and the reference index (ImageStore)
+root/containers/<id>/      one container each (owned by minirun)
+root/tmp/                  staging on the same filesystem; everything is committed by rename
+root/locks/                flock files
+run_root/                  run-time state that must not outlive a reboot (minirun)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+from minicache import process
+from minicache.locks import FileLock
+
+DEFAULT_ROOT = Path("/var/lib/minicontainer")
+DEFAULT_RUN_ROOT = Path("/run/minicontainer")
+ROOT_ENV = "MINICONTAINER_ROOT"
+RUN_ROOT_ENV = "MINICONTAINER_RUNROOT"
+
+
+def default_root() -> Path:
+    """`$MINICONTAINER_ROOT`, else /var/lib/minicontainer for root, else $XDG_DATA_HOME/minicontainer."""
+    if env := os.environ.get(ROOT_ENV):
+        return Path(env)
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data) / "minicontainer"
+
+
+class Store:
+    """One store on disk. Cheap to open; creates its folders on first use."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, run_root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        if run_root is not None:
+            self.run_root = Path(run_root)
+        elif env := os.environ.get(RUN_ROOT_ENV):
+            self.run_root = Path(env)
+        elif self.root == DEFAULT_ROOT:
+            self.run_root = DEFAULT_RUN_ROOT
+        else:
+            # A store somewhere else (tests, --root) keeps its run-time state beside it, so two stores never mix.
+            self.run_root = self.root / "run"
+        self.blobs_dir = self.root / "blobs" / "sha256"
+        self.layers_dir = self.root / "layers"
+        self.images_dir = self.root / "images"
+        self.containers_dir = self.root / "containers"
+        self.tmp_dir = self.root / "tmp"
+        self.locks_dir = self.root / "locks"
+        for d in (
+            self.blobs_dir,
+            self.layers_dir,
+            self.images_dir,
+            self.containers_dir,
+            self.tmp_dir,
+            self.locks_dir,
+            self.run_root,
+        ):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700 if d in (self.root, self.run_root) else 0o755)
+        self.clear_debris()
+
+    # -- the three object kinds ------------------------------------------------------------------------------
+    @cached_property
+    def blobs(self):  # -> BlobStore (imported lazily: keeps `minirun` start-up small)
+        from minicache.blobs import BlobStore
+
+        return BlobStore(self)
+
+    @cached_property
+    def layers(self):  # -> LayerStore
+        from minicache.layers import LayerStore
+
+        return LayerStore(self)
+
+    @cached_property
+    def images(self):  # -> ImageStore
+        from minicache.images import ImageStore
+
+        return ImageStore(self)
+
+    # -- locks and staging -----------------------------------------------------------------------------------
+    def lock(self, name: str, *, shared: bool = False) -> FileLock:
+        """An flock on `locks/<name>.lock`; `name` is a fixed word or a digest's hex, never user text."""
+        return FileLock(self.locks_dir / f"{name}.lock", shared=shared)
+
+    def staging_path(self, kind: str) -> Path:
+        """A fresh, unused path in tmp/ named after this process, so that debris of dead ones can be found."""
+        return self.tmp_dir / f"{kind}-{process.self_token()}-{secrets.token_hex(6)}"
+
+    def staging_dir(self, kind: str) -> Path:
+        path = self.staging_path(kind)
+        path.mkdir(mode=0o755)
+        return path
+
+    def discard(self, path: Path) -> None:
+        """Remove a staging entry or a retired object: rename it into tmp/ first, then delete it there."""
+        if not path.exists() and not path.is_symlink():
+            return
+        if path.parent != self.tmp_dir:
+            retired = self.staging_path("retired")
+            os.rename(path, retired)
+            path = retired
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def clear_debris(self) -> None:
+        """Delete what dead processes left in tmp/ (named `<kind>-<pid>-<starttime>-<random>`)."""
+        try:
+            names = os.listdir(self.tmp_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            parts = name.split("-")
+            try:
+                pid, started = int(parts[-3]), int(parts[-2])
+            except (IndexError, ValueError):
+                pid, started = -1, None
+            if not process.is_alive(pid, started):
+                path = self.tmp_dir / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""minirun: runs images from the minicontainer store in isolated containers."""

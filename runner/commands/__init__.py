@@ -1,0 +1,1 @@
+"""One module per `minirun` command, each with `configure(parser)` and `execute(args) -> int`."""

@@ -1,0 +1,234 @@
+"""Test images built by the tests themselves: layer tarballs, configs and manifests from busybox-static."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+APPLETS = (
+    "sh",
+    "ls",
+    "cat",
+    "echo",
+    "true",
+    "false",
+    "sleep",
+    "id",
+    "hostname",
+    "mount",
+    "ps",
+    "env",
+    "grep",
+    "wc",
+    "touch",
+    "mkdir",
+    "rm",
+    "stat",
+    "readlink",
+    "head",
+    "nc",
+    "wget",
+    "ip",
+    "ping",
+    "kill",
+    "test",
+    "printf",
+    "pwd",
+    "uname",
+    "chmod",
+    "dd",
+    "yes",
+    "seq",
+    "tty",
+    "stty",
+    "find",
+)
+
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def busybox_rootfs(dest: Path) -> Path:
+    """A minimal root filesystem: static busybox, applet links, /etc/passwd and group, empty /tmp."""
+    if not BUSYBOX.exists():
+        raise RuntimeError("busybox-static is not installed (apt-get install busybox-static)")
+    for d in ("bin", "etc", "tmp", "root", "home/user", "proc", "sys", "dev", "var/log"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "tmp", 0o1777)
+    shutil.copy2(BUSYBOX, dest / "bin/busybox")
+    for applet in APPLETS:
+        link = dest / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    )
+    (dest / "etc/group").write_text("root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n")
+    os.chown(dest / "home/user", 1000, 1000) if os.geteuid() == 0 else None
+    return dest
+
+
+def tar_of_dir(root: Path) -> bytes:
+    """An uncompressed tar of a directory's contents (names relative, like `docker export`)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(root.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+    return buf.getvalue()
+
+
+@dataclass
+class Entry:
+    """One tar entry for hand-made (also hostile) layers."""
+
+    name: str
+    type: bytes = tarfile.REGTYPE
+    data: bytes = b""
+    mode: int = 0o644
+    linkname: str = ""
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 1_700_000_000
+    devmajor: int = 0
+    devminor: int = 0
+    pax: dict[str, str] = field(default_factory=dict)
+    size: int | None = None  # override the header's size (hostile tests)
+
+
+def layer(entries: list[Entry]) -> bytes:
+    """An uncompressed layer tar made of `entries`, in order, as given (no sanitising)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e.name)
+            info.type = e.type
+            info.mode = e.mode
+            info.linkname = e.linkname
+            info.uid, info.gid = e.uid, e.gid
+            info.mtime = e.mtime
+            info.devmajor, info.devminor = e.devmajor, e.devminor
+            info.pax_headers = dict(e.pax)
+            info.size = len(e.data) if e.type in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
+            tar.addfile(info, io.BytesIO(e.data) if info.size else None)
+    return buf.getvalue()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
+def zst(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@dataclass
+class Image:
+    """An image as a registry or an archive holds it: blobs by digest plus the manifest bytes."""
+
+    manifest: bytes
+    manifest_media_type: str
+    config: bytes
+    blobs: dict[str, bytes]  # digest -> bytes (config and layers)
+    diff_ids: list[str]
+
+    @property
+    def digest(self) -> str:
+        return sha256(self.manifest)
+
+    @property
+    def config_digest(self) -> str:
+        return sha256(self.config)
+
+
+def image(
+    layers: list[bytes],
+    *,
+    compression: str = "gzip",
+    oci: bool = False,
+    config: dict | None = None,
+    architecture: str = "amd64",
+    os_name: str = "linux",
+) -> Image:
+    """Build an image from uncompressed layer tars; compression is 'gzip', 'zstd' or 'none'."""
+    if compression == "zstd" and not oci:
+        raise ValueError("zstd layers exist only in OCI manifests")
+    diff_ids = [sha256(tar) for tar in layers]
+    cfg = {
+        "architecture": architecture,
+        "os": os_name,
+        "created": "2024-01-01T00:00:00Z",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/bin/sh"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "imagekit"} for _ in layers],
+    }
+    if config:
+        cfg["config"].update(config)
+    config_bytes = json.dumps(cfg, sort_keys=True).encode()
+    blobs = {sha256(config_bytes): config_bytes}
+    descriptors = []
+    for tar in layers:
+        if compression == "gzip":
+            blob, media = gz(tar), (MEDIA_OCI_LAYER_GZIP if oci else MEDIA_DOCKER_LAYER_GZIP)
+        elif compression == "zstd":
+            blob, media = zst(tar), MEDIA_OCI_LAYER_ZSTD
+        else:
+            blob, media = tar, (MEDIA_OCI_LAYER if oci else "application/vnd.docker.image.rootfs.diff.tar")
+        blobs[sha256(blob)] = blob
+        descriptors.append({"mediaType": media, "digest": sha256(blob), "size": len(blob)})
+    manifest_type = MEDIA_OCI_MANIFEST if oci else MEDIA_DOCKER_MANIFEST
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {
+            "mediaType": MEDIA_OCI_CONFIG if oci else MEDIA_DOCKER_CONFIG,
+            "digest": sha256(config_bytes),
+            "size": len(config_bytes),
+        },
+        "layers": descriptors,
+    }
+    return Image(json.dumps(manifest, indent=3).encode(), manifest_type, config_bytes, blobs, diff_ids)
+
+
+def index(images: list[tuple[Image, dict]], *, oci: bool = True) -> tuple[bytes, str]:
+    """A manifest list / OCI index over `images`, each with its platform dict; returns (bytes, media type)."""
+    media = MEDIA_OCI_INDEX if oci else MEDIA_DOCKER_LIST
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": media,
+        "manifests": [
+            {
+                "mediaType": img.manifest_media_type,
+                "digest": img.digest,
+                "size": len(img.manifest),
+                "platform": platform,
+            }
+            for img, platform in images
+        ],
+    }
+    return json.dumps(doc).encode(), media
