@@ -1,0 +1,61 @@
+"""Overlay mounts of layer snapshots: the read-only view of an image, or a container's writable root.
+
+Lower directories are passed as /proc/self/fd/N magic links of O_PATH descriptors, so the mount option
+string stays short however long the store's path is (the kernel limits it to one page).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from minicache import syscalls
+
+
+def supported() -> bool:
+    """True if the kernel knows overlayfs."""
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+def mount(target: Path, lowers: Sequence[Path], upper: Path | None = None, work: Path | None = None) -> None:
+    """Mount `lowers` (topmost first, as overlayfs wants) at `target`, with `upper`/`work` if writable.
+
+    A single lower directory without an upper one becomes a read-only bind mount (overlayfs needs two).
+    """
+    if not lowers:
+        raise ValueError("an overlay needs at least one lower directory")
+    if upper is None and len(lowers) == 1:
+        syscalls.mount(str(lowers[0]), target, None, syscalls.MS_BIND)
+        syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+        return
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in lowers]
+    try:
+        options = "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        if upper is not None:
+            if work is None:
+                raise ValueError("a writable overlay needs a work directory")
+            options += f",upperdir={upper},workdir={work}"
+        syscalls.mount("overlay", target, "overlay", 0, options)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def unmount(target: Path, *, lazy: bool = False) -> None:
+    """Unmount `target`; with `lazy`, detach it even while busy. Not mounted is not an error."""
+    try:
+        syscalls.umount(target, syscalls.MNT_DETACH if lazy else 0)
+    except OSError as e:
+        if e.errno not in (22,):  # EINVAL: not a mount point
+            raise
+
+
+def is_mounted(target: Path) -> bool:
+    target_s = os.fsencode(os.path.realpath(target))
+    with open("/proc/self/mountinfo", "rb") as f:
+        return any(line.split()[4] == target_s for line in f)
