@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
-        return err.exit_code
+        return 1  # the docker CLI's status for a failed image command (usage errors are 125)
     except typer.Exit as e:
         return e.exit_code
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value

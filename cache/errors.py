@@ -1,7 +1,8 @@
 """The one error hierarchy of minicontainer.
 
-Library code raises these; only the CLIs turn them into a one-line message, a hint
-and an exit code (Docker's: 125 engine error, 126 cannot invoke, 127 not found).
+Library code raises these; only the CLIs turn them into a one-line message, a hint and an exit code.
+`exit_code` is the status of a command that stands for a container process (`run`, `exec`, `start -a`):
+Docker's 125 engine error, 126 cannot invoke, 127 not found. Other commands exit 1 on any error.
 """
 
 from __future__ import annotations

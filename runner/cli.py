@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _GLOBAL_WITH_VALUE = ("--root", "--runroot")
 _GLOBAL_FLAGS = ("--debug",)
 USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
+# Commands whose exit status is the container process's: engine errors there are 125/126/127 (Docker's
+# `run`/`exec`/`start -a` convention). Every other command exits 1 on an error, as the docker CLI does.
+CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
-        return err.exit_code
+        return err.exit_code if command in CONTAINER_PROCESS_COMMANDS else 1
     except KeyboardInterrupt:
         return 130
 
