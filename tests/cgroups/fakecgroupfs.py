@@ -122,10 +122,11 @@ class FakeCgroupfs:
                                 events.write_text(f"populated 0\nfrozen {int(want)}\n")
                                 del pending[directory]
                         kill = directory / "cgroup.kill"
-                        if kill.exists() and kill.read_text().strip() == "1":
-                            for pid in (directory / "cgroup.procs").read_text().split():
-                                os.kill(int(pid), signal.SIGKILL)
-                            (directory / "cgroup.procs").write_text("")
+                        if kill.exists() and kill.read_text().strip() == "1":  # the whole subtree dies
+                            for procs in directory.rglob("cgroup.procs"):
+                                for pid in procs.read_text().split():
+                                    os.kill(int(pid), signal.SIGKILL)
+                                procs.write_text("")
                             kill.write_text("")
                     except FileNotFoundError:
                         continue
