@@ -30,9 +30,9 @@ from minirun.cgroups.limits import (
 )
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
-_SIZE = re.compile(r"(\d{1,20}(?:\.\d{1,20})?) ?([kmgtp])?(i?b)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_DECIMAL = re.compile(r"\d{0,20}\.?\d{1,20}")
+_DECIMAL = re.compile(r"[0-9]{0,20}\.?[0-9]{1,20}")
 _INT64_MAX = 2**63 - 1
 _SIZE_HINT = "use a number with an optional unit b, k, m or g, e.g. 512m or 1.5g"
 
@@ -80,7 +80,7 @@ def parse_bytes(flag: str, value: str) -> int:
 
 def _int(flag: str, value: str, hint: str) -> int:
     text = value.strip()
-    if not re.fullmatch(r"-?\d{1,19}", text) or abs(int(text)) > _INT64_MAX:
+    if not re.fullmatch(r"-?[0-9]{1,19}", text) or abs(int(text)) > _INT64_MAX:
         raise InvalidSpec(f"invalid value {value!r} for {flag}: not an integer", hint=hint)
     return int(text)
 

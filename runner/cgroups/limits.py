@@ -18,7 +18,7 @@ MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
 MIN_CFS_PERIOD, MAX_CFS_PERIOD = 1000, 1000000  # microseconds, the kernel's bounds
 MIN_CFS_QUOTA = 1000
 DEFAULT_CFS_PERIOD = 100000
-CPU_LIST = re.compile(r"\d{1,6}(-\d{1,6})?(,\d{1,6}(-\d{1,6})?)*")
+CPU_LIST = re.compile(r"[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*")  # ASCII digits only
 _INT64_MAX = 2**63 - 1
 _HINT = "see the OCI runtime spec, linux.resources"
 
@@ -79,7 +79,9 @@ def _cpu_list(section: Mapping[str, Any], key: str, where: str) -> str | None:
 
 
 def _section(resources: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = resources.get(key) or {}
+    value = resources.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         raise InvalidSpec(f"linux.resources.{key} must be an object, not {value!r}", hint=_HINT)
     return value
@@ -181,8 +183,8 @@ def shares_to_weight(shares: int) -> int:
 
 
 def weight_to_shares(weight: int) -> int:
-    """The inverse of `shares_to_weight` (rounded down), for showing v2 weights as Docker shares."""
-    return 2 + ((weight - 1) * 262142) // 9999
+    """The smallest shares that `shares_to_weight` maps to `weight`, for showing v2 weights as Docker shares."""
+    return 2 + -((-(weight - 1) * 262142) // 9999)
 
 
 def swap_v2(memory_swap: int | None, memory: int | None) -> int | None:
