@@ -20,10 +20,10 @@ from minirun.cgroups.base import (
     CgroupError,
     CgroupWarning,
     default_parent,
+    show_warnings,
 )
 from minirun.cgroups.host import HostCgroups, detect, writable
 from minirun.cgroups.limits import Limits, parse_resources
-from minirun.cgroups.stats import CgroupStats
 
 __all__ = [
     "DEFAULT_PARENT",
@@ -37,9 +37,19 @@ __all__ = [
     "detect",
     "open",
     "parse_resources",
+    "show_warnings",
 ]
 
 MODES = ("v1", "v2", "disabled")
+
+
+def __getattr__(name: str) -> object:
+    # CgroupStats is loaded on first use: `minirun --rm IMAGE true` never reads stats.
+    if name == "CgroupStats":
+        from minirun.cgroups.stats import CgroupStats
+
+        return CgroupStats
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open(container_id: str, parent: str | None = None, *, mode: str | None = None) -> Cgroup:

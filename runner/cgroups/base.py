@@ -11,21 +11,25 @@ import errno
 import os
 import re
 import signal
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from minicache.errors import ContainerStateError, InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
-from minirun.cgroups.stats import CgroupStats
+
+if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the `run` hot path
+    from minirun.cgroups.stats import CgroupStats
 
 DEFAULT_PARENT = "minicontainer"
 PARENT_ENV = "MINICONTAINER_CGROUP_PARENT"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,254}")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Patterns are compiled on first use (re caches them): nothing is paid at import on the `run` hot path.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,254}"
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 
 
 class CgroupError(MiniError):
@@ -40,8 +44,28 @@ def warn(message: str) -> None:
     warnings.warn(message, CgroupWarning, stacklevel=3)
 
 
+def show_warnings(prog: str = "minirun") -> None:
+    """Print CgroupWarnings as one line, `prog: warning: message`, on stderr (a CLI calls this once)."""
+    previous = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, CgroupWarning):
+            print(f"{prog}: warning: {message}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def check_container_id(container_id: str) -> str:
-    if not isinstance(container_id, str) or not _ID.fullmatch(container_id):
+    if not isinstance(container_id, str) or not re.fullmatch(_ID, container_id):
         raise InvalidSpec(
             f"invalid container ID for a cgroup: {container_id!r}",
             hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
@@ -55,7 +79,7 @@ def parent_parts(parent: str) -> tuple[str, ...]:
     The path is taken from each hierarchy's root, so every invocation finds the same directories.
     """
     parts = tuple(p for p in parent.strip("/").split("/"))
-    if not parent.strip("/") or not all(_NAME.fullmatch(p) for p in parts):
+    if not parent.strip("/") or not all(re.fullmatch(_NAME, p) for p in parts):
         raise InvalidSpec(
             f"invalid cgroup parent {parent!r}",
             hint="use a path like minicontainer or machine/minicontainer (letters, digits, '_.@:-'), not '..'",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minirun.cgroups.base import Cgroup, CgroupError, warn
 from minirun.cgroups.limits import Limits
-from minirun.cgroups.stats import CgroupStats
+
+if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
+    from minirun.cgroups.stats import CgroupStats
 
 
 class DisabledCgroup(Cgroup):
@@ -40,6 +42,8 @@ class DisabledCgroup(Cgroup):
         return []
 
     def stats(self) -> CgroupStats:
+        from minirun.cgroups.stats import CgroupStats
+
         return CgroupStats()
 
     def oom_killed(self) -> bool:

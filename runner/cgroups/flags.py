@@ -188,7 +188,7 @@ def resources_from_args(
 
 
 def _cpu_list(flag: str, value: str, available: set[int]) -> str:
-    if not CPU_LIST.fullmatch(value):
+    if not re.fullmatch(CPU_LIST, value):
         raise InvalidSpec(f"invalid value {value!r} for {flag}", hint="use a list like 0-2,4")
     ranges = parse_cpu_list(value)
     if any(hi < lo for lo, hi in ranges):

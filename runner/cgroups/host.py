@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 # The v1 controllers a container's cgroup is made in. devices, net_cls and friends are not used.
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
 # The v2 controllers enabled for container cgroups (freeze and kill are core v2 features, no controller).
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 MOUNTINFO = Path("/proc/self/mountinfo")
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
-@dataclass(frozen=True)
-class HostCgroups:
+class HostCgroups(NamedTuple):
     """The host's cgroup layout as this process sees it."""
 
     mode: str  # "v1" | "v2" | "disabled"
-    v1: dict[str, Path] = field(default_factory=dict)  # controller -> its hierarchy's mount point
+    v1: dict[str, Path]  # controller -> its hierarchy's mount point
     unified: Path | None = None  # the cgroup2 mount point, if any
     reason: str = ""  # why "disabled"
 
@@ -37,7 +35,9 @@ class HostCgroups:
 
 
 def _unescape(text: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), text)
+    if "\\" not in text:
+        return text
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
 def parse_mountinfo(text: str) -> tuple[dict[str, Path], Path | None]:
@@ -68,7 +68,7 @@ def detect_from(mountinfo: str) -> HostCgroups:
         return HostCgroups("v1", v1, unified)
     if unified is not None:
         return HostCgroups("v2", {}, unified)
-    return HostCgroups("disabled", reason="no cgroup filesystem is mounted")
+    return HostCgroups("disabled", {}, reason="no cgroup filesystem is mounted")
 
 
 @cache
@@ -77,7 +77,7 @@ def detect() -> HostCgroups:
     try:
         text = MOUNTINFO.read_text()
     except OSError as err:
-        return HostCgroups("disabled", reason=f"cannot read {MOUNTINFO}: {err.strerror}")
+        return HostCgroups("disabled", {}, reason=f"cannot read {MOUNTINFO}: {err.strerror}")
     return detect_from(text)
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from minicache.errors import InvalidSpec
 
@@ -18,14 +17,17 @@ MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
 MIN_CFS_PERIOD, MAX_CFS_PERIOD = 1000, 1000000  # microseconds, the kernel's bounds
 MIN_CFS_QUOTA = 1000
 DEFAULT_CFS_PERIOD = 100000
-CPU_LIST = re.compile(r"[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*")  # ASCII digits only
+CPU_LIST = r"[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*"  # ASCII digits only (\d takes any script's)
 _INT64_MAX = 2**63 - 1
 _HINT = "see the OCI runtime spec, linux.resources"
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited."""
+class Limits(NamedTuple):
+    """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited.
+
+    A NamedTuple rather than a dataclass: it is built on the `run` hot path, and a frozen dataclass costs
+    milliseconds to define.
+    """
 
     memory: int | None = None
     memory_reservation: int | None = None
@@ -70,7 +72,7 @@ def _cpu_list(section: Mapping[str, Any], key: str, where: str) -> str | None:
     value = section.get(key)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not CPU_LIST.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(CPU_LIST, value):
         raise InvalidSpec(f"{where}.{key} must be a list like 0-2,4, not {value!r}", hint=_HINT)
     for lo, hi in parse_cpu_list(value):
         if hi < lo:
@@ -141,7 +143,7 @@ def _pids(value: int | None) -> int | None:
     return UNLIMITED if value < 0 else value
 
 
-_UNIFIED_KEY = re.compile(r"[a-z0-9_]+\.[a-z0-9_.]+")
+_UNIFIED_KEY = r"[a-z0-9_]+\.[a-z0-9_.]+"
 
 
 def _unified(value: Any) -> tuple[tuple[str, str], ...]:
@@ -152,7 +154,7 @@ def _unified(value: Any) -> tuple[tuple[str, str], ...]:
     items = []
     for key, val in value.items():
         # Only plain "controller.file" names: no paths, and no cgroup.* core files (procs, kill, freeze, ...).
-        if not isinstance(key, str) or not _UNIFIED_KEY.fullmatch(key) or key.startswith("cgroup."):
+        if not isinstance(key, str) or not re.fullmatch(_UNIFIED_KEY, key) or key.startswith("cgroup."):
             raise InvalidSpec(f"linux.resources.unified has an invalid key {key!r}", hint=_HINT)
         if not isinstance(val, str) or "\n" in val.rstrip("\n") or "\0" in val:
             raise InvalidSpec(f"linux.resources.unified.{key} must be a one-line string, not {val!r}", hint=_HINT)

@@ -6,7 +6,6 @@ host cannot tell (controller missing, or unlimited for a limit).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -129,6 +128,8 @@ def stats_row(
 
 def format_json(row: dict[str, str]) -> str:
     """A row as one JSON line (`docker stats --format json`)."""
+    import json
+
     return json.dumps({k: row[k] for k in _ROW_KEYS}, separators=(",", ":"))
 
 

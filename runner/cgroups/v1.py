@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minirun.cgroups.base import (
@@ -26,7 +26,9 @@ from minirun.cgroups.base import (
     write,
 )
 from minirun.cgroups.limits import UNLIMITED, Limits
-from minirun.cgroups.stats import CgroupStats
+
+if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
+    from minirun.cgroups.stats import CgroupStats
 
 # Above this a v1 memory limit means "unlimited" (the kernel shows PAGE_COUNTER_MAX pages in bytes).
 _V1_UNLIMITED = 1 << 62
@@ -183,6 +185,8 @@ class V1Cgroup(Cgroup):
 
     # -- accounting ------------------------------------------------------------------------------------------
     def stats(self) -> CgroupStats:
+        from minirun.cgroups.stats import CgroupStats
+
         if not self.exists():
             raise NotFound(f"container {self.container_id} has no cgroup (it is not running)")
         values: dict[str, Any] = {}

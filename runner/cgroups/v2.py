@@ -11,7 +11,7 @@ import signal
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minirun.cgroups.base import (
@@ -27,7 +27,9 @@ from minirun.cgroups.base import (
 )
 from minirun.cgroups.host import V2_CONTROLLERS
 from minirun.cgroups.limits import UNLIMITED, Limits, cpu_max, shares_to_weight, swap_v2
-from minirun.cgroups.stats import CgroupStats
+
+if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
+    from minirun.cgroups.stats import CgroupStats
 
 
 def _v2_value(value: int) -> str | int:
@@ -155,6 +157,8 @@ class V2Cgroup(Cgroup):
 
     # -- accounting ------------------------------------------------------------------------------------------
     def stats(self) -> CgroupStats:
+        from minirun.cgroups.stats import CgroupStats
+
         d = self.path
         if not d.is_dir():
             raise NotFound(f"container {self.container_id} has no cgroup (it is not running)")

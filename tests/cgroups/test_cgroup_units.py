@@ -234,3 +234,16 @@ def test_disabled_cannot_pause() -> None:
 def test_bad_resources_fail_before_anything_even_when_disabled() -> None:
     with pytest.raises(InvalidSpec):
         DisabledCgroup("c1", "minicontainer").create({"memory": {"limit": "lots"}})
+
+
+def test_warnings_print_as_one_cli_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        cgroups.show_warnings("minirun")
+        DisabledCgroup("c1", "minicontainer", reason="cgroups are disabled").create({"pids": {"limit": 5}})
+        with pytest.warns(UserWarning, match="something else"):  # other warnings keep their usual path
+            warnings.warn("something else", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err == "minirun: warning: cgroups are disabled: resource limits ignored (pids-limit)\n"
