@@ -165,7 +165,8 @@ def test_freeze_stops_progress_and_thaw_resumes_it(
 ) -> None:
     counter = tmp_path / "counter"
     v1_cgroup.create()
-    workloads.append(Workload(v1_cgroup, COUNTER, str(counter)))
+    w = Workload(v1_cgroup, COUNTER, str(counter))
+    workloads.append(w)
     wait_for(lambda: counter.exists() and int(counter.read_text()) > 3, what="the counter to start")
     v1_cgroup.freeze()
     assert v1_cgroup.frozen()
@@ -176,6 +177,14 @@ def test_freeze_stops_progress_and_thaw_resumes_it(
     v1_cgroup.thaw()
     assert not v1_cgroup.frozen()
     wait_for(lambda: int(counter.read_text()) > frozen_at + 5, what="the counter to resume")
+
+    # A signal other than SIGKILL leaves a paused container paused (delivered on unpause, as Docker).
+    v1_cgroup.freeze()
+    assert v1_cgroup.kill_all(signal.SIGSTOP) == 1
+    assert v1_cgroup.frozen()
+    # A paused container can be destroyed: the SIGKILL is delivered once destroy thaws it.
+    v1_cgroup.destroy()
+    assert w.wait(10) == -signal.SIGKILL
 
 
 LEFTOVERS = """
