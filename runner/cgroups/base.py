@@ -155,15 +155,22 @@ def read_pids(path: Path) -> list[int]:
 
 
 def walk_bottom_up(directory: Path) -> Iterator[Path]:
-    """`directory` and every cgroup below it (a container may make its own), children before parents."""
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from walk_bottom_up(Path(entry.path))
-    yield directory
+    """`directory` and every cgroup below it (a container may make its own), children before parents.
+
+    Iterative, not recursive: a container that nests thousands of cgroups must not make destroy() fail.
+    """
+    stack: list[tuple[Path, bool]] = [(directory, False)]
+    while stack:
+        path, expanded = stack.pop()
+        if expanded:
+            yield path
+            continue
+        try:
+            entries = list(os.scandir(path))
+        except FileNotFoundError:
+            continue
+        stack.append((path, True))
+        stack.extend((Path(e.path), False) for e in entries if e.is_dir(follow_symlinks=False))
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
@@ -251,14 +258,15 @@ class Cgroup(ABC):
 
         The cgroup is frozen while the PIDs are read and signalled, so none can fork a new one or exit and
         be replaced by an unrelated process with a recycled PID. It is thawed afterwards so the signal is
-        delivered (a paused cgroup stays paused for signals other than SIGKILL).
+        delivered (a paused cgroup stays paused for signals other than SIGKILL). Without a freezer the
+        signals are sent all the same, and destroy() repeats until the cgroup is empty.
         """
         was_frozen = self.frozen()
         try:
             self.freeze()
-        except CgroupError:
-            if sig != signal.SIGKILL:
-                raise
+            froze = True
+        except CgroupError:  # no freezer, or it did not settle: signal anyway, as runc does
+            froze = False
         try:
             count = 0
             for pid in self.pids():
@@ -268,7 +276,7 @@ class Cgroup(ABC):
                 except ProcessLookupError:
                     pass
         finally:
-            if not was_frozen or sig == signal.SIGKILL:
+            if froze and (not was_frozen or sig == signal.SIGKILL):
                 self.thaw()
         return count
 

@@ -323,3 +323,24 @@ def test_stats_of_a_removed_cgroup_is_not_found(v1_cgroup: V1Cgroup) -> None:
     with pytest.raises(ContainerStateError):
         v1_cgroup.freeze()
     assert v1_cgroup.pids() == [] and not v1_cgroup.oom_killed() and not v1_cgroup.frozen()
+
+
+def test_destroy_without_a_freezer_hierarchy(cgroup_parent: str, workloads: list[Workload]) -> None:
+    """A host that does not mount the v1 freezer: kill and destroy still work, pause says why it cannot."""
+    host = cgroups.detect()
+    if host.mode != "v1":
+        pytest.skip(f"this host runs cgroup {host.mode}, not v1")
+    cg = V1Cgroup("nofreezer", cgroup_parent, mounts={c: m for c, m in host.v1.items() if c != "freezer"})
+    try:
+        cg.create({"pids": {"limit": 10}})
+        w = Workload(cg, "import os, time\nos.fork()\ntime.sleep(60)")
+        workloads.append(w)
+        wait_for(lambda: len(cg.pids()) == 2, what="two processes")
+        with pytest.raises(cgroups.CgroupError, match="freezer"):
+            cg.freeze()
+        assert not cg.frozen()
+        cg.destroy()
+        assert w.wait(10) == -signal.SIGKILL
+    finally:
+        cg.destroy()
+    assert not cg.exists()

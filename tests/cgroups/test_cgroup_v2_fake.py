@@ -247,3 +247,16 @@ def test_kill_all_without_cgroup_kill_freezes_signals_and_thaws(
     assert signalled == [(sleeper.pid, signal.SIGTERM, True)]  # frozen while signalled
     assert not cg.frozen() and (cg.path / "cgroup.freeze").read_text().strip() == "0"  # thawed after
     assert sleeper.wait(5) == -signal.SIGTERM
+
+
+def test_destroy_survives_thousands_of_nested_cgroups(fake_fs: FakeCgroupfs) -> None:
+    """A hostile container nesting cgroups deeper than Python's recursion limit cannot make destroy fail."""
+    cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
+    cg.create()
+    deep = cg.path
+    for _ in range(1200):
+        deep = deep / "a"
+        deep.mkdir()
+        fake_fs.populate(deep)
+    cg.destroy()
+    assert not cg.path.exists()
