@@ -74,12 +74,14 @@ def runc(bundle: Path, state: Path) -> list[float]:
 
 
 def remove_parent(parent: str) -> None:
-    host = cgroups.detect()
-    mounts = [*dict.fromkeys(host.v1.values()), *([host.unified] if host.unified else [])]
-    for mount in mounts:
-        directory = mount / parent
-        for sub in sorted(directory.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-            if sub.is_dir():
+    """Remove the bench's parent in every cgroup mount (runc also uses devices and name=systemd)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        if tail.split()[0] not in ("cgroup", "cgroup2"):
+            continue
+        directory = Path(fields.split()[4]) / parent
+        if directory.is_dir():
+            for sub in sorted(directory.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                 os.rmdir(sub)
 
 
