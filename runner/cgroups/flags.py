@@ -1,0 +1,201 @@
+"""Docker's resource flags for `minirun run` (and later `update`), turned into OCI `linux.resources`.
+
+    add_arguments(parser)              # --memory, --cpus, --pids-limit, ...
+    resources = resources_from_args(args)
+    spec["linux"]["resources"] = resources
+
+Values are checked here with Docker's rules and units, so a bad one fails before anything is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from fractions import Fraction
+from typing import Any
+
+from minicache.errors import InvalidSpec
+from minirun.cgroups.base import warn
+from minirun.cgroups.limits import (
+    CPU_LIST,
+    DEFAULT_CFS_PERIOD,
+    MAX_CFS_PERIOD,
+    MAX_CPU_SHARES,
+    MIN_CFS_PERIOD,
+    MIN_CFS_QUOTA,
+    MIN_CPU_SHARES,
+    cpu_set,
+    parse_cpu_list,
+)
+
+MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
+_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_DECIMAL = re.compile(r"[0-9]{0,20}\.?[0-9]{1,20}")
+_INT64_MAX = 2**63 - 1
+_SIZE_HINT = "use a number with an optional unit b, k, m or g, e.g. 512m or 1.5g"
+
+# dest -> (flags, metavar, help)
+FLAGS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "memory": (("-m", "--memory"), "BYTES", "memory limit (units b, k, m, g; at least 6m)"),
+    "memory_reservation": (
+        ("--memory-reservation",),
+        "BYTES",
+        "memory soft limit, reclaimed towards under pressure (v1 soft_limit_in_bytes, v2 memory.high)",
+    ),
+    "memory_swap": (
+        ("--memory-swap",),
+        "BYTES",
+        "memory plus swap limit; -1 for unlimited swap (default: twice --memory)",
+    ),
+    "cpus": (("--cpus",), "NUMBER", "number of CPUs (CFS quota per 100ms period), e.g. 0.5"),
+    "cpu_shares": (("-c", "--cpu-shares"), "SHARES", "relative CPU weight (default 1024; v2 cpu.weight converted)"),
+    "cpu_period": (("--cpu-period",), "MICROSECONDS", "CFS period (1000 to 1000000)"),
+    "cpu_quota": (("--cpu-quota",), "MICROSECONDS", "CFS quota per period (at least 1000, -1 for unlimited)"),
+    "cpuset_cpus": (("--cpuset-cpus",), "LIST", "CPUs the container may use, e.g. 0-2,4"),
+    "cpuset_mems": (("--cpuset-mems",), "LIST", "memory nodes the container may use, e.g. 0"),
+    "pids_limit": (("--pids-limit",), "NUMBER", "maximum number of processes (-1 for unlimited)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the resource flags to a `run`-like command's parser (values are checked by resources_from_args)."""
+    group = parser.add_argument_group("resource limits")
+    for dest, (names, metavar, help_) in FLAGS.items():
+        group.add_argument(*names, dest=dest, metavar=metavar, help=help_)
+
+
+def parse_bytes(flag: str, value: str) -> int:
+    """Docker's RAMInBytes: "512m" -> 536870912; units are powers of 1024."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise InvalidSpec(f"invalid value {value!r} for {flag}", hint=_SIZE_HINT)
+    number, unit = Fraction(m.group(1)), (m.group(2) or "").lower()
+    size = int(number * _UNITS[unit])
+    if size > _INT64_MAX:
+        raise InvalidSpec(f"{flag} {value} is too large", hint=_SIZE_HINT)
+    return size
+
+
+def _int(flag: str, value: str, hint: str) -> int:
+    text = value.strip()
+    if not re.fullmatch(r"-?[0-9]{1,19}", text) or abs(int(text)) > _INT64_MAX:
+        raise InvalidSpec(f"invalid value {value!r} for {flag}: not an integer", hint=hint)
+    return int(text)
+
+
+def online(kind: str) -> set[int]:
+    """Online CPUs ("cpu") or memory nodes ("node") of this host, from /sys/devices/system."""
+    try:
+        with open(f"/sys/devices/system/{kind}/online") as f:
+            return cpu_set(f.read())
+    except OSError:
+        return {0} if kind == "node" else set(range(os.cpu_count() or 1))
+
+
+def resources_from_args(
+    args: argparse.Namespace,
+    *,
+    cpu_count: int | None = None,
+    online_cpus: set[int] | None = None,
+    online_mems: set[int] | None = None,
+) -> dict[str, Any]:
+    """The OCI `linux.resources` dict the flags ask for ({} for none); InvalidSpec for a bad value.
+
+    `cpu_count`, `online_cpus` and `online_mems` default to this host's (they bound --cpus and --cpuset-*).
+    """
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    memory: dict[str, int] = {}
+    cpu: dict[str, Any] = {}
+    pids: dict[str, int] = {}
+
+    if (value := get("memory")) is not None and (limit := parse_bytes("--memory", value)):
+        if limit < MIN_MEMORY:
+            raise InvalidSpec(f"--memory {value} is below the minimum of 6m", hint="give the container at least 6m")
+        memory["limit"] = limit
+    if (value := get("memory_reservation")) is not None and (reservation := parse_bytes("--memory-reservation", value)):
+        if reservation < MIN_MEMORY:
+            raise InvalidSpec(f"--memory-reservation {value} is below the minimum of 6m", hint="use at least 6m")
+        if "limit" in memory and reservation > memory["limit"]:
+            raise InvalidSpec(
+                f"--memory-reservation {value} is above --memory {get('memory')}",
+                hint="the reservation is a soft limit below the hard one",
+            )
+        memory["reservation"] = reservation
+    if (value := get("memory_swap")) is not None:
+        swap = -1 if value.strip() == "-1" else parse_bytes("--memory-swap", value)
+        if swap:
+            if "limit" not in memory:
+                raise InvalidSpec("--memory-swap needs --memory", hint="--memory-swap is memory plus swap; set both")
+            if swap != -1 and swap < memory["limit"]:
+                raise InvalidSpec(
+                    f"--memory-swap {value} is below --memory {get('memory')}",
+                    hint="--memory-swap counts memory plus swap, so it must be at least --memory (or -1)",
+                )
+            memory["swap"] = swap
+    if "limit" in memory and "swap" not in memory:
+        memory["swap"] = 2 * memory["limit"]  # Docker's default: as much swap as memory
+
+    cpus = get("cpus")
+    if cpus is not None and (get("cpu_period") is not None or get("cpu_quota") is not None):
+        raise InvalidSpec("--cpus and --cpu-period/--cpu-quota cannot both be set", hint="use one or the other")
+    if cpus is not None:
+        count = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
+        if not _DECIMAL.fullmatch(cpus.strip()):
+            raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
+        amount = Fraction(cpus.strip())
+        if amount:
+            if not Fraction(1, 100) <= amount <= count:
+                raise InvalidSpec(
+                    f"--cpus {cpus} is out of range",
+                    hint=f"use 0.01 to {count}.00: this host has {count} CPU{'s' if count != 1 else ''}",
+                )
+            cpu["quota"] = round(amount * DEFAULT_CFS_PERIOD)
+            cpu["period"] = DEFAULT_CFS_PERIOD
+    if (value := get("cpu_period")) is not None and (period := _int("--cpu-period", value, "e.g. 100000")):
+        if not MIN_CFS_PERIOD <= period <= MAX_CFS_PERIOD:
+            raise InvalidSpec(
+                f"--cpu-period {value} is out of range", hint="use 1000 (1ms) to 1000000 (1s) microseconds"
+            )
+        cpu["period"] = period
+    if (value := get("cpu_quota")) is not None and (quota := _int("--cpu-quota", value, "e.g. 50000")):
+        if quota != -1 and quota < MIN_CFS_QUOTA:
+            raise InvalidSpec(f"--cpu-quota {value} is out of range", hint="use at least 1000 microseconds, or -1")
+        cpu["quota"] = quota
+    if (value := get("cpu_shares")) is not None and (shares := _int("--cpu-shares", value, "e.g. 512")):
+        if shares < 0:
+            raise InvalidSpec(f"--cpu-shares {value} is negative", hint="use 2 to 262144 (the default is 1024)")
+        clamped = min(max(shares, MIN_CPU_SHARES), MAX_CPU_SHARES)
+        if clamped != shares:
+            warn(f"--cpu-shares {shares} changed to {clamped}, the nearest value the kernel allows")
+        cpu["shares"] = clamped
+    for dest, flag, key, kind, available in (
+        ("cpuset_cpus", "--cpuset-cpus", "cpus", "cpu", online_cpus),
+        ("cpuset_mems", "--cpuset-mems", "mems", "node", online_mems),
+    ):
+        if (value := get(dest)) is not None and value.strip():
+            cpu[key] = _cpu_list(flag, value.strip(), available if available is not None else online(kind))
+
+    if (value := get("pids_limit")) is not None:
+        hint = "use a positive number, or -1 for unlimited"
+        limit = _int("--pids-limit", value, hint)
+        if limit < -1:
+            raise InvalidSpec(f"--pids-limit {value} is out of range", hint=hint)
+        pids["limit"] = -1 if limit <= 0 else limit
+
+    return {k: v for k, v in (("memory", memory), ("cpu", cpu), ("pids", pids)) if v}
+
+
+def _cpu_list(flag: str, value: str, available: set[int]) -> str:
+    if not re.fullmatch(CPU_LIST, value):
+        raise InvalidSpec(f"invalid value {value!r} for {flag}", hint="use a list like 0-2,4")
+    ranges = parse_cpu_list(value)
+    if any(hi < lo for lo, hi in ranges):
+        raise InvalidSpec(f"invalid value {value!r} for {flag}: a range runs backwards", hint="write ranges low-high")
+    top = max(available, default=-1)
+    # Bound the ranges before expanding them: "0-999999" must not build a million-entry set.
+    if any(hi > top for _, hi in ranges) or not cpu_set(value) <= available:
+        have = ",".join(str(n) for n in sorted(available))
+        raise InvalidSpec(f"{flag} {value}: not available on this host", hint=f"available: {have}")
+    return value

@@ -1,0 +1,207 @@
+"""The OCI `linux.resources` dict, checked and turned into typed limits, and the v1 <-> v2 conversions.
+
+The same dict comes from `minirun run` flags and from a bundle's config.json, so it is hostile input:
+every field is type- and range-checked here, once, before any driver writes a byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from minicache.errors import InvalidSpec
+
+UNLIMITED = -1
+MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
+MIN_CFS_PERIOD, MAX_CFS_PERIOD = 1000, 1000000  # microseconds, the kernel's bounds
+MIN_CFS_QUOTA = 1000
+DEFAULT_CFS_PERIOD = 100000
+CPU_LIST = r"[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*"  # ASCII digits only (\d takes any script's)
+_INT64_MAX = 2**63 - 1
+_HINT = "see the OCI runtime spec, linux.resources"
+
+
+class Limits(NamedTuple):
+    """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited.
+
+    A NamedTuple rather than a dataclass: it is built on the `run` hot path, and a frozen dataclass costs
+    milliseconds to define.
+    """
+
+    memory: int | None = None
+    memory_reservation: int | None = None
+    memory_swap: int | None = None  # memory + swap, as in OCI and cgroup v1's memsw
+    cpu_shares: int | None = None
+    cpu_quota: int | None = None  # microseconds per period
+    cpu_period: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids: int | None = None
+    unified: tuple[tuple[str, str], ...] = ()  # raw cgroup v2 files (OCI linux.resources.unified)
+
+    def requested(self) -> list[str]:
+        """The names of the limits that are set, for messages ("memory", "cpu-shares", ...)."""
+        names = {
+            "memory": self.memory,
+            "memory-reservation": self.memory_reservation,
+            "memory-swap": self.memory_swap,
+            "cpu-shares": self.cpu_shares,
+            "cpu-quota": self.cpu_quota,
+            "cpu-period": self.cpu_period,
+            "cpuset-cpus": self.cpuset_cpus,
+            "cpuset-mems": self.cpuset_mems,
+            "pids-limit": self.pids,
+        }
+        return [name for name, value in names.items() if value is not None] + [k for k, _ in self.unified]
+
+
+def _int(section: Mapping[str, Any], key: str, where: str, *, minimum: int = UNLIMITED) -> int | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    # bool is an int subclass in Python; JSON true is not a number of bytes.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpec(f"{where}.{key} must be an integer, not {value!r}", hint=_HINT)
+    if value < minimum or value > _INT64_MAX:
+        raise InvalidSpec(f"{where}.{key} is out of range: {value}", hint=_HINT)
+    return value
+
+
+def _cpu_list(section: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = section.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(CPU_LIST, value):
+        raise InvalidSpec(f"{where}.{key} must be a list like 0-2,4, not {value!r}", hint=_HINT)
+    for lo, hi in parse_cpu_list(value):
+        if hi < lo:
+            raise InvalidSpec(f"{where}.{key} has a backwards range in {value!r}", hint=_HINT)
+    return value
+
+
+def _section(resources: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = resources.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"linux.resources.{key} must be an object, not {value!r}", hint=_HINT)
+    return value
+
+
+def parse_resources(resources: Mapping[str, Any] | None) -> Limits:
+    """Check an OCI `linux.resources` dict and return its limits; InvalidSpec names the first bad field."""
+    if resources is None:
+        return Limits()
+    if not isinstance(resources, Mapping):
+        raise InvalidSpec(f"linux.resources must be an object, not {resources!r}", hint=_HINT)
+    memory, cpu, pids = (_section(resources, k) for k in ("memory", "cpu", "pids"))
+    where = "linux.resources.memory"
+    limits = Limits(
+        memory=_zero_is_unset(_int(memory, "limit", where)),
+        memory_reservation=_zero_is_unset(_int(memory, "reservation", where)),
+        memory_swap=_zero_is_unset(_int(memory, "swap", where)),
+        cpu_shares=_zero_is_unset(_int(cpu, "shares", "linux.resources.cpu", minimum=0)),
+        cpu_quota=_zero_is_unset(_int(cpu, "quota", "linux.resources.cpu")),
+        cpu_period=_zero_is_unset(_int(cpu, "period", "linux.resources.cpu", minimum=0)),
+        cpuset_cpus=_cpu_list(cpu, "cpus", "linux.resources.cpu"),
+        cpuset_mems=_cpu_list(cpu, "mems", "linux.resources.cpu"),
+        pids=_pids(_int(pids, "limit", "linux.resources.pids", minimum=-(2**63))),
+        unified=_unified(resources.get("unified")),
+    )
+    if limits.cpu_period is not None and not MIN_CFS_PERIOD <= limits.cpu_period <= MAX_CFS_PERIOD:
+        raise InvalidSpec(
+            f"linux.resources.cpu.period must be between {MIN_CFS_PERIOD} and {MAX_CFS_PERIOD} microseconds, "
+            f"not {limits.cpu_period}",
+            hint=_HINT,
+        )
+    if limits.cpu_quota is not None and limits.cpu_quota != UNLIMITED and limits.cpu_quota < MIN_CFS_QUOTA:
+        raise InvalidSpec(
+            f"linux.resources.cpu.quota must be -1 or at least {MIN_CFS_QUOTA} microseconds, not {limits.cpu_quota}",
+            hint=_HINT,
+        )
+    if limits.memory_swap not in (None, UNLIMITED):
+        if limits.memory in (None, UNLIMITED):
+            raise InvalidSpec("a memory+swap limit needs a memory limit too", hint="set --memory as well")
+        if limits.memory_swap < limits.memory:
+            raise InvalidSpec(
+                f"the memory+swap limit ({limits.memory_swap}) is below the memory limit ({limits.memory})",
+                hint="--memory-swap counts memory plus swap, so it must be at least --memory",
+            )
+    return limits
+
+
+def _zero_is_unset(value: int | None) -> int | None:
+    """OCI (and runc) treat 0 as "not set" for these fields."""
+    return None if value == 0 else value
+
+
+def _pids(value: int | None) -> int | None:
+    """runc's reading of pids.limit: 0 unset, negative unlimited, positive a limit."""
+    if value is None or value == 0:
+        return None
+    return UNLIMITED if value < 0 else value
+
+
+_UNIFIED_KEY = r"[a-z0-9_]+\.[a-z0-9_.]+"
+
+
+def _unified(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"linux.resources.unified must be an object, not {value!r}", hint=_HINT)
+    items = []
+    for key, val in value.items():
+        # Only plain "controller.file" names: no paths, and no cgroup.* core files (procs, kill, freeze, ...).
+        if not isinstance(key, str) or not re.fullmatch(_UNIFIED_KEY, key) or key.startswith("cgroup."):
+            raise InvalidSpec(f"linux.resources.unified has an invalid key {key!r}", hint=_HINT)
+        if not isinstance(val, str) or "\n" in val.rstrip("\n") or "\0" in val:
+            raise InvalidSpec(f"linux.resources.unified.{key} must be a one-line string, not {val!r}", hint=_HINT)
+        items.append((key, val))
+    return tuple(sorted(items))
+
+
+def parse_cpu_list(text: str) -> list[tuple[int, int]]:
+    """ "0-2,4" -> [(0, 2), (4, 4)] (the kernel's cpu and node list format)."""
+    ranges = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        ranges.append((int(lo), int(hi or lo)))
+    return ranges
+
+
+def cpu_set(text: str) -> set[int]:
+    """The numbers a kernel list names: "0-2,4" -> {0, 1, 2, 4}."""
+    return {n for lo, hi in parse_cpu_list(text) for n in range(lo, hi + 1)}
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000], the conversion runc and crun use."""
+    shares = min(max(shares, MIN_CPU_SHARES), MAX_CPU_SHARES)
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def weight_to_shares(weight: int) -> int:
+    """The smallest shares that `shares_to_weight` maps to `weight`, for showing v2 weights as Docker shares."""
+    return 2 + -((-(weight - 1) * 262142) // 9999)
+
+
+def swap_v2(memory_swap: int | None, memory: int | None) -> int | None:
+    """OCI memory+swap -> v2 memory.swap.max (swap alone); -1 unlimited, None not set."""
+    if memory_swap is None:
+        return None
+    if memory_swap == UNLIMITED:
+        return UNLIMITED
+    assert memory is not None and memory >= 0  # parse_resources guarantees it
+    return memory_swap - memory
+
+
+def cpu_max(quota: int | None, period: int | None) -> str | None:
+    """v2 cpu.max: "QUOTA PERIOD" or "max PERIOD"; None when neither is set."""
+    if quota is None and period is None:
+        return None
+    period = period or DEFAULT_CFS_PERIOD
+    return f"max {period}" if quota is None or quota == UNLIMITED else f"{quota} {period}"

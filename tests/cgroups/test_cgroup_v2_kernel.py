@@ -1,0 +1,136 @@
+"""The v2 driver on the real kernel.
+
+On this machine (a v1/v2 hybrid) the cgroup2 hierarchy at /sys/fs/cgroup/unified has no controllers, so
+only the core v2 features run here: directories, joining, cgroup.freeze with cgroup.events, cgroup.kill
+and removal. The controller tests (memory, cpu, pids) run where the host has real v2 controllers and are
+skipped otherwise, with the reason; the fake tree in test_cgroup_v2_fake.py covers what they write.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cgroupkit import Workload, wait_for
+from minirun import cgroups
+from minirun.cgroups.v2 import V2Cgroup
+
+pytestmark = pytest.mark.root
+MiB = 1 << 20
+HOST = cgroups.detect()
+
+
+def _controllers() -> set[str]:
+    if HOST.unified is None:
+        return set()
+    return set((HOST.unified / "cgroup.subtree_control").read_text().split())
+
+
+needs_v2_controllers = pytest.mark.skipif(
+    HOST.mode != "v2" or not {"memory", "cpu", "pids"} <= _controllers(),
+    reason=f"this machine has no cgroup v2 controllers (mode {HOST.mode}: every controller is on v1); "
+    "the v2 files are covered against a fake cgroupfs",
+)
+
+COUNTER = """
+import os, sys, time
+n = 0
+while True:
+    n += 1
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(n))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(0.01)
+"""
+
+
+def test_core_v2_join_freeze_kill_and_remove(unified_cgroup: V2Cgroup, workloads, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    unified_cgroup.create()
+    w = Workload(unified_cgroup, COUNTER, str(counter))
+    workloads.append(w)
+    wait_for(lambda: counter.exists() and int(counter.read_text()) > 3, what="the counter to start")
+    assert unified_cgroup.pids() == [w.pid]
+    assert f"0::/{unified_cgroup.parent}/{unified_cgroup.container_id}" in Path(f"/proc/{w.pid}/cgroup").read_text()
+
+    unified_cgroup.freeze()
+    assert unified_cgroup.frozen()
+    frozen_at = int(counter.read_text())
+    time.sleep(0.5)
+    assert int(counter.read_text()) == frozen_at
+    unified_cgroup.thaw()
+    wait_for(lambda: int(counter.read_text()) > frozen_at + 5, what="the counter to resume")
+
+    # A paused container is destroyed too: cgroup.kill reaches frozen processes.
+    unified_cgroup.freeze()
+    unified_cgroup.destroy()
+    assert w.wait(10) == -signal.SIGKILL
+    assert not unified_cgroup.path.exists()
+    assert unified_cgroup.path.parent.is_dir()
+
+
+def test_core_v2_stats_without_controllers(unified_cgroup: V2Cgroup, workloads) -> None:
+    unified_cgroup.create()
+    workloads.append(Workload(unified_cgroup, "while True: pass"))
+    time.sleep(0.3)
+    stats = unified_cgroup.stats()
+    assert stats.cpu_ns and stats.cpu_ns > 0  # cpu.stat is a core file
+    assert stats.memory_bytes is None and stats.pids is None  # no memory or pids controller here
+
+
+@needs_v2_controllers
+def test_v2_memory_limit_oom_kills(cgroup_parent: str, workloads) -> None:
+    cg = cgroups.open("oom-v2", parent=cgroup_parent, mode="v2")
+    try:
+        cg.create({"memory": {"limit": 64 * MiB, "swap": 64 * MiB}})
+        w = Workload(cg, "chunks = [b'\\x01' * (1 << 20) for _ in range(256)]")
+        workloads.append(w)
+        assert w.wait() == -signal.SIGKILL
+        assert cg.oom_killed() and cg.stats().oom_kills >= 1
+    finally:
+        cg.destroy()
+
+
+@needs_v2_controllers
+def test_v2_cpus_quarter(cgroup_parent: str, workloads) -> None:
+    cg = cgroups.open("cpu-v2", parent=cgroup_parent, mode="v2")
+    try:
+        cg.create({"cpu": {"quota": 25000, "period": 100000}})
+        workloads.append(Workload(cg, "while True: pass"))
+        time.sleep(0.3)
+        before = cg.stats()
+        time.sleep(3)
+        after = cg.stats()
+        share = (after.cpu_ns - before.cpu_ns) / ((after.read_at - before.read_at) * 1e9)
+        assert 0.20 <= share <= 0.30
+    finally:
+        cg.destroy()
+
+
+FORKER = """
+import os, time
+for _ in range(10):
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+    except OSError:
+        pass
+time.sleep(60)
+"""
+
+
+@needs_v2_controllers
+def test_v2_pids_limit(cgroup_parent: str, workloads) -> None:
+    cg = cgroups.open("pids-v2", parent=cgroup_parent, mode="v2")
+    try:
+        cg.create({"pids": {"limit": 5}})
+        workloads.append(Workload(cg, FORKER))
+        wait_for(lambda: cg.stats().pids == 5, what="the pids limit")
+        assert subprocess.run(["true"], timeout=10).returncode == 0
+    finally:
+        cg.destroy()
+    assert not cg.exists()
