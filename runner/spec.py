@@ -99,7 +99,7 @@ class SpecContext(Record):
     console_size: tuple[int, int] | None = None
     cgroups_path: str | None = None
     arch: str | None = None  # Go-style; default: this machine's
-    kernel_caps: tuple[str, ...] | None = None  # what --privileged grants; None: what this kernel knows
+    kernel_caps: tuple[str, ...] | None = None  # what --privileged grants; None: what we may grant
 
 
 def _env_key(item: str) -> str:
@@ -148,6 +148,12 @@ def capability_set(opts: RunOptions, kernel_caps: tuple[str, ...]) -> list[str]:
     """The container's bounding set: Docker's defaults with --cap-add/--cap-drop, or everything for --privileged."""
     every = list(kernel_caps)
     adds, drops = _normalized(opts.cap_add), _normalized(opts.cap_drop)
+    unavailable = [c for c in adds if c != "ALL" and c not in every]
+    if unavailable:
+        raise InvalidSpec(
+            f"cannot add {', '.join(unavailable)}: this host does not give it to minirun",
+            hint="check the capabilities of the process running minirun (CapBnd in /proc/self/status)",
+        )
     if opts.privileged:
         return every
     current = every if "ALL" in adds else list(capabilities.DOCKER_DEFAULT)
@@ -281,7 +287,7 @@ def build(image: dict[str, Any], opts: RunOptions, ctx: SpecContext) -> dict[str
     if opts.tty:
         extra_env["TERM"] = "xterm"
     user = ctx.user or User(0, 0)
-    caps = capabilities_for(opts, user, ctx.kernel_caps or capabilities.known())
+    caps = capabilities_for(opts, user, ctx.kernel_caps or capabilities.available())
     process: dict[str, Any] = {
         "terminal": opts.tty,
         "user": {"uid": user.uid, "gid": user.gid},

@@ -89,6 +89,16 @@ def known() -> tuple[str, ...]:
     return NAMES[: min(last_cap(), len(NAMES) - 1) + 1]
 
 
+def available() -> tuple[str, ...]:
+    """The capabilities this process may hand out: known to the kernel and in our permitted set.
+
+    What --privileged grants; a host without, say, CAP_SYS_RESOURCE (a nested or restricted one)
+    cannot give it to a container, so it is left out instead of failing every privileged start.
+    """
+    _eff, permitted, _inh = syscalls.capget()
+    return tuple(name for i, name in enumerate(known()) if permitted >> i & 1)
+
+
 def normalize(name: str) -> str:
     """`net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` → `CAP_NET_ADMIN`; `ALL` stays `ALL`; unknown → ValueError."""
     upper = name.strip().upper()

@@ -188,7 +188,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
 def _make_cwd(cwd: str, uid: int, gid: int) -> None:
     """Create the working directory (and missing parents) inside the container, owned by the user like Docker."""
     missing = []
-    path = cwd
+    path = os.path.realpath(cwd)  # after pivot_root every symlink resolves inside the container
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)

@@ -195,6 +195,10 @@ def prepare(
         unknown = [n for n in names if n not in capabilities.NUMBERS]
         _need(not unknown, f"unknown capabilities in process.capabilities.{kind}: {', '.join(unknown)}")
     cfg.bounding = capabilities.mask(caps.get("bounding"))
+    _eff, permitted, _inh = sc.capget()
+    wanted = cfg.bounding | capabilities.mask(caps.get("permitted")) | capabilities.mask(caps.get("ambient"))
+    missing = capabilities.names_of(wanted & ~permitted)
+    _need(not missing, f"the runtime does not hold {', '.join(missing)} itself and cannot grant it to the container")
     cfg.caps = {k: list(caps.get(k) or []) for k in ("effective", "permitted", "inheritable", "ambient")}
     cfg.no_new_privs = bool(process.get("noNewPrivileges"))
     if linux.get("seccomp"):

@@ -143,8 +143,10 @@ def host_cgroup_layout(root: str = "/sys/fs/cgroup") -> tuple[list[tuple[str, st
                 return [("", fstype, "")], []
             if os.path.dirname(mountpoint) != root:
                 continue
-            # Keep the hierarchy-selecting options (controllers, name=...), drop rw/ro and cgroup2 knobs.
-            opts = [o for o in super_opts.split(",") if o not in ("rw", "ro")] if fstype == "cgroup" else []
+            if fstype == "cgroup2":
+                continue  # the empty v2 tree of a hybrid host: left out, as runc does
+            # Keep the hierarchy-selecting options (controllers, name=...), drop rw/ro.
+            opts = [o for o in super_opts.split(",") if o not in ("rw", "ro")]
             hierarchies.append((os.path.basename(mountpoint), fstype, ",".join(opts)))
     links = []
     try:
@@ -233,7 +235,7 @@ def _mount_cgroup(target: str, m: Mount) -> None:
     for link_target, name in m.cgroup_links:
         os.symlink(link_target, os.path.join(target, name))
     if readonly:
-        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | base, "mode=755")
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base)
 
 
 def mount_one(rootfs: str, m: Mount) -> None:
@@ -265,7 +267,10 @@ def create_devices(rootfs: str, devices: list[Device]) -> None:
 
 
 def create_dev_links(rootfs: str) -> None:
+    """The standard /dev symlinks; /dev/core only where the kernel has /proc/kcore (as runc)."""
     for target, name in _DEV_LINKS:
+        if target == "/proc/kcore" and not os.path.exists(target):
+            continue
         path = secure_join(rootfs, name)
         if not os.path.lexists(path):
             os.symlink(target, path)
