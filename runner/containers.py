@@ -5,7 +5,7 @@
     containers/<id>/state.json       Status (created|running|exited), Pid, PidStartTime, StartedAt, FinishedAt,
                                      ExitCode, Error, BootId
     containers/<id>/rootfs/          mount point of the root filesystem (upper/ and work/ beside it)
-    containers/<id>/lock             flock held while the container changes state
+    (the directory itself is flock'ed while the container changes state)
     containers/names/<name>          symlink → <id>: a name is taken by one atomic symlink(2)
 
 A container directory appears by one rename from tmp/, complete; its name is published after it,
@@ -14,6 +14,7 @@ under the `container-names` lock, so a name never points at a half-made containe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -21,7 +22,6 @@ import time
 from minicache import process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
 from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
-from minicache.locks import FileLock
 from minicache.store import Store
 from minirun.flags import validate_name
 from minirun.record import Record
@@ -154,26 +154,40 @@ class State(Record):
 
 
 class ContainerLock:
-    """The container's flock; entering it fails with NotFound if the container was removed meanwhile."""
+    """An exclusive flock on the container's directory; NotFound if the container was removed meanwhile.
+
+    The directory itself is locked (flock works on directories), so no lock file has to be created and
+    deleted with every container. Released on exit, close or process death.
+    """
 
     def __init__(self, container: Container) -> None:
         self.container = container
-        self._lock = FileLock(container.dir / "lock")
+        self._fd: int | None = None
+
+    def _gone(self) -> NotFound:
+        return NotFound(f"container {self.container.id[:12]} no longer exists")
 
     def __enter__(self) -> Container:
         try:
-            self._lock.acquire()
+            fd = os.open(self.container.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise NotFound(f"container {self.container.id[:12]} no longer exists") from None
-        if not self.container.record_path.is_file():  # removed (renamed into tmp/) while we waited
-            self._lock.release()
-            raise NotFound(f"container {self.container.id[:12]} no longer exists")
+            raise self._gone() from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not self.container.record_path.is_file():  # removed (renamed into tmp/) while we waited
+                raise self._gone()
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         return self.container
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._lock.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Container:

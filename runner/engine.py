@@ -171,7 +171,7 @@ def prepare(store: Store, container: Container, *, console_size: tuple[int, int]
     opts = options_from_json(record["Options"])
     image = store.images.get(record["Image"])
     image_config = store.images.config(image).get("config") or {}
-    root = rootfs.mount(store, image, container, record.get("Driver", rootfs.OVERLAY))
+    root = rootfs.mount(store, image, container, record.get("Driver", rootfs.OVERLAY), volatile=not durable)
     try:
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))
         host_hostname = os.uname().nodename
@@ -198,13 +198,23 @@ def seccomp_cache(store: Store) -> Path:
 
 
 def start(store: Store, container: Container, *, stdin_open: bool) -> Process:
-    """Start the prepared bundle and record the container as running."""
-    durable = not container.record.get("AutoRemove")
-    proc = runtime_start(container.dir, container.id, stdin_open=stdin_open, seccomp_cache=seccomp_cache(store))
-    from minicache.process import boot_id
+    """Start the prepared bundle and record the container as running.
 
-    container.set_state(State(RUNNING, proc.pid, proc.start_time, StartedAt=now(), BootId=boot_id()), durable=durable)
-    return proc
+    The state is written while the child sets itself up (on another core), and the module cleanup will
+    need is loaded then too: both are off the critical path of a short-lived container.
+    """
+    from minicache.process import boot_id, start_time
+
+    durable = not container.record.get("AutoRemove")
+
+    def meanwhile(pid: int) -> None:
+        state = State(RUNNING, pid, start_time(pid), StartedAt=now(), BootId=boot_id())
+        container.set_state(state, durable=durable)
+        import shutil  # noqa: F401 - store.discard needs it at cleanup; loading it now costs nothing
+
+    return runtime_start(
+        container.dir, container.id, stdin_open=stdin_open, seccomp_cache=seccomp_cache(store), meanwhile=meanwhile
+    )
 
 
 def wait(proc: Process, *, tty: bool, interactive: bool) -> int:

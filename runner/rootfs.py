@@ -38,8 +38,12 @@ def choose_driver() -> str:
     return COPY
 
 
-def mount(store: Store, image: ImageRecord, container: Container, driver: str) -> Path:
-    """Make `container.rootfs` the container's root filesystem; returns it."""
+def mount(store: Store, image: ImageRecord, container: Container, driver: str, *, volatile: bool = False) -> Path:
+    """Make `container.rootfs` the container's root filesystem; returns it.
+
+    `volatile` is for containers removed on exit: their writes never need to reach the disk (no syncs,
+    and unmounting takes 50 µs instead of milliseconds).
+    """
     layers = [store.layers.fs(chain_id) for chain_id in image.chain_ids]
     if driver == COPY:
         if not (container.dir / ".flattened").exists():
@@ -51,7 +55,7 @@ def mount(store: Store, image: ImageRecord, container: Container, driver: str) -
         empty = container.dir / "empty"
         empty.mkdir(exist_ok=True)
         lowers = [empty]
-    overlay.mount(container.rootfs, lowers, container.upper, container.work)
+    overlay.mount(container.rootfs, lowers, container.upper, container.work, volatile=volatile)
     return container.rootfs
 
 

@@ -58,8 +58,9 @@ def test_bind_mounts_and_read_only_binds(store_root: Path, busybox_image: str, t
     ro.mkdir()
     (ro / "f").write_text("host data\n")
     script = "cat /ro/f; echo written > /rw/out; touch /ro/g 2>/dev/null && echo ro-writable; echo ok"
-    result = minirun(store_root, "run", "--rm", "-v", f"{rw}:/rw", "-v", f"{ro}:/ro:ro", busybox_image,
-                     "sh", "-c", script)  # fmt: skip
+    result = minirun(
+        store_root, "run", "--rm", "-v", f"{rw}:/rw", "-v", f"{ro}:/ro:ro", busybox_image, "sh", "-c", script
+    )
     assert result.stdout == "host data\nok\n", result.stderr
     assert (rw / "out").read_text() == "written\n"
     assert not (ro / "g").exists()
@@ -79,8 +80,9 @@ def test_tmpfs_and_read_only_root(store_root: Path, busybox_image: str) -> None:
     grep ' /run ' /proc/mounts
     touch /dev/shm/x && echo shm-ok
     """
-    result = minirun(store_root, "run", "--rm", "--read-only", "--tmpfs", "/run:size=1m,mode=1777", busybox_image,
-                     "sh", "-c", script)  # fmt: skip
+    result = minirun(
+        store_root, "run", "--rm", "--read-only", "--tmpfs", "/run:size=1m,mode=1777", busybox_image, "sh", "-c", script
+    )
     assert "root-writable" not in result.stdout
     assert "run-ok" in result.stdout and "shm-ok" in result.stdout
     assert "tmpfs /run tmpfs rw,nosuid,nodev,noexec" in result.stdout and "size=1024k" in result.stdout
@@ -89,9 +91,13 @@ def test_tmpfs_and_read_only_root(store_root: Path, busybox_image: str) -> None:
 
 @pytest.mark.parametrize(
     ("user", "expected"),
-    [("1000", "uid=1000(user) gid=1000(user)"), ("user", "uid=1000(user) gid=1000(user)"),
-     ("1234:4321", "uid=1234 gid=4321"), ("nobody", "uid=65534(nobody) gid=65534(nogroup)")],
-)  # fmt: skip
+    [
+        ("1000", "uid=1000(user) gid=1000(user)"),
+        ("user", "uid=1000(user) gid=1000(user)"),
+        ("1234:4321", "uid=1234 gid=4321"),
+        ("nobody", "uid=65534(nobody) gid=65534(nogroup)"),
+    ],
+)
 def test_user_by_number_and_name(store_root: Path, busybox_image: str, user: str, expected: str) -> None:
     result = minirun(store_root, "run", "--rm", "-u", user, busybox_image, "id")
     assert result.stdout.strip() == expected, result.stderr
@@ -143,8 +149,7 @@ def test_bind_destination_symlink_stays_inside(
 
 def test_copy_fallback_when_overlay_is_unavailable(store_root: Path, busybox_image: str) -> None:
     env = {"MINICONTAINER_STORAGE_DRIVER": "copy"}
-    result = minirun(store_root, "run", "--name", "copied", busybox_image, "sh", "-c", "echo hi > /f; cat /f",
-                     env=env)  # fmt: skip
+    result = minirun(store_root, "run", "--name", "copied", busybox_image, "sh", "-c", "echo hi > /f; cat /f", env=env)
     assert result.stdout == "hi\n", result.stderr
     (cid,) = container_ids(store_root)
     cdir = store_root / "containers" / cid

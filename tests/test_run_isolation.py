@@ -83,8 +83,9 @@ def test_mounts_show_no_host_path_and_no_old_root(probe: tuple[dict[str, str], P
     host_paths = [p for p in mountpoints if p.startswith(("/work", "/tmp/pytest", str(store_root)))]
     assert host_paths == []
     assert len(mountpoints) == len(set(mountpoints))  # the old root is gone, not stacked somewhere
-    assert sorted(out["ls-root"].split()) == sorted([".", "..", "bin", "dev", "etc", "home", "proc", "root", "sys",
-                                                      "tmp", "var"])  # fmt: skip
+    assert sorted(out["ls-root"].split()) == sorted(
+        [".", "..", "bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "var"]
+    )
     assert "lo:" in out["net"] and len([ln for ln in out["net"].splitlines() if ":" in ln]) == 1
 
 
@@ -133,9 +134,17 @@ def test_root_cannot_unshare_or_mount(store_root: Path, busybox_image: str) -> N
 
 def test_seccomp_unconfined_and_no_new_privileges_off(store_root: Path, busybox_image: str) -> None:
     result = minirun(
-        store_root, "run", "--rm", "--security-opt", "seccomp=unconfined", "--security-opt",
-        "no-new-privileges=false", busybox_image, "cat", "/proc/self/status",
-    )  # fmt: skip
+        store_root,
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "no-new-privileges=false",
+        busybox_image,
+        "cat",
+        "/proc/self/status",
+    )
     status = status_fields(result.stdout)
     assert status["Seccomp"] == "0" and status["NoNewPrivs"] == "0"
 
@@ -143,9 +152,17 @@ def test_seccomp_unconfined_and_no_new_privileges_off(store_root: Path, busybox_
 def test_seccomp_without_no_new_privs_still_loads(store_root: Path, busybox_image: str) -> None:
     """Without no_new_privs the filter is loaded while the init still has CAP_SYS_ADMIN (as runc does)."""
     result = minirun(
-        store_root, "run", "--rm", "--security-opt", "no-new-privileges=false", "-u", "1000", busybox_image,
-        "cat", "/proc/self/status",
-    )  # fmt: skip
+        store_root,
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges=false",
+        "-u",
+        "1000",
+        busybox_image,
+        "cat",
+        "/proc/self/status",
+    )
     status = status_fields(result.stdout)
     assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "0" and int(status["CapEff"], 16) == 0
 
@@ -153,14 +170,20 @@ def test_seccomp_without_no_new_privs_still_loads(store_root: Path, busybox_imag
 @pytest.mark.parametrize(
     ("flags", "eff", "amb"),
     [
-        (["--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN"],
-         (DEFAULT_CAPS | 1 << caps.NUMBERS["CAP_NET_ADMIN"]) & ~(1 << caps.NUMBERS["CAP_CHOWN"]), 0),
+        (
+            ["--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN"],
+            (DEFAULT_CAPS | 1 << caps.NUMBERS["CAP_NET_ADMIN"]) & ~(1 << caps.NUMBERS["CAP_CHOWN"]),
+            0,
+        ),
         (["--cap-drop", "ALL"], 0, 0),
         (["-u", "1000"], 0, 0),
-        (["-u", "user", "--cap-add", "NET_BIND_SERVICE"], 1 << caps.NUMBERS["CAP_NET_BIND_SERVICE"],
-         1 << caps.NUMBERS["CAP_NET_BIND_SERVICE"]),
+        (
+            ["-u", "user", "--cap-add", "NET_BIND_SERVICE"],
+            1 << caps.NUMBERS["CAP_NET_BIND_SERVICE"],
+            1 << caps.NUMBERS["CAP_NET_BIND_SERVICE"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_capability_flags(store_root: Path, busybox_image: str, flags: list[str], eff: int, amb: int) -> None:
     result = minirun(store_root, "run", "--rm", *flags, busybox_image, "cat", "/proc/self/status")
     assert result.returncode == 0, result.stderr

@@ -85,17 +85,36 @@ def test_env_flags(store_root: Path, busybox_image: str, tmp_path: Path) -> None
     env_file = tmp_path / "env"
     env_file.write_text("FROM_FILE=1\nOVERRIDDEN=file\n")
     result = minirun(
-        store_root, "run", "--rm", "--env-file", str(env_file), "-e", "OVERRIDDEN=flag", "-e", "PASSED",
-        "--hostname", "box", busybox_image, "env", env={"PASSED": "through"},
-    )  # fmt: skip
+        store_root,
+        "run",
+        "--rm",
+        "--env-file",
+        str(env_file),
+        "-e",
+        "OVERRIDDEN=flag",
+        "-e",
+        "PASSED",
+        "--hostname",
+        "box",
+        busybox_image,
+        "env",
+        env={"PASSED": "through"},
+    )
     env = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert env["FROM_FILE"] == "1" and env["OVERRIDDEN"] == "flag" and env["PASSED"] == "through"
     assert env["HOSTNAME"] == "box" and env["HOME"] == "/root" and env["PATH"].startswith("/usr/local/sbin")
 
 
 def test_sigterm_is_forwarded(store_root: Path, busybox_image: str) -> None:
-    proc = spawn(store_root, "run", "--rm", busybox_image, "sh", "-c",
-                 "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.05; done")  # fmt: skip
+    proc = spawn(
+        store_root,
+        "run",
+        "--rm",
+        busybox_image,
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.05; done",
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
@@ -177,9 +196,12 @@ def test_init_reaps_and_forwards(store_root: Path, busybox_image: str, init: str
 def test_tty_session(store_root: Path, busybox_image: str) -> None:
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
-        MINIRUN, ["--root", str(store_root), "run", "--rm", "-it", busybox_image, "sh"],
-        encoding="utf-8", timeout=20, dimensions=(24, 80),
-    )  # fmt: skip
+        MINIRUN,
+        ["--root", str(store_root), "run", "--rm", "-it", busybox_image, "sh"],
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(24, 80),
+    )
     try:
         child.expect_exact("/ # ")
         child.sendline("tty")
@@ -206,8 +228,9 @@ def test_tty_session(store_root: Path, busybox_image: str) -> None:
 def test_terminal_is_automatic_at_a_terminal(store_root: Path, busybox_image: str) -> None:
     """`minirun IMAGE sh` at a terminal gets an interactive tty without -it (as the issue asks)."""
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(MINIRUN, ["--root", str(store_root), "--rm", busybox_image, "sh"], encoding="utf-8",
-                          timeout=20)  # fmt: skip
+    child = pexpect.spawn(
+        MINIRUN, ["--root", str(store_root), "--rm", busybox_image, "sh"], encoding="utf-8", timeout=20
+    )
     try:
         child.expect_exact("/ # ")
         child.sendline("tty; exit")

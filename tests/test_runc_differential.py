@@ -68,10 +68,20 @@ def test_same_bundle_same_view(tmp_path: Path, busybox_rootfs: Path, cgroup_pare
     (bundle / "config.json").write_text(json.dumps(spec.build({"Env": ["PATH=/bin"]}, opts, ctx)))
 
     runc_root = tmp_path / "runc-state"
-    theirs = subprocess.run(["runc", "--root", str(runc_root), "run", "-b", str(bundle), cid[:12]],
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
-    ours = subprocess.run([sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid[:12]],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    theirs = subprocess.run(
+        ["runc", "--root", str(runc_root), "run", "-b", str(bundle), cid[:12]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    ours = subprocess.run(
+        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid[:12]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid[:12]], capture_output=True)
 
     assert theirs.returncode == ours.returncode == 3, (theirs.stderr, ours.stderr)

@@ -24,8 +24,9 @@ def make_bundle(tmp_path: Path, rootfs: Path, command: list[str], **options) -> 
     bundle.mkdir(exist_ok=True)
     if not (bundle / "rootfs").exists():
         shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
-    oci = spec.build({"Env": ["PATH=/bin"]}, spec.RunOptions(command=command, **options),
-                     spec.SpecContext(container_id="f" * 64))  # fmt: skip
+    oci = spec.build(
+        {"Env": ["PATH=/bin"]}, spec.RunOptions(command=command, **options), spec.SpecContext(container_id="f" * 64)
+    )
     return bundle, oci
 
 
@@ -34,8 +35,13 @@ def write(bundle: Path, oci: dict) -> None:
 
 
 def run_bundle(bundle: Path, cid: str = "bundle-test") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid], capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_seccomp_alone_blocks_unshare_and_mount(tmp_path: Path, busybox_rootfs: Path) -> None:
@@ -63,16 +69,22 @@ def test_seccomp_alone_blocks_unshare_and_mount(tmp_path: Path, busybox_rootfs: 
         (lambda s: s["linux"].update(namespaces=[{"type": "pid"}]), "mount namespace"),
         (lambda s: s["linux"]["namespaces"].append({"type": "user"}), "user namespaces"),
         (lambda s: s["linux"]["namespaces"].append({"type": "pid"}), "listed twice"),
-        (lambda s: s["linux"].update(namespaces=[{"type": "mount"}, {"type": "network", "path": "/nonexistent/ns"}]),
-         "does not exist"),
+        (
+            lambda s: s["linux"].update(namespaces=[{"type": "mount"}, {"type": "network", "path": "/nonexistent/ns"}]),
+            "does not exist",
+        ),
         (lambda s: s["process"]["capabilities"]["bounding"].append("CAP_MAGIC"), "unknown capabilities"),
-        (lambda s: s["mounts"].append({"destination": "/x", "type": "bind", "source": "/nonexistent", "options": []}),
-         "bind mount source"),
+        (
+            lambda s: s["mounts"].append(
+                {"destination": "/x", "type": "bind", "source": "/nonexistent", "options": []}
+            ),
+            "bind mount source",
+        ),
         (lambda s: s["mounts"].append({"destination": "x", "type": "tmpfs"}), "absolute path"),
         (lambda s: s["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "rlimit"),
         (lambda s: s["root"].update(path="missing"), "not a directory"),
     ],
-)  # fmt: skip
+)
 def test_invalid_specs_fail_before_any_process(tmp_path: Path, busybox_rootfs: Path, mutate, message: str) -> None:
     from minirun.runtime import start
 

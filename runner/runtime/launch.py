@@ -96,11 +96,14 @@ def start(
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
     on_ready: Callable[[int], None] | None = None,
+    meanwhile: Callable[[int], None] | None = None,
 ) -> Process:
     """Run the bundle's process and return once it has exec'ed (or raise the error that stopped it).
 
     `stdin_open=False` gives the process /dev/null as stdin (without a terminal). `on_ready(pid)` runs
     in the parent when the child's namespaces exist and before its mounts: the place to plumb networks.
+    `meanwhile(pid)` runs once the child was told to go on, while it mounts and execs (on another core):
+    the place for work that does not have to come before the container's process, such as bookkeeping.
     """
     spec = config.load(bundle)
     cfg = config.prepare(
@@ -129,7 +132,7 @@ def start(
             cgroup.destroy()
         raise
     try:
-        _handshake(proc, parent_end, on_ready)
+        _handshake(proc, parent_end, on_ready, meanwhile)
     except BaseException:
         proc.signal(signal.SIGKILL)
         proc.wait()
@@ -139,7 +142,12 @@ def start(
     return proc
 
 
-def _handshake(proc: Process, chan: Channel, on_ready: Callable[[int], None] | None) -> None:
+def _handshake(
+    proc: Process,
+    chan: Channel,
+    on_ready: Callable[[int], None] | None,
+    meanwhile: Callable[[int], None] | None,
+) -> None:
     while True:
         message, fds = chan.recv()
         if message is None:
@@ -149,6 +157,8 @@ def _handshake(proc: Process, chan: Channel, on_ready: Callable[[int], None] | N
             if on_ready is not None:
                 on_ready(proc.pid)
             chan.send(GO)
+            if meanwhile is not None:
+                meanwhile(proc.pid)
         elif kind == PTY and fds:
             proc.pty_master = fds[0]
             for extra in fds[1:]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-FORMAT_VERSION = "1"  # bump when the compilation below changes meaning
+FORMAT_VERSION = "2"  # bump when the compilation below changes meaning
 _OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")
 _EPERM = 1
 
@@ -94,6 +94,9 @@ def compile_section(section: dict[str, Any]) -> bytes:
     default_errno = int(section.get("defaultErrnoRet", _EPERM))
     default = _action(seccomp, section.get("defaultAction", ""), section.get("defaultErrnoRet"), default_errno)
     flt = seccomp.SyscallFilter(default)
+    # A binary tree of syscall numbers instead of a linear list: half the load time (the kernel runs the
+    # filter for every syscall number to build its action cache) and fewer instructions per syscall.
+    flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
     native = seccomp.system_arch()
     for name in section.get("architectures") or ():
         arch = _arch(seccomp, name)
