@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 
 
@@ -99,3 +101,14 @@ def status_fields(text: str) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(tmp_path: Path):
+    """Imported by the modules that run containers: after each test, nothing of it may still run or be mounted."""
+    yield
+    deadline = time.monotonic() + 5
+    while processes_rooted_under(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_rooted_under(tmp_path) == [], "a container process outlived its test"
+    assert mounts_under(tmp_path) == [], "a mount outlived its test"

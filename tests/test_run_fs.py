@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import add_rootfs_image
 from minicache.store import Store
-from runkit import assert_nothing_left, container_ids, minirun
+from runkit import (
+    assert_nothing_left,
+    container_ids,
+    minirun,
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+)
 
 pytestmark = pytest.mark.root
 

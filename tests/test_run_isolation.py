@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 from minirun.runtime import caps
-from runkit import assert_nothing_left, minirun, status_fields
+from runkit import (
+    assert_nothing_left,
+    minirun,
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+    status_fields,
+)
 
 pytestmark = pytest.mark.root
 

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from runkit import MINIRUN, assert_nothing_left, minirun, spawn, wait_for_running
+from runkit import (
+    MINIRUN,
+    assert_nothing_left,
+    minirun,
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+    spawn,
+    wait_for_running,
+)
 
 pytestmark = pytest.mark.root
 

@@ -14,7 +14,10 @@ import pytest
 from minicache.errors import InvalidSpec
 from minirun import seccomp_profile, spec
 from minirun.runtime import caps
-from runkit import processes_rooted_under
+from runkit import (
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+    processes_rooted_under,
+)
 
 pytestmark = pytest.mark.root
 
@@ -200,3 +203,13 @@ def test_rlimits_and_sysctl(tmp_path: Path, busybox_rootfs: Path) -> None:
     write(bundle, oci)
     result = run_bundle(bundle)
     assert result.stdout.split() == ["100", "200", "1234"], result.stderr
+
+
+def test_proc_on_a_symlink_is_refused(tmp_path: Path, busybox_rootfs: Path) -> None:
+    bundle, oci = make_bundle(tmp_path, busybox_rootfs, ["true"])
+    (bundle / "rootfs/proc").rmdir()
+    (bundle / "rootfs/proc").symlink_to("/tmp")
+    write(bundle, oci)
+    result = run_bundle(bundle)
+    assert result.returncode == 125 and "/proc is a symbolic link in the image" in result.stderr
+    assert os.listdir(bundle / "rootfs/tmp") == []

@@ -306,3 +306,11 @@ def test_resources_and_cgroups_path_pass_through() -> None:
 
 def test_build_is_pure() -> None:
     assert build() == build()
+
+
+def test_adding_a_capability_the_host_withholds_is_an_error() -> None:
+    without_resource = tuple(c for c in KERNEL_CAPS if c != "CAP_SYS_RESOURCE")
+    ctx = SpecContext(container_id=CID, kernel_caps=without_resource)
+    with pytest.raises(InvalidSpec, match="cannot add CAP_SYS_RESOURCE"):
+        build(ctx=ctx, cap_add=["SYS_RESOURCE"])
+    assert "CAP_SYS_RESOURCE" not in build(ctx=ctx, privileged=True)["process"]["capabilities"]["bounding"]

@@ -43,7 +43,7 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno is not None:
         where = f" ({err.filename})" if err.filename else ""
         return f"{os.strerror(err.errno)}{where}"
-    return f"{type(err).__name__}: {err}"
+    return str(err) if isinstance(err, RuntimeError) else f"{type(err).__name__}: {err}"
 
 
 def main(cfg: ChildConfig, chan: Channel) -> NoReturn:

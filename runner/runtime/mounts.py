@@ -240,6 +240,9 @@ def _mount_cgroup(target: str, m: Mount) -> None:
 
 def mount_one(rootfs: str, m: Mount) -> None:
     target = secure_join(rootfs, m.destination)
+    if m.fstype in ("proc", "sysfs") and target.rstrip("/") != rootfs.rstrip("/") + m.destination.rstrip("/"):
+        # An image whose /proc is a symlink would get its proc elsewhere and masked paths would miss it.
+        raise RuntimeError(f"{m.destination} is a symbolic link in the image; refusing to mount {m.fstype} there")
     _make_target(target, m.source_is_dir)
     if m.fstype == "cgroup":
         _mount_cgroup(target, m)
