@@ -270,7 +270,12 @@ def run(
                     proc = start(store, container, stdin_open=opts.interactive)
                 started = True
                 forwarder.target(proc.pid)
-                code = wait(proc, tty=opts.tty, interactive=opts.interactive)
+                try:
+                    code = wait(proc, tty=opts.tty, interactive=opts.interactive)
+                except BaseException:  # we cannot watch it any more: it must not outlive us, nor its root
+                    proc.signal(signal.SIGKILL)
+                    proc.wait()
+                    raise
             except MiniError as e:
                 if not remove:
                     record_exit(container, e.exit_code, error=str(e), started=started)
