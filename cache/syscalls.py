@@ -170,3 +170,22 @@ CLOSE_RANGE_CLOEXEC = 4
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     _check(_libc.close_range(ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_int(flags)), "close_range")
+
+
+PR_SET_NAME = 15
+
+
+def set_process_title(title: str) -> None:
+    """Rewrite this process's command line (/proc/self/cmdline) and name, as setproctitle does.
+
+    The bytes live in the process's own argument area (arg_start..arg_end in /proc/self/stat); the new
+    title is cut to fit. Python's sys.argv is a separate copy and does not change.
+    """
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    arg_start, arg_end = int(fields[45]), int(fields[46])  # fields 48 and 49 of proc(5)
+    raw = title.encode()[: max(arg_end - arg_start - 1, 0)]
+    ctypes.memset(arg_start, 0, arg_end - arg_start)
+    ctypes.memmove(arg_start, raw, len(raw))
+    name = ctypes.create_string_buffer(title.encode()[:15])
+    _check(_libc.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name.value)), "prctl(PR_SET_NAME)")

@@ -182,12 +182,17 @@ def test_killing_minirun_takes_the_container_down(store_root: Path, busybox_imag
 def test_init_reaps_and_forwards(store_root: Path, busybox_image: str, init: str) -> None:
     env = {"MINICONTAINER_INIT": "builtin"} if init == "builtin" else {}
     # An orphaned zombie: `sh -c 'sleep 0 &'` exits before its child; the init must reap it.
-    script = "sh -c 'sleep 0.1 &' ; sleep 0.5; echo pid=$$; ps -o pid,stat,comm | grep -c ' Z ' ; exit 5"
+    script = (
+        "sh -c 'sleep 0.1 &' ; sleep 0.5; echo pid=$$; ps -o pid,stat,comm | grep -c ' Z ';"
+        " tr '\\0' ' ' < /proc/1/cmdline; echo; exit 5"
+    )
     result = minirun(store_root, "run", "--rm", "--init", busybox_image, "sh", "-c", script, env=env)
     assert result.returncode == 5, result.stderr
     lines = result.stdout.split()
     assert lines[0] != "pid=1"  # the init is PID 1, the command its child
     assert lines[1] == "0"  # no zombie left
+    init_cmdline = result.stdout.splitlines()[2]
+    assert "python" not in init_cmdline and "minirun" not in init_cmdline  # no host path shows inside
     proc = spawn(store_root, "run", "--rm", "--init", busybox_image, "sleep", "60", env=env)
     try:
         wait_for_running(store_root)

@@ -12,6 +12,8 @@ import contextlib
 import os
 import signal
 
+from minicache import syscalls
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +37,8 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
             signal.signal(signal.SIGTTOU, old)
         start_command()
     on_forked()
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        syscalls.set_process_title("init")  # not the host's `python .../minirun ...` command line
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
