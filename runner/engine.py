@@ -171,6 +171,8 @@ def prepare(store: Store, container: Container, *, console_size: tuple[int, int]
     opts = options_from_json(record["Options"])
     image = store.images.get(record["Image"])
     image_config = store.images.config(image).get("config") or {}
+    for volume in opts.volumes:
+        os.makedirs(volume.source, exist_ok=True)  # as Docker does for a missing -v source
     root = rootfs.mount(store, image, container, record.get("Driver", rootfs.OVERLAY), volatile=not durable)
     try:
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))

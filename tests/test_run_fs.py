@@ -164,3 +164,26 @@ def test_copy_fallback_when_overlay_is_unavailable(store_root: Path, busybox_ima
     rm = minirun(store_root, "run", "--rm", busybox_image, "true", env=env)
     assert rm.returncode == 0
     assert container_ids(store_root) == [cid]
+
+
+def test_parallel_runs_share_the_image(store_root: Path, busybox_image: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[int, str]:
+        result = minirun(
+            store_root,
+            "run",
+            "--rm",
+            "--name",
+            f"par{i}",
+            busybox_image,
+            "sh",
+            "-c",
+            f"echo {i} > /mine; sleep 0.2; cat /mine",
+        )
+        return result.returncode, result.stdout.strip()
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(one, range(6)))
+    assert results == [(0, str(i)) for i in range(6)]  # each saw only its own writes
+    assert_nothing_left(store_root)

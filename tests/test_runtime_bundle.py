@@ -213,3 +213,21 @@ def test_proc_on_a_symlink_is_refused(tmp_path: Path, busybox_rootfs: Path) -> N
     result = run_bundle(bundle)
     assert result.returncode == 125 and "/proc is a symbolic link in the image" in result.stderr
     assert os.listdir(bundle / "rootfs/tmp") == []
+
+
+def test_refuses_to_fork_with_threads(tmp_path: Path, busybox_rootfs: Path) -> None:
+    import threading
+
+    from minirun.runtime import StartError, start
+
+    bundle, oci = make_bundle(tmp_path, busybox_rootfs, ["true"])
+    write(bundle, oci)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with pytest.raises(StartError, match="threads"):
+            start(bundle, "threads")
+    finally:
+        stop.set()
+        thread.join()

@@ -7,6 +7,10 @@ import os
 
 from minicache.errors import InvalidSpec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.spec import RunOptions
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
@@ -40,9 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
-def _security(opts_list: list[str], opts) -> None:  # opts: RunOptions
+def _security(opts_list: list[str], opts: RunOptions) -> None:
+    """--security-opt: seccomp=unconfined|FILE and no-new-privileges[=BOOL] (also Docker's old `:` syntax)."""
     for raw in opts_list:
-        key, sep, value = raw.replace(":", "=", 1).partition("=") if "=" not in raw else raw.partition("=")
+        key, sep, value = raw.partition("=" if "=" in raw else ":")
         if key == "seccomp" and sep:
             if value == "unconfined":
                 opts.seccomp = "unconfined"
@@ -60,7 +65,7 @@ def _security(opts_list: list[str], opts) -> None:  # opts: RunOptions
             )
 
 
-def options(args: argparse.Namespace):  # -> RunOptions
+def options(args: argparse.Namespace) -> RunOptions:
     """Turn the parsed flags into checked RunOptions."""
     from minirun import flags
     from minirun.spec import RunOptions
@@ -100,8 +105,6 @@ def options(args: argparse.Namespace):  # -> RunOptions
         network=args.network,
     )
     _security(args.security_opt, opts)
-    for v in opts.volumes:
-        os.makedirs(v.source, exist_ok=True) if not os.path.exists(v.source) else None  # Docker creates it
     return opts
 
 

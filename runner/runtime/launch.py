@@ -63,6 +63,11 @@ class Process:
             cgroup.destroy()
 
 
+def _thread_count() -> int:
+    with open("/proc/self/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[17])  # field 20, num_threads
+
+
 def _fork_in_pid_namespace(path: str | None, new: bool) -> int:
     """fork(); with `new` or `path`, the child is created in a new (or that) PID namespace."""
     if not new and path is None:
@@ -115,6 +120,11 @@ def start(
         preserve_fds=preserve_fds,
         cgroup=cgroup,
     )
+    if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
+        raise StartError(
+            "cannot start a container from a process that runs threads",
+            hint="start containers before anything starts threads (pyroute2, tqdm), or from another process",
+        )
     if cgroup is not None:
         cgroup.create(cfg.resources)
     try:
