@@ -58,5 +58,12 @@ class Channel:
             return None, list(fds)
         return json.loads(data), list(fds)
 
+    def peer_closed(self) -> bool:
+        """True if the other end is closed (its process died), without waiting or consuming a message."""
+        try:
+            return self.sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+
     def close(self) -> None:
         self.sock.close()

@@ -98,10 +98,13 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     if cfg.new_netns:
         stage[0] = "bringing up loopback"
         _loopback_up()
-    chan.send(READY)
-    message, _ = chan.recv()
-    if message is None or message.get("t") != GO:
-        os._exit(125)  # the parent is gone or gave up
+    if cfg.wait_for_go:
+        chan.send(READY)
+        message, _ = chan.recv()
+        if message is None or message.get("t") != GO:
+            os._exit(125)  # the parent is gone or gave up
+    elif cfg.kill_with_parent and chan.peer_closed():
+        os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
 
     stage[0] = "preparing the root filesystem"
     mounts.prepare_root(cfg.rootfs, cfg.root_propagation)

@@ -71,6 +71,7 @@ class ChildConfig(Record):
     stdin_null: bool = False
     builtin_init: bool = False
     kill_with_parent: bool = True
+    wait_for_go: bool = False  # stop after the namespaces exist until the parent says go (it has work to do)
     preserve_fds: int = 0
     cgroup: CgroupHook | None = None
     resources: dict[str, Any] = {}

@@ -107,8 +107,9 @@ def start(
 
     `stdin_open=False` gives the process /dev/null as stdin (without a terminal). `on_ready(pid)` runs
     in the parent when the child's namespaces exist and before its mounts: the place to plumb networks.
-    `meanwhile(pid)` runs once the child was told to go on, while it mounts and execs (on another core):
+    `meanwhile(pid)` runs while the child mounts and execs (on another core; after `on_ready` if given):
     the place for work that does not have to come before the container's process, such as bookkeeping.
+    Without `on_ready` the child does not stop to wait for the parent at all.
     """
     spec = config.load(bundle)
     cfg = config.prepare(
@@ -120,6 +121,7 @@ def start(
         preserve_fds=preserve_fds,
         cgroup=cgroup,
     )
+    cfg.wait_for_go = on_ready is not None
     if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
         raise StartError(
             "cannot start a container from a process that runs threads",
@@ -142,6 +144,8 @@ def start(
             cgroup.destroy()
         raise
     try:
+        if meanwhile is not None and on_ready is None:
+            meanwhile(proc.pid)  # the child is already busy with its namespaces and mounts
         _handshake(proc, parent_end, on_ready, meanwhile)
     except BaseException:
         proc.signal(signal.SIGKILL)
