@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from minicache.errors import MiniError
+from minicache.errors import InvalidSpec, MiniError
 from minicache.store import Store
 from minirun import rootfs, spec, users
 from minirun.containers import CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
@@ -172,7 +172,11 @@ def prepare(store: Store, container: Container, *, console_size: tuple[int, int]
     image = store.images.get(record["Image"])
     image_config = store.images.config(image).get("config") or {}
     for volume in opts.volumes:
-        os.makedirs(volume.source, exist_ok=True)  # as Docker does for a missing -v source
+        if not os.path.lexists(volume.source):
+            try:
+                os.makedirs(volume.source)  # as Docker does for a missing -v source
+            except OSError as e:
+                raise InvalidSpec(f"cannot create the volume source {volume.source}: {e.strerror}") from None
     root = rootfs.mount(store, image, container, record.get("Driver", rootfs.OVERLAY), volatile=not durable)
     try:
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))

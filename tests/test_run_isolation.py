@@ -221,3 +221,47 @@ def test_no_host_fd_reaches_the_container(store_root: Path, busybox_image: str) 
         os.close(leak)
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split()) == ["0", "1", "2", "3"]  # 3 is ls's own directory handle
+
+
+SYSCALL_PROBE = r"""
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(nr, *args):
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return "ok" if r >= 0 else errno.errorcode[ctypes.get_errno()]
+# Arguments the kernel itself would reject (NULL pointers, CLONE_NEWNS|CLONE_FS): any EPERM/ENOSYS
+# below comes from the filter, which runs before the kernel looks at them.
+print("clone3", call(435, 0, 0))
+print("clone_ns", call(56, 0x20000 | 0x200 | 17, 0, 0, 0, 0))
+print("keyctl", call(250, 0, 0, 0, 0, 0))
+print("add_key", call(248, 0, 0, 0, 0, 0))
+print("kexec_load", call(246, 0, 0, 0, 0))
+print("open_by_handle_at", call(304, 0, 0, 0))
+print("personality", call(135, 0xffffffff))
+print("getpid", call(39))
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs the host's python3 to probe syscalls")
+def test_default_seccomp_profile_behaviour(store_root: Path, busybox_image: str, tmp_path: Path) -> None:
+    """Docker's profile: clone3 → ENOSYS (libc falls back), namespace clone → EPERM, keyring/kexec/... → EPERM.
+
+    The host's python3 is bind-mounted into the busybox container to make the raw system calls.
+    """
+    probe = tmp_path / "probe.py"
+    probe.write_text(SYSCALL_PROBE)
+    mounts = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "-v", f"{probe}:/p.py:ro"]
+
+    def run(*flags: str) -> dict[str, str]:
+        result = minirun(store_root, "run", "--rm", *flags, *mounts, busybox_image, "/usr/bin/python3", "-I", "/p.py")
+        assert result.returncode == 0, result.stderr
+        return dict(line.split() for line in result.stdout.splitlines())
+
+    default, unconfined = run(), run("--security-opt", "seccomp=unconfined")
+    admin = run("--cap-add", "SYS_ADMIN")
+    assert default["clone3"] == "ENOSYS" and unconfined["clone3"] == admin["clone3"] == "EINVAL"
+    assert default["clone_ns"] == "EPERM" and unconfined["clone_ns"] == admin["clone_ns"] == "EINVAL"
+    for name in ("keyctl", "add_key", "kexec_load", "open_by_handle_at"):
+        assert default[name] == "EPERM" and unconfined[name] != "EPERM", name
+    assert default["personality"] == default["getpid"] == "ok"
