@@ -187,3 +187,19 @@ def test_parallel_runs_share_the_image(store_root: Path, busybox_image: str) -> 
         results = list(pool.map(one, range(6)))
     assert results == [(0, str(i)) for i in range(6)]  # each saw only its own writes
     assert_nothing_left(store_root)
+
+
+def test_image_config_is_honoured(store: Store, store_root: Path, busybox_rootfs: Path) -> None:
+    config = {
+        "User": "user",
+        "WorkingDir": "/home/user/work",
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["echo default"],
+        "Env": ["PATH=/bin", "GREETING=from-image"],
+    }
+    add_rootfs_image(store, busybox_rootfs, "configured:1", config)
+    result = minirun(store_root, "run", "--rm", "configured:1", 'id -u; pwd; stat -c %u .; echo "$GREETING $HOME"')
+    assert result.stdout.split() == ["1000", "/home/user/work", "1000", "from-image", "/home/user"], result.stderr
+    assert minirun(store_root, "run", "--rm", "configured:1").stdout == "default\n"
+    override = minirun(store_root, "run", "--rm", "-u", "0", "-w", "/", "--entrypoint", "id", "configured:1", "-u")
+    assert override.stdout == "0\n"

@@ -261,3 +261,23 @@ def test_tty_without_terminal_input_is_refused(store_root: Path, busybox_image: 
 def test_python_is_not_needed_in_the_image(store_root: Path, busybox_image: str) -> None:
     assert sys.executable  # the runtime runs from the host; the busybox image has no Python at all
     assert minirun(store_root, "run", "--rm", busybox_image, "sh", "-c", "test ! -e /usr/bin/python3").returncode == 0
+
+
+def test_terminal_is_restored_after_the_session(store_root: Path, busybox_image: str) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    shell = pexpect.spawn("/bin/sh", encoding="utf-8", timeout=20, env={"PS1": "host$ ", "PATH": "/usr/bin:/bin"})
+    try:
+        shell.expect_exact("host$ ")
+        shell.sendline("stty -a | grep -o -e '-\\?icanon' -e '-\\?echo ' | tr '\\n' ' '")
+        shell.expect(r"(-?icanon) (-?echo) ")
+        before = shell.match.group(0)
+        shell.expect_exact("host$ ")
+        shell.sendline(f"{MINIRUN} --root {store_root} run --rm -it {busybox_image} sh")
+        shell.expect_exact("/ # ")  # raw mode on the host terminal while the container runs
+        shell.sendline("exit 4")
+        shell.expect_exact("host$ ")
+        shell.sendline("echo status=$?; stty -a | grep -o -e '-\\?icanon' -e '-\\?echo ' | tr '\\n' ' '")
+        shell.expect(r"status=4\s+(-?icanon) (-?echo) ")
+        assert shell.match.group(0).split()[1:] == before.split() == ["icanon", "echo"]
+    finally:
+        shell.close(force=True)
