@@ -14,3 +14,7 @@ echo "+ minibuild from-tar $work/busybox.tar --tag demo/busybox:latest"
 $BIN/minibuild from-tar "$work/busybox.tar" --tag demo/busybox:latest --change 'CMD ["/bin/sh"]'
 echo "+ minibuild images"
 $BIN/minibuild images
+echo "+ minirun --rm demo/busybox echo hello from a container"
+$BIN/minirun --rm demo/busybox echo hello from a container
+echo "+ minirun --rm demo/busybox sh -c 'hostname; id; grep -E \"^(CapEff|NoNewPrivs|Seccomp):\" /proc/self/status'"
+$BIN/minirun --rm demo/busybox sh -c 'hostname; id; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status'

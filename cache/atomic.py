@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

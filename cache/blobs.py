@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minicache import digest as digests
 from minicache.atomic import fsync_dir
 from minicache.errors import NotFound
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, BinaryIO
+
     from minicache.store import Store
 
 

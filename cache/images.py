@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from minicache import digest as digests
 from minicache import reference
 from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import InvalidReference, NotFound
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from minicache.store import Store
 
 REFS_FILE = "refs.json"
@@ -39,6 +41,8 @@ class LayerRef:
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """An image in the store: its config digest (the ID), its layers and where its manifest came from."""
+
     id: str  # config digest
     layers: tuple[LayerRef, ...]
     manifest: str | None = None  # digest of the stored manifest blob

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache.atomic import atomic_write_json, fsync_dir, read_json
 from minicache.errors import NotFound
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
 if TYPE_CHECKING:
     from minicache.store import Store
 
@@ -24,6 +24,8 @@ META_FILE = "layer.json"
 
 @dataclass(frozen=True)
 class LayerInfo:
+    """What layer.json records about one unpacked layer."""
+
     chain_id: str
     diff_id: str
     parent: str | None  # chain ID of the layer below, None for a base layer

@@ -22,10 +22,19 @@ def supported() -> bool:
         return False
 
 
-def mount(target: Path, lowers: Sequence[Path], upper: Path | None = None, work: Path | None = None) -> None:
+def mount(
+    target: Path,
+    lowers: Sequence[Path],
+    upper: Path | None = None,
+    work: Path | None = None,
+    *,
+    volatile: bool = False,
+) -> None:
     """Mount `lowers` (topmost first, as overlayfs wants) at `target`, with `upper`/`work` if writable.
 
     A single lower directory without an upper one becomes a read-only bind mount (overlayfs needs two).
+    `volatile` (Linux >= 5.10) skips every sync of the upper directory, unmount included: for throwaway
+    containers; after a crash the kernel refuses to reuse such an upper/work pair.
     """
     if not lowers:
         raise ValueError("an overlay needs at least one lower directory")
@@ -39,7 +48,7 @@ def mount(target: Path, lowers: Sequence[Path], upper: Path | None = None, work:
         if upper is not None:
             if work is None:
                 raise ValueError("a writable overlay needs a work directory")
-            options += f",upperdir={upper},workdir={work}"
+            options += f",upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
         syscalls.mount("overlay", target, "overlay", 0, options)
     finally:
         for fd in fds:

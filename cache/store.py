@@ -12,8 +12,6 @@ run_root/                  run-time state that must not outlive a reboot (miniru
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -94,7 +92,7 @@ class Store:
 
     def staging_path(self, kind: str) -> Path:
         """A fresh, unused path in tmp/ named after this process, so that debris of dead ones can be found."""
-        return self.tmp_dir / f"{kind}-{process.self_token()}-{secrets.token_hex(6)}"
+        return self.tmp_dir / f"{kind}-{process.self_token()}-{os.urandom(6).hex()}"  # = secrets.token_hex(6)
 
     def staging_dir(self, kind: str) -> Path:
         path = self.staging_path(kind)
@@ -110,6 +108,8 @@ class Store:
             os.rename(path, retired)
             path = retired
         if path.is_dir() and not path.is_symlink():
+            import shutil  # imported here: shutil (with bz2, lzma) is a few ms of `minirun` start-up
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
@@ -129,6 +129,8 @@ class Store:
             if not process.is_alive(pid, started):
                 path = self.tmp_dir / name
                 if path.is_dir() and not path.is_symlink():
+                    import shutil
+
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Start-up benchmark: `minirun --rm --network none IMAGE true` beside podman and runc, in the same run.
+
+    .venv/bin/python bench/run.py [--runs N]
+
+All three start the same busybox root filesystem (built from the host's busybox-static) with a
+no-op command and clean up after themselves:
+  minirun  from a throwaway store (overlay of the image layer + the container's upper dir)
+  podman   from a throwaway --root/--runroot, image made by `podman import` of the same rootfs, with the
+           `--ulimit nofile=1024:1024 --ulimit nproc=1000:1000` this machine needs (no CAP_SYS_RESOURCE)
+  runc     `runc run` of a bundle with the spec minirun generates (same hardening) and a plain rootfs dir
+Runs are interleaved (minirun, podman, runc, minirun, ...) so a change of load hits all of them alike.
+Prints the medians and minirun's ratio to each peer. Target: minirun <= 0.4 x podman.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import imagekit  # noqa: E402
+from conftest import add_rootfs_image  # noqa: E402
+from minicache import overlay  # noqa: E402
+from minicache.store import Store  # noqa: E402
+from minirun import spec  # noqa: E402
+
+MINIRUN = str(Path(sys.executable).with_name("minirun"))
+TARGET = 0.4
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])}... failed ({result.returncode}): {result.stderr.decode().strip()}")
+    return elapsed
+
+
+def unmount_under(path: Path) -> None:
+    """Unmount whatever the peers left mounted under our temp dir (podman keeps its overlay home mounted)."""
+    prefix = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        overlay.unmount(Path(point), lazy=True)
+
+
+def setup(work: Path) -> dict[str, list[str]]:
+    rootfs = imagekit.busybox_rootfs(work / "rootfs")
+    commands: dict[str, list[str]] = {}
+
+    store = work / "store"
+    add_rootfs_image(Store(store), rootfs, "bench/busybox:latest")
+    commands["minirun"] = [MINIRUN, "--root", str(store), "--rm", "--network", "none", "bench/busybox", "true"]
+
+    if shutil.which("podman"):
+        tar = work / "busybox.tar"
+        tar.write_bytes(imagekit.tar_of_dir(rootfs))
+        podman = [
+            "podman",
+            "--root",
+            str(work / "podman-root"),
+            "--runroot",
+            str(work / "podman-run"),
+            "--storage-driver",
+            "overlay",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]
+        subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
+        commands["podman"] = [
+            *podman,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1000:1000",
+            "--cgroup-parent",
+            f"/{work.name}",
+            "localhost/bench-busybox:latest",
+            "true",
+        ]
+
+    if shutil.which("runc"):
+        bundle = work / "bundle"
+        bundle.mkdir()
+        shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+        (bundle / "rootfs").chmod(0o755)
+        cid = "bench" + secrets.token_hex(4)
+        ctx = spec.SpecContext(container_id=cid * 4, cgroups_path=f"/{work.name}/{cid}")
+        oci = spec.build({"Env": [f"PATH={spec.DEFAULT_PATH}"]}, spec.RunOptions(command=["true"]), ctx)
+        (bundle / "config.json").write_text(json.dumps(oci))
+        commands["runc"] = ["runc", "--root", str(work / "runc-state"), "run", "-b", str(bundle), cid]
+    return commands
+
+
+def remove_cgroups(name: str) -> None:
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / name
+        if parent.is_dir():
+            for child in sorted(parent.glob("*/"), reverse=True):
+                child.rmdir()
+            parent.rmdir()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/run.py needs root (namespaces, mounts)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: bytecode cached
+    work = Path(tempfile.mkdtemp(prefix="minirun-bench-"))
+    try:
+        commands = setup(work)
+        for cmd in commands.values():
+            for _ in range(args.warmup):
+                timed(cmd, env)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                times[name].append(timed(cmd, env))
+    finally:
+        unmount_under(work)
+        remove_cgroups(work.name)
+        shutil.rmtree(work, ignore_errors=True)
+
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"start-up of a no-op container, median of {args.runs} runs (after {args.warmup} warm-up runs each)")
+    for name, value in medians.items():
+        spread = f"min {min(times[name]) * 1000:6.1f}  max {max(times[name]) * 1000:6.1f}"
+        print(f"  {name:8s} {value * 1000:7.1f} ms   ({spread})")
+    ours = medians["minirun"]
+    for peer in ("podman", "runc"):
+        if peer in medians:
+            print(f"  minirun / {peer}: {ours / medians[peer]:.2f}x")
+    if "podman" in medians:
+        verdict = "met" if ours <= TARGET * medians["podman"] else "NOT met"
+        print(f"  target minirun <= {TARGET} x podman ({TARGET * medians['podman'] * 1000:.0f} ms): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Parsers for `minirun run` flag values (`-v`, `--tmpfs`, `--ulimit`, `-e`, `--env-file`, `--name`, ...).
+
+Each turns one string into a checked value or raises InvalidSpec saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from minicache.errors import InvalidSpec
+from minirun.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_ENV_KEY_RE = re.compile(r"^[^=\s]+$")
+_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+ULIMITS = {
+    "core": "RLIMIT_CORE",
+    "cpu": "RLIMIT_CPU",
+    "data": "RLIMIT_DATA",
+    "fsize": "RLIMIT_FSIZE",
+    "locks": "RLIMIT_LOCKS",
+    "memlock": "RLIMIT_MEMLOCK",
+    "msgqueue": "RLIMIT_MSGQUEUE",
+    "nice": "RLIMIT_NICE",
+    "nofile": "RLIMIT_NOFILE",
+    "nproc": "RLIMIT_NPROC",
+    "rss": "RLIMIT_RSS",
+    "rtprio": "RLIMIT_RTPRIO",
+    "rttime": "RLIMIT_RTTIME",
+    "sigpending": "RLIMIT_SIGPENDING",
+    "stack": "RLIMIT_STACK",
+    "as": "RLIMIT_AS",
+}
+
+
+class Volume(Record):
+    source: str
+    destination: str
+    readonly: bool = False
+    propagation: str = "rprivate"
+
+
+class Tmpfs(Record):
+    destination: str
+    options: tuple[str, ...] = ()
+
+
+class Ulimit(Record):
+    name: str  # RLIMIT_*
+    soft: int
+    hard: int
+
+
+def container_path(path: str, what: str) -> str:
+    """A clean absolute path inside the container (`//a/./b/../c` → `/a/c`); `..` cannot climb above `/`."""
+    if not path.startswith("/"):
+        raise InvalidSpec(f"{what} {path!r} is invalid: it needs to be an absolute path")
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InvalidSpec(
+            f"invalid container name {name!r}",
+            hint="names are [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two characters)",
+        )
+    return name
+
+
+def env_entry(item: str, environ: Mapping[str, str]) -> str | None:
+    """`KEY=VALUE` stays; a bare `KEY` takes the caller's value, or is dropped when unset (as Docker does)."""
+    key, eq, _value = item.partition("=")
+    if not key or not _ENV_KEY_RE.match(key):
+        raise InvalidSpec(f"invalid environment variable {item!r}", hint="use KEY=VALUE or KEY")
+    if eq:
+        return item
+    return f"{key}={environ[key]}" if key in environ else None
+
+
+def read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """Docker's env-file format: KEY=VALUE or KEY per line; blank lines and `#` comments are skipped."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise InvalidSpec(f"cannot read env file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidSpec(f"env file {path} is not UTF-8 text") from None
+    out = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise InvalidSpec(f"{path}:{number}: variable name {key!r} contains whitespace or is empty")
+        entry = env_entry(line, environ)
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def parse_volume(text: str) -> Volume:
+    """`HOST:CONTAINER[:OPTIONS]` with options ro, rw and a propagation mode (comma-separated)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidSpec(f"invalid volume specification {text!r}", hint="use -v /host/path:/container/path[:ro]")
+    source, dest = parts[0], parts[1]
+    if not source.startswith("/"):
+        raise InvalidSpec(
+            f"invalid volume {text!r}: named volumes are not supported", hint="give an absolute host path"
+        )
+    dest = container_path(dest, "volume destination")
+    if dest == "/":
+        raise InvalidSpec(f"invalid volume {text!r}: the destination cannot be /")
+    readonly, propagation = False, "rprivate"
+    for option in parts[2].split(",") if len(parts) == 3 else ():
+        if option in ("ro", "rw"):
+            readonly = option == "ro"
+        elif option in _PROPAGATIONS:
+            propagation = option
+        elif option in ("z", "Z", "nocopy", ""):
+            continue
+        else:
+            raise InvalidSpec(f"invalid volume option {option!r} in {text!r}", hint="options are ro, rw, rprivate, ...")
+    return Volume(os.path.normpath(source), dest, readonly, propagation)
+
+
+def parse_tmpfs(text: str) -> Tmpfs:
+    """`/path[:opt,opt=value,...]` (e.g. `/run:rw,size=64m,mode=1777`)."""
+    dest, _, opts = text.partition(":")
+    dest = container_path(dest, "tmpfs destination")
+    if dest == "/":
+        raise InvalidSpec("a tmpfs cannot be mounted on /", hint="use --read-only and tmpfs mounts for writable paths")
+    options = tuple(o for o in opts.split(",") if o)
+    for option in options:
+        key, _, value = option.partition("=")
+        if key in ("size", "nr_inodes", "nr_blocks") and not re.fullmatch(r"\d+[kmgKMG%]?", value):
+            raise InvalidSpec(f"invalid tmpfs option {option!r}", hint="e.g. size=64m")
+        if key == "mode" and not re.fullmatch(r"[0-7]{3,4}", value):
+            raise InvalidSpec(f"invalid tmpfs option {option!r}", hint="mode is octal, e.g. mode=1777")
+    return Tmpfs(dest, options)
+
+
+def _limit(value: str, text: str) -> int:
+    if value in ("-1", "unlimited"):
+        return 2**64 - 1
+    if not value.isdigit():
+        raise InvalidSpec(f"invalid ulimit {text!r}: {value!r} is not a number", hint="use --ulimit nofile=1024:2048")
+    return int(value)
+
+
+def parse_ulimit(text: str) -> Ulimit:
+    """`NAME=SOFT[:HARD]` (e.g. `nofile=1024:2048`)."""
+    name, eq, values = text.partition("=")
+    if not eq or name not in ULIMITS:
+        raise InvalidSpec(
+            f"invalid ulimit {text!r}", hint=f"use NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMITS)}"
+        )
+    soft_s, _, hard_s = values.partition(":")
+    soft = _limit(soft_s, text)
+    hard = _limit(hard_s, text) if hard_s else soft
+    if soft > hard:
+        raise InvalidSpec(f"invalid ulimit {text!r}: the soft limit is above the hard limit")
+    return Ulimit(ULIMITS[name], soft, hard)

@@ -1,0 +1,69 @@
+"""The parent↔child synchronisation channel: a SOCK_SEQPACKET pair carrying small typed JSON messages.
+
+One datagram = one message `{"t": TYPE, ...}`; a message may carry file descriptors (SCM_RIGHTS), which
+is how the child hands the parent the pty master it opened inside the container. Both ends are
+O_CLOEXEC: when the child's execve succeeds its end closes, and the parent reads end-of-file.
+
+Built on `_socket`, the C module under `socket`: `socket.py` spends ~4 ms of start-up building enums.
+"""
+
+from __future__ import annotations
+
+import _socket
+import array
+import json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_MESSAGE = 65536
+MAX_FDS = 4
+_SOCK_CLOEXEC = 0o2000000
+
+# Message types
+READY = "ready"  # child → parent: namespaces exist; the parent may set up what needs the child's PID
+GO = "go"  # parent → child: carry on
+PTY = "pty"  # child → parent, with the pty master fd
+ERROR = "error"  # child → parent: setup or exec failed; {"msg": ..., "code": 125|126|127}
+
+
+class Channel:
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, Channel]:
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _SOCK_CLOEXEC)
+        return cls(a), cls(b)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, kind: str, fds: list[int] | tuple[int, ...] = (), **fields: Any) -> None:
+        data = json.dumps({"t": kind, **fields}).encode()
+        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self.sock.sendmsg([data], ancillary)
+
+    def recv(self) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message and the fds it carried; (None, []) at end-of-file (the peer closed or exec'ed)."""
+        fds = array.array("i")
+        data, ancdata, _flags, _addr = self.sock.recvmsg(
+            MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * fds.itemsize), _socket.MSG_CMSG_CLOEXEC
+        )
+        for level, kind, payload in ancdata:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+        if not data:
+            return None, list(fds)
+        return json.loads(data), list(fds)
+
+    def peer_closed(self) -> bool:
+        """True if the other end is closed (its process died), without waiting or consuming a message."""
+        try:
+            return self.sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,242 @@
+"""The container's init process, from fork to execve.
+
+Order (each step needs the one before): join the cgroup → join/unshare namespaces → handshake with the
+parent → mounts (propagation cut first) → pivot_root, old root detached → terminal → sysctl → masked and
+read-only paths → working directory → read-only root → hostname → rlimits → bounding set → user and
+groups (capabilities kept) → capabilities (ambient last) → no_new_privs → seccomp → close fds → execve.
+
+Nothing here may import a module: after pivot_root the host's files are out of reach. Any failure is sent
+to the parent as one message with the exit code Docker would use (125 setup, 126 cannot invoke, 127 not
+found), then the process exits with that code.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import errno
+import fcntl
+import os
+import resource
+import signal
+import struct
+
+from minicache import syscalls as sc
+from minirun.runtime import caps, init, mounts, signals, tty
+from minirun.runtime.channel import ERROR, GO, PTY, READY, Channel
+from minirun.runtime.config import ChildConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+class ChildError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno is not None:
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{os.strerror(err.errno)}{where}"
+    return str(err) if isinstance(err, RuntimeError) else f"{type(err).__name__}: {err}"
+
+
+def main(cfg: ChildConfig, chan: Channel) -> NoReturn:
+    """Set the container up and exec its process; never returns."""
+    stage = ["starting"]
+    code = 125
+    try:
+        _setup(cfg, chan, stage)
+        _exec(cfg)
+    except ChildError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:
+        _report(chan, 125, f"{stage[0]}: {_describe(e)}")
+    os._exit(code)
+
+
+def _report(chan: Channel, code: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        chan.send(ERROR, msg=message, code=code)
+
+
+def _loopback_up() -> None:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        ifr = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack("16sH14x", ifr)[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        s.close()
+
+
+def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
+    signals.reset_in_child()
+    if cfg.kill_with_parent:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.umask(0)
+    if cfg.cgroup is not None:
+        stage[0] = "joining the cgroup"
+        cfg.cgroup.join()
+    for path, flag in cfg.join_namespaces:
+        stage[0] = f"joining namespace {path}"
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, flag)
+        finally:
+            os.close(fd)
+    stage[0] = "creating namespaces"
+    if cfg.unshare_flags:
+        sc.unshare(cfg.unshare_flags)
+    os.setsid()
+    if cfg.new_netns:
+        stage[0] = "bringing up loopback"
+        _loopback_up()
+    if cfg.wait_for_go:
+        chan.send(READY)
+        message, _ = chan.recv()
+        if message is None or message.get("t") != GO:
+            os._exit(125)  # the parent is gone or gave up
+    elif cfg.kill_with_parent and chan.peer_closed():
+        os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
+
+    stage[0] = "preparing the root filesystem"
+    mounts.prepare_root(cfg.rootfs, cfg.root_propagation)
+    for m in cfg.mounts:
+        stage[0] = f"mounting {m.fstype} on {m.destination}"
+        mounts.mount_one(cfg.rootfs, m)
+    if cfg.devices is not None:
+        stage[0] = "creating device nodes"
+        mounts.create_devices(cfg.rootfs, cfg.devices)
+        mounts.create_dev_links(cfg.rootfs)
+    stage[0] = "pivot_root"
+    mounts.pivot(cfg.rootfs)
+
+    if cfg.terminal:
+        stage[0] = "opening the container's terminal"
+        master, slave, path = tty.open_pty(cfg.uid, cfg.gid, *cfg.console_size)
+        tty.make_controlling(slave)
+        if cfg.devices is not None:
+            mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
+        chan.send(PTY, fds=[master])
+        os.close(master)
+    elif cfg.stdin_null:
+        fd = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+    for key, value in cfg.sysctl.items():
+        stage[0] = f"setting sysctl {key}"
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    stage[0] = "masking paths"
+    mounts.mask(cfg.masked)
+    stage[0] = "making paths read-only"
+    mounts.make_readonly(cfg.readonly)
+    stage[0] = f"creating the working directory {cfg.cwd}"
+    _make_cwd(cfg.cwd, cfg.uid, cfg.gid)
+    if cfg.root_readonly:
+        stage[0] = "making the root read-only"
+        mounts.remount_root_readonly()
+    if cfg.hostname:
+        stage[0] = "setting the hostname"
+        sc.sethostname(cfg.hostname)
+    if cfg.domainname:
+        sc.setdomainname(cfg.domainname)
+    for number, soft, hard in cfg.rlimits:
+        stage[0] = f"setting rlimit {number}"
+        resource.setrlimit(number, (soft, hard))
+    if cfg.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(cfg.oom_score_adj))
+    if cfg.seccomp is not None and not cfg.no_new_privs:
+        stage[0] = "loading the seccomp filter"  # without no_new_privs it needs CAP_SYS_ADMIN: load it now
+        sc.seccomp_load_bpf(cfg.seccomp)
+    stage[0] = "dropping capabilities from the bounding set"
+    caps.drop_bounding(cfg.bounding)
+    stage[0] = f"switching to user {cfg.uid}:{cfg.gid}"
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(cfg.additional_gids)
+    os.setresgid(cfg.gid, cfg.gid, cfg.gid)
+    os.setresuid(cfg.uid, cfg.uid, cfg.uid)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    if cfg.kill_with_parent and cfg.uid != 0:
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared it
+    os.umask(cfg.umask)
+    try:
+        os.chdir(cfg.cwd)
+    except OSError as e:
+        raise ChildError(
+            126 if e.errno == errno.EACCES else 125,
+            f"cannot enter working directory {cfg.cwd}: {os.strerror(e.errno or 0)}",
+        ) from None
+    stage[0] = "setting capabilities"
+    caps.apply(cfg.caps)
+    if cfg.no_new_privs:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if cfg.seccomp is not None:
+            stage[0] = "loading the seccomp filter"
+            sc.seccomp_load_bpf(cfg.seccomp)
+    stage[0] = "closing file descriptors"
+    sc.close_range(3 + cfg.preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    if cfg.builtin_init:
+        init.run(lambda: _exec_or_report(cfg, chan), on_forked=chan.close)
+
+
+def _make_cwd(cwd: str, uid: int, gid: int) -> None:
+    """Create the working directory (and missing parents) inside the container, owned by the user like Docker."""
+    missing = []
+    path = os.path.realpath(cwd)  # after pivot_root every symlink resolves inside the container
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        os.mkdir(path, 0o755)
+        os.chown(path, uid, gid)
+
+
+def _candidates(name: str, env_path: str | None) -> list[str]:
+    if "/" in name:
+        return [name]
+    dirs = env_path if env_path is not None else "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return [os.path.join(d or ".", name) for d in dirs.split(":")]
+
+
+def _exec(cfg: ChildConfig) -> NoReturn:
+    """execve the process; look the command up in the container's PATH the way execvp does."""
+    name = cfg.args[0]
+    denied: OSError | None = None
+    last: OSError | None = None
+    for path in _candidates(name, cfg.env.get("PATH")):
+        try:
+            os.execve(path, cfg.args, cfg.env)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                last = last or e
+                continue
+            if e.errno == errno.EACCES:
+                denied = e
+                continue
+            raise ChildError(126, f'exec: "{name}": {os.strerror(e.errno or 0)}') from None
+    if denied is not None:
+        raise ChildError(126, f'exec: "{name}": permission denied')
+    if "/" in name:
+        raise ChildError(127, f'exec: "{name}": no such file or directory')
+    raise ChildError(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _exec_or_report(cfg: ChildConfig, chan: Channel) -> NoReturn:
+    code = 125
+    try:
+        _exec(cfg)
+    except ChildError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:
+        _report(chan, 125, f"exec: {_describe(e)}")
+    os._exit(code)

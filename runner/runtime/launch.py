@@ -1,0 +1,193 @@
+"""Start an OCI bundle's process: the parent's half of the runtime.
+
+    proc = start(bundle_dir, container_id)      # returns once the container's process has exec'ed
+    status = proc.wait()                        # its exit code, or 128+N if signal N killed it
+
+The container's init is forked while this process has no other threads. For a new PID namespace the
+parent unshares CLONE_NEWPID (which only affects its future children), forks, and setns()es straight back,
+so the child is PID 1 and the parent is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+from minicache import process as procinfo
+from minicache import syscalls as sc
+from minicache.errors import CannotInvoke, CommandNotFound, MiniError
+from minirun.runtime import child, config
+from minirun.runtime.channel import ERROR, GO, PTY, READY, Channel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from minirun.runtime.cgroup import CgroupHook
+
+
+class StartError(MiniError):
+    """The container's process could not be set up (Docker's 125)."""
+
+
+class Process:
+    """A started container process (its PID 1, seen from the host)."""
+
+    def __init__(self, pid: int, cgroup: CgroupHook | None) -> None:
+        self.pid = pid
+        self.start_time = procinfo.start_time(pid)
+        self.pty_master: int | None = None
+        self.returncode: int | None = None
+        self._cgroup = cgroup
+
+    def signal(self, signum: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def wait(self) -> int:
+        """Reap the process; its exit code, or 128+N for death by signal N. Destroys the cgroup afterwards."""
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            self.returncode = 128 - code if code < 0 else code
+            self._destroy_cgroup()
+        return self.returncode
+
+    def _destroy_cgroup(self) -> None:
+        if self._cgroup is not None:
+            cgroup, self._cgroup = self._cgroup, None
+            cgroup.destroy()
+
+
+def _thread_count() -> int:
+    with open("/proc/self/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[17])  # field 20, num_threads
+
+
+def _fork_in_pid_namespace(path: str | None, new: bool) -> int:
+    """fork(); with `new` or `path`, the child is created in a new (or that) PID namespace."""
+    if not new and path is None:
+        return os.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                sc.setns(fd, sc.CLONE_NEWPID)
+            finally:
+                os.close(fd)
+        else:
+            sc.unshare(sc.CLONE_NEWPID)
+        pid = os.fork()
+    finally:
+        if pid != 0:  # the parent (or a failed fork): future children go back to our own PID namespace
+            sc.setns(own, sc.CLONE_NEWPID)
+        os.close(own)
+    return pid
+
+
+def start(
+    bundle: str | os.PathLike[str],
+    container_id: str,
+    *,
+    stdin_open: bool = True,
+    cgroup: CgroupHook | None = None,
+    seccomp_cache: Path | None = None,
+    kill_with_parent: bool = True,
+    preserve_fds: int = 0,
+    on_ready: Callable[[int], None] | None = None,
+    meanwhile: Callable[[int], None] | None = None,
+) -> Process:
+    """Run the bundle's process and return once it has exec'ed (or raise the error that stopped it).
+
+    `stdin_open=False` gives the process /dev/null as stdin (without a terminal). `on_ready(pid)` runs
+    in the parent when the child's namespaces exist and before its mounts: the place to plumb networks.
+    `meanwhile(pid)` runs while the child mounts and execs (on another core; after `on_ready` if given):
+    the place for work that does not have to come before the container's process, such as bookkeeping.
+    Without `on_ready` the child does not stop to wait for the parent at all.
+    """
+    spec = config.load(bundle)
+    cfg = config.prepare(
+        spec,
+        bundle,
+        stdin_open=stdin_open,
+        seccomp_cache=seccomp_cache,
+        kill_with_parent=kill_with_parent,
+        preserve_fds=preserve_fds,
+        cgroup=cgroup,
+    )
+    cfg.wait_for_go = on_ready is not None
+    if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
+        raise StartError(
+            "cannot start a container from a process that runs threads",
+            hint="start containers before anything starts threads (pyroute2, tqdm), or from another process",
+        )
+    if cgroup is not None:
+        cgroup.create(cfg.resources)
+    try:
+        parent_end, child_end = Channel.pair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = _fork_in_pid_namespace(*cfg.pid_namespace)
+        if pid == 0:
+            parent_end.close()
+            child.main(cfg, child_end)  # never returns
+        child_end.close()
+        proc = Process(pid, cgroup)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.destroy()
+        raise
+    try:
+        if meanwhile is not None and on_ready is None:
+            meanwhile(proc.pid)  # the child is already busy with its namespaces and mounts
+        _handshake(proc, parent_end, on_ready, meanwhile)
+    except BaseException:
+        proc.signal(signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        parent_end.close()
+    return proc
+
+
+def _handshake(
+    proc: Process,
+    chan: Channel,
+    on_ready: Callable[[int], None] | None,
+    meanwhile: Callable[[int], None] | None,
+) -> None:
+    while True:
+        message, fds = chan.recv()
+        if message is None:
+            return  # the child's end closed on execve (or the child died; wait() will tell)
+        kind = message.get("t")
+        if kind == READY:
+            if on_ready is not None:
+                on_ready(proc.pid)
+            chan.send(GO)
+            if meanwhile is not None:
+                meanwhile(proc.pid)
+        elif kind == PTY and fds:
+            proc.pty_master = fds[0]
+            for extra in fds[1:]:
+                os.close(extra)
+        elif kind == ERROR:
+            for fd in fds:
+                os.close(fd)
+            if proc.pty_master is not None:
+                os.close(proc.pty_master)
+                proc.pty_master = None
+            code = int(message.get("code", 125))
+            text = str(message.get("msg", "the container's process failed to start"))
+            proc.wait()
+            if code == 127:
+                raise CommandNotFound(text, hint="check the command and the image's PATH")
+            if code == 126:
+                raise CannotInvoke(text, hint="check the file is an executable the container's user may run")
+            raise StartError(f"container init failed: {text}")

@@ -1,0 +1,129 @@
+"""Parsing of `minirun run` flag values and the small helpers behind it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from minicache.errors import InvalidSpec
+from minirun import flags
+from minirun.record import Record
+from minirun.securepath import is_within, secure_join
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/h:/c", flags.Volume("/h", "/c")),
+        ("/h/:/c/../d:ro", flags.Volume("/h", "/d", readonly=True)),
+        ("/h:/c:rw,rslave", flags.Volume("/h", "/c", propagation="rslave")),
+        ("/h:/c:Z", flags.Volume("/h", "/c")),
+    ],
+)
+def test_parse_volume(text: str, expected: flags.Volume) -> None:
+    assert flags.parse_volume(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("/only", "invalid volume specification"),
+        ("name:/c", "named volumes"),
+        ("/h:rel", "absolute"),
+        ("/h:/", "cannot be /"),
+        ("/h:/c:bogus", "invalid volume option"),
+        ("/a:/b:ro:x", "invalid volume specification"),
+    ],
+)
+def test_parse_volume_errors(text: str, message: str) -> None:
+    with pytest.raises(InvalidSpec, match=message):
+        flags.parse_volume(text)
+
+
+def test_parse_tmpfs() -> None:
+    assert flags.parse_tmpfs("/run") == flags.Tmpfs("/run", ())
+    assert flags.parse_tmpfs("/run:rw,size=64m,mode=1777") == flags.Tmpfs("/run", ("rw", "size=64m", "mode=1777"))
+    for bad in ("run", "/", "/x:size=lots", "/x:mode=999"):
+        with pytest.raises(InvalidSpec):
+            flags.parse_tmpfs(bad)
+
+
+def test_parse_ulimit() -> None:
+    assert flags.parse_ulimit("nofile=1024:2048") == flags.Ulimit("RLIMIT_NOFILE", 1024, 2048)
+    assert flags.parse_ulimit("nproc=100") == flags.Ulimit("RLIMIT_NPROC", 100, 100)
+    assert flags.parse_ulimit("core=-1").hard == 2**64 - 1
+    for bad in ("nofile", "files=1", "nofile=a", "nofile=10:5"):
+        with pytest.raises(InvalidSpec):
+            flags.parse_ulimit(bad)
+
+
+def test_env_entry() -> None:
+    environ = {"HOME_VAR": "x"}
+    assert flags.env_entry("A=1", environ) == "A=1"
+    assert flags.env_entry("A=", environ) == "A="
+    assert flags.env_entry("HOME_VAR", environ) == "HOME_VAR=x"
+    assert flags.env_entry("UNSET", environ) is None
+    for bad in ("=x", "", "A B=1"):
+        with pytest.raises(InvalidSpec):
+            flags.env_entry(bad, environ)
+
+
+def test_env_file(tmp_path: Path) -> None:
+    path = tmp_path / "env"
+    path.write_text("# comment\n\nA=1\n  B=two words\nFROM_HOST\nMISSING\nC==x\n")
+    assert flags.read_env_file(str(path), {"FROM_HOST": "h"}) == ["A=1", "B=two words", "FROM_HOST=h", "C==x"]
+    path.write_text("BAD KEY=1\n")
+    with pytest.raises(InvalidSpec, match="env:1"):
+        flags.read_env_file(str(path), {})
+    with pytest.raises(InvalidSpec, match="cannot read env file"):
+        flags.read_env_file(str(tmp_path / "nope"), {})
+
+
+@pytest.mark.parametrize("name", ["ab", "web-1", "a.b_c", "X9"])
+def test_valid_names(name: str) -> None:
+    assert flags.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["a", "-x", "_x", "a/b", "a b", "../x", "é"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(InvalidSpec, match="invalid container name"):
+        flags.validate_name(name)
+
+
+def test_secure_join_never_leaves_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a/b").mkdir(parents=True)
+    (root / "etc_link").symlink_to("/etc")
+    (root / "a/up").symlink_to("../../../../..")
+    (root / "a/rel").symlink_to("b")
+    (root / "loop").symlink_to("loop")
+    r = str(root)
+    assert secure_join(root, "/etc_link/passwd") == f"{r}/etc/passwd"
+    assert secure_join(root, "/a/up/etc") == f"{r}/etc"
+    assert secure_join(root, "../../..") == f"{r}/"
+    assert secure_join(root, "/a/rel/x") == f"{r}/a/b/x"
+    assert secure_join(root, "/missing/../../x") == f"{r}/x"
+    with pytest.raises(OSError, match="symbolic links"):
+        secure_join(root, "/loop/x")
+    assert is_within(root, secure_join(root, "/a/up/a/up"))
+    assert not is_within(root, "/etc")
+
+
+def test_record_behaves_like_a_small_dataclass() -> None:
+    class Point(Record):
+        x: int
+        y: int = 0
+        tags: list[str] = []
+
+    a, b = Point(1), Point(1, 0)
+    assert a == b and a.tags == [] and a.tags is not Point(2).tags
+    assert repr(a) == "Point(x=1, y=0, tags=[])"
+    assert Point(x=1, y=2, tags=["t"]).as_dict() == {"x": 1, "y": 2, "tags": ["t"]}
+    with pytest.raises(TypeError):
+        Point()
+    with pytest.raises(TypeError):
+        Point(1, z=3)
+    with pytest.raises(TypeError):
+        Point(1, x=2)
+    assert os.environ is not None
