@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import add_rootfs_image
 from minicache.store import Store
 from runkit import (
     assert_nothing_left,
@@ -17,6 +16,7 @@ from runkit import (
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from storekit import add_rootfs_image
 
 pytestmark = pytest.mark.root
 

@@ -47,8 +47,8 @@ echo "== net =="; cat /proc/net/dev
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> tuple[dict[str, str], Path]:
     """One container run, shared by the tests below (each asserts one property of it)."""
-    from conftest import add_rootfs_image
     from minicache.store import Store
+    from storekit import add_rootfs_image
 
     root = tmp_path_factory.mktemp("isolation") / "store"
     add_rootfs_image(Store(root), busybox_rootfs, "busybox-test:latest")
