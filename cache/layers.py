@@ -32,19 +32,6 @@ class LayerInfo:
     size: int  # bytes of file content unpacked
 
 
-def syncfs(path: Path) -> None:
-    """Flush every dirty page of the filesystem holding `path` (syncfs(2); Python 3.11 lacks os.syncfs)."""
-    import ctypes
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
-
-
 class LayerStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -85,7 +72,13 @@ class LayerStore:
         atomic_write_json(staging / META_FILE, asdict(info), durable=False)
         final = self.path(info.chain_id)
         if durable:
-            syncfs(staging)
+            from minicache.syscalls import syncfs
+
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                syncfs(fd)
+            finally:
+                os.close(fd)
         try:
             os.rename(staging, final)
         except OSError:
