@@ -403,7 +403,7 @@ def _oci_manifests(archive: _Archive) -> list[tuple[str, dict[str, Any], str]]:
         desc_annotations = desc.get("annotations") or {}
         manifest.setdefault("_names", [])
         for key in (_CONTAINERD_NAME, _REF_NAME):
-            if key in desc_annotations:
+            if key in desc_annotations and desc_annotations[key] not in manifest["_names"]:
                 manifest["_names"].append(desc_annotations[key])
         out.append((digest, manifest, media or MEDIA_OCI_MANIFEST))
     return out
@@ -421,10 +421,12 @@ def _oci_layout(store: Store, archive: _Archive) -> list[tuple[ImageRecord, list
         layers = _unpack_layers(store, store.blobs.read_json(config_digest), layer_digests)
         names = []
         for name in manifest["_names"]:
+            if "/" not in name and ":" not in name:
+                continue  # a bare ref.name is a tag ("latest") and names no repository: --tag gives one
             try:
                 names.append(str(reference.parse(name)))
             except InvalidReference:
-                continue  # a bare tag ("latest") names no repository: --tag gives one
+                continue
         out.append((_record(store, config_digest, layers, manifest_digest, media, "from-tar oci-layout"), names))
     return out
 

@@ -10,6 +10,7 @@ importers hold shared (`hold()`) while they write layers and blobs not yet refer
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -90,3 +91,43 @@ def collect(store: Store) -> Report:
                 report.blobs.append(digest)
         store.clear_debris()
     return report
+
+
+def check(store: Store) -> list[str]:
+    """Problems that a crash must never leave visible: a reference to a missing image, an image whose layer,
+    config or manifest is missing, a layer whose parent is missing or whose record is unreadable."""
+    problems = []
+    records = {}
+    for image_id in store.images.ids():
+        try:
+            records[image_id] = store.images.get(image_id)
+        except (NotFound, ValueError, TypeError) as e:
+            problems.append(f"image record {image_id} is unreadable: {e}")
+    for name, image_id in store.images.refs().items():
+        if image_id not in records:
+            problems.append(f"reference {name} points at missing image {image_id}")
+    for record in records.values():
+        for digest in filter(None, (record.id, record.manifest, *(layer.digest for layer in record.layers))):
+            if not store.blobs.has(digest):
+                problems.append(f"image {record.id} needs blob {digest}, which is missing")
+        for layer in record.layers:
+            if not store.layers.has(layer.chain_id):
+                problems.append(f"image {record.id} needs layer {layer.chain_id}, which is missing")
+    for chain_id in store.layers.all():
+        try:
+            info = store.layers.info(chain_id)
+        except (NotFound, ValueError, TypeError) as e:
+            problems.append(f"layer {chain_id} has no readable layer.json: {e}")
+            continue
+        if info.parent is not None and not store.layers.has(info.parent):
+            problems.append(f"layer {chain_id} sits on missing layer {info.parent}")
+        if not store.layers.fs(chain_id).is_dir():
+            problems.append(f"layer {chain_id} has no fs/ directory")
+    for digest in store.blobs.all():
+        h = hashlib.sha256()
+        with store.blobs.open(digest) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        if "sha256:" + h.hexdigest() != digest:
+            problems.append(f"blob {digest} does not match its digest")
+    return problems
