@@ -117,6 +117,9 @@ class FreshFilesystem:
             subprocess.run(["umount", str(self.point)], check=True)
         shutil.rmtree(self.point, ignore_errors=True)
         self.image.unlink(missing_ok=True)
+        # Let the host write back what this run left (a loop device writes through the host's page cache),
+        # so the next run does not pay for it.
+        subprocess.run(["sync"], check=True)
 
 
 def main() -> int:
