@@ -529,3 +529,16 @@ def test_unsupported_entry_type_is_refused(store: Store) -> None:
     with pytest.raises(InvalidArchive, match="unsupported type"):
         unpack(store, layer([Entry("v", type=b"V")]))
     assert_nothing_committed(store)
+
+
+def test_no_thread_outlives_an_unpack(store: Store) -> None:
+    """The reader and flusher threads end with the call, failed or not: minirun forks only unthreaded."""
+    import threading
+
+    before = threading.active_count()
+    unpack(store, gz(layer([Entry("a", data=os.urandom(3 << 20))])))
+    with pytest.raises(InvalidArchive):
+        unpack(store, gz(layer([Entry("b", data=os.urandom(3 << 20)), Entry("../evil")])))
+    with pytest.raises(InvalidArchive):
+        unpack(store, gz(layer([Entry("c", data=os.urandom(3 << 20))]))[:100_000])
+    assert threading.active_count() == before
