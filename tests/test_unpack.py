@@ -542,3 +542,17 @@ def test_no_thread_outlives_an_unpack(store: Store) -> None:
     with pytest.raises(InvalidArchive):
         unpack(store, gz(layer([Entry("c", data=os.urandom(3 << 20))]))[:100_000])
     assert threading.active_count() == before
+
+
+def test_directory_replacing_a_symlink_cannot_be_redirected(store: Store, outside: Path) -> None:
+    _, fs = unpack(store, layer([Entry("s", SYM, linkname=str(outside)), Entry("s", DIR), Entry("s/f", data=b"in")]))
+    assert (fs / "s").is_dir() and not (fs / "s").is_symlink()
+    assert (fs / "s/f").read_bytes() == b"in"
+    assert sorted(os.listdir(outside)) == ["victim"]
+
+
+def test_absurd_size_in_a_header_is_refused_before_writing(store: Store) -> None:
+    """A header that claims a petabyte: refused at once (free space), not after filling the disk."""
+    with pytest.raises(TooLarge):
+        unpack(store, layer([Entry("huge", data=b"x" * 100, size=1 << 50)]))
+    assert_nothing_committed(store)
