@@ -695,6 +695,12 @@ class _Unpacker:
     def finish(self) -> None:
         """Directory mtimes last (writing inside a directory changes its mtime), deepest first."""
         self.tree.release()
+        for key, mtime_ns in self.tree.copied_up:  # first: an entry of the layer for the same directory wins
+            try:
+                fd, _ = self.tree.resolve_dir(list(key), create=False)
+            except (FileNotFoundError, InvalidArchive):
+                continue
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
         for key, mtime in reversed(self.dir_times):
             try:
                 fd, _ = self.tree.resolve_dir(list(key), create=False)
