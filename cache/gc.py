@@ -1,0 +1,135 @@
+"""Garbage collection: remove what no image needs, never what a container or a mount uses.
+
+Live: every image record that has a reference, is used by a container or is mounted; the layers of those
+images with every layer below them; their config, manifest and layer blobs, and any blob named in the
+record's extra facts (an index, a signature). Dangling images (no reference, unused) are removed first,
+as `docker image prune` does. Everything runs under the refs lock, and under the exclusive `gc` lock that
+importers hold shared (`hold()`) while they write layers and blobs not yet referenced by any record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from minicache import usage
+from minicache.errors import NotFound
+
+if TYPE_CHECKING:
+    from minicache.locks import FileLock
+    from minicache.store import Store
+
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+
+
+@dataclass
+class Report:
+    images: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def hold(store: Store) -> FileLock:
+    """Held (shared) by anything that writes layers or blobs before the image record naming them exists."""
+    return store.lock("gc", shared=True)
+
+
+def _dir_size(path: os.PathLike[str]) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def collect(store: Store) -> Report:
+    """Remove dangling images, then unreferenced layers and blobs, then tmp/ debris; return what went."""
+    report = Report()
+    with store.lock("gc"), store.lock("refs"):
+        refs = store.images.refs()
+        named = set(refs.values())
+        in_use = set(usage.containers_by_image(store)) | usage.mounted_images(store)
+        live_layers: set[str] = set()
+        live_blobs: set[str] = set()
+        for record in store.images.all():
+            if record.id not in named and record.id not in in_use:
+                # Not images.forget(): it takes the refs lock, which this process holds already (flock on a
+                # second descriptor of the same file would wait for ourselves).
+                store.images._record_path(record.id).unlink(missing_ok=True)
+                report.images.append(record.id)
+                continue
+            live_blobs.add(record.id)
+            if record.manifest:
+                live_blobs.add(record.manifest)
+            live_blobs.update(_DIGEST_RE.findall(repr(record.extra)))
+            for layer in record.layers:
+                if layer.digest:
+                    live_blobs.add(layer.digest)
+                chain: str | None = layer.chain_id
+                while chain is not None and chain not in live_layers:
+                    live_layers.add(chain)
+                    try:
+                        chain = store.layers.info(chain).parent
+                    except NotFound:
+                        break
+        for chain_id in store.layers.all():
+            if chain_id not in live_layers:
+                report.bytes_freed += _dir_size(store.layers.path(chain_id))
+                store.layers.remove(chain_id)
+                report.layers.append(chain_id)
+        for digest in store.blobs.all():
+            if digest not in live_blobs:
+                try:
+                    report.bytes_freed += store.blobs.size(digest)
+                except NotFound:
+                    continue
+                store.blobs.remove(digest)
+                report.blobs.append(digest)
+        store.clear_debris()
+    return report
+
+
+def check(store: Store) -> list[str]:
+    """Problems that a crash must never leave visible: a reference to a missing image, an image whose layer,
+    config or manifest is missing, a layer whose parent is missing or whose record is unreadable."""
+    problems = []
+    records = {}
+    for image_id in store.images.ids():
+        try:
+            records[image_id] = store.images.get(image_id)
+        except (NotFound, ValueError, TypeError) as e:
+            problems.append(f"image record {image_id} is unreadable: {e}")
+    for name, image_id in store.images.refs().items():
+        if image_id not in records:
+            problems.append(f"reference {name} points at missing image {image_id}")
+    for record in records.values():
+        for digest in filter(None, (record.id, record.manifest, *(layer.digest for layer in record.layers))):
+            if not store.blobs.has(digest):
+                problems.append(f"image {record.id} needs blob {digest}, which is missing")
+        for layer in record.layers:
+            if not store.layers.has(layer.chain_id):
+                problems.append(f"image {record.id} needs layer {layer.chain_id}, which is missing")
+    for chain_id in store.layers.all():
+        try:
+            info = store.layers.info(chain_id)
+        except (NotFound, ValueError, TypeError) as e:
+            problems.append(f"layer {chain_id} has no readable layer.json: {e}")
+            continue
+        if info.parent is not None and not store.layers.has(info.parent):
+            problems.append(f"layer {chain_id} sits on missing layer {info.parent}")
+        if not store.layers.fs(chain_id).is_dir():
+            problems.append(f"layer {chain_id} has no fs/ directory")
+    for digest in store.blobs.all():
+        h = hashlib.sha256()
+        with store.blobs.open(digest) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        if "sha256:" + h.hexdigest() != digest:
+            problems.append(f"blob {digest} does not match its digest")
+    return problems
