@@ -8,7 +8,7 @@ package is cheap; pyroute2 and libnftables are loaded only by the calls that nee
 
 from __future__ import annotations
 
-from minirun.network.attach import (
+from minirun.network.attachment import (
     Attachment,
     Interface,
     NetworkOptions,

@@ -11,7 +11,7 @@ import pytest
 from minicache.errors import Conflict
 from minirun import network
 from minirun.network import netns, state
-from minirun.network.attach import mac_for
+from minirun.network.attachment import mac_for
 from minirun.network.rtnl import Rtnl
 
 pytestmark = pytest.mark.root
