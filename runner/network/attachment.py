@@ -83,9 +83,21 @@ def mac_for(ip: str) -> str:
 
 
 # -- checks before anything is touched ----------------------------------------------------------------------------
+def check_container_id(container_id: str) -> str:
+    """Container IDs name files and interfaces: 64 lower-case hex digits, nothing else."""
+    if len(container_id) != 64 or container_id.strip("0123456789abcdef"):
+        raise InvalidSpec(f"invalid container ID {container_id!r}", hint="give the full 64-digit ID")
+    return container_id
+
+
 def _check(options: NetworkOptions, kind: str) -> tuple[list[hosts.HostEntry], list[ports.PortMapping]]:
     extra = [hosts.parse_add_host(h) for h in options.add_hosts]
     resolv.check_dns(options.dns)
+    resolv.check_words(options.dns_search, "--dns-search")
+    resolv.check_words(options.dns_options, "--dns-option")
+    for name, what in ((options.name, "container name"), (options.hostname, "host name")):
+        if name is not None:
+            hosts.check_name(name, what)
     for alias in options.aliases:
         hosts.check_name(alias, "network alias")
     mappings = [m for spec in options.publish for m in ports.parse_publish(spec)]
@@ -127,6 +139,7 @@ def _resolv(options: NetworkOptions, host_network: bool) -> str:
 # -- the public steps -------------------------------------------------------------------------------------------
 def attach(store: Store, container_id: str, options: NetworkOptions | None = None) -> Attachment:
     """Prepare the container's network before it starts (see the module docstring)."""
+    check_container_id(container_id)
     options = options or NetworkOptions()
     kind, target = modes.parse(options.network)
     extra, mappings = _check(options, kind)
@@ -152,16 +165,17 @@ def detach(store: Store, container_id: str) -> None:
     """Undo attach (or whatever part of it happened): veths, namespace, lease, ports, hosts entries."""
     from minirun.network import netns
 
+    check_container_id(container_id)
     ep_path = state.endpoint_path(store, container_id)
     endpoint = state.read(ep_path)
     if endpoint is not None and endpoint.get("mode") in (modes.NONE, modes.HOST, modes.CONTAINER):
         state.delete(ep_path)
         return
     ns_path = netns.path_for(store, container_id)
-    conf = settings.load(store)
     complete = bool(endpoint and endpoint.get("complete"))
     if endpoint is None and not os.path.lexists(ns_path) and not _is_member_anywhere(store, container_id):
         return  # nothing of this container in the network (never attached, or detached already)
+    conf = settings.load(store)
     from minirun.network.rtnl import Rtnl
 
     with Rtnl() as rtnl:  # interfaces first: the address must not be leased again while a veth still uses it
@@ -180,7 +194,7 @@ def connect(
     store: Store, container_id: str, network: str, *, ip: str | None = None, aliases: list[str] | None = None
 ) -> Interface:
     """Add a running container (attached in bridge mode) to another network: eth1, eth2, ..."""
-    endpoint = _bridge_endpoint(store, container_id)
+    endpoint = _bridge_endpoint(store, check_container_id(container_id))
     aliases = [hosts.check_name(a, "network alias") for a in aliases or []]
     conf = settings.load(store)
     used = {i["ifname"] for i in endpoint["interfaces"]}
@@ -207,7 +221,7 @@ def connect(
 
 def disconnect(store: Store, container_id: str, network: str) -> None:
     """Take a container off one of its networks (its interface, lease and hosts entries)."""
-    endpoint = _bridge_endpoint(store, container_id)
+    endpoint = _bridge_endpoint(store, check_container_id(container_id))
     net = networks.get(store, network)
     iface = next((i for i in endpoint["interfaces"] if i["network_id"] == net.id), None)
     if iface is None:
@@ -238,7 +252,7 @@ def prune(store: Store, keep: Iterable[str]) -> list[str]:
         seen |= set(os.listdir(netns.netns_dir(store)))
     for st in state.network_states(store).values():
         seen |= set(st.get("members", {}))
-    gone = sorted(seen - keep)
+    gone = sorted(c for c in seen - keep if len(c) == 64 and not c.strip("0123456789abcdef"))
     for container_id in gone:
         detach(store, container_id)
     conf = settings.load(store)
@@ -491,6 +505,7 @@ class ContainerNetworkError(MiniError):
 
 # -- container:ID -----------------------------------------------------------------------------------------------
 def _share(store: Store, container_id: str, target: str, options: NetworkOptions) -> Attachment:
+    check_container_id(target)  # the engine resolves names and prefixes; here only full IDs
     other = state.read(state.endpoint_path(store, target))
     if other is None or other.get("mode") != modes.BRIDGE or not other.get("complete"):
         raise NotFound(

@@ -7,13 +7,18 @@
         chain ports                      one DNAT rule per published port    comment "ctr:<container id>"
         chain postrouting nat, srcnat    masquerade, per network             comment "net:<network id>"
         chain forward     filter         isolation, per network              comment "net:<network id>"
+        chain guard       filter, raw    iifname @bridges ip daddr/saddr 127.0.0.0/8 drop
     }
 
 Per network: outbound masquerade of the subnet (`ip saddr S oifname != B`), masquerade of loopback
 sources entering the bridge (a published port reached at 127.0.0.1 arrives with source 127.0.0.1,
 which the container could not answer; together with route_localnet=1 on our bridges, set by
 minirun.network.bridge), and `iifname B oifname @bridges oifname != B drop`: no traffic between two of
-our networks (Docker's DOCKER-ISOLATION chains). Rules carry their owner in a comment; removal lists the
+our networks (Docker's DOCKER-ISOLATION chains). `guard` is what makes route_localnet safe: with it on, the
+host would accept packets *from* a container addressed to 127.0.0.0/8 and so expose services bound to the
+host's loopback (CVE-2020-8558 in kube-proxy); such packets are dropped before conntrack sees them,
+while replies to a published port reached at 127.0.0.1 still arrive addressed to the gateway and are
+un-NATed afterwards. Rules carry their owner in a comment; removal lists the
 table (with handles) and deletes by handle the rules of that owner only.
 """
 
@@ -35,8 +40,11 @@ add chain {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain {t} ports
 add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
 add rule {t} prerouting fib daddr type local jump ports
 add rule {t} output fib daddr type local jump ports
+add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 counter drop
+add rule {t} guard iifname @bridges ip saddr 127.0.0.0/8 counter drop
 """
 
 

@@ -29,6 +29,14 @@ def check_dns(servers: list[str]) -> list[str]:
     return out
 
 
+def check_words(values: list[str], flag: str) -> list[str]:
+    """--dns-search / --dns-option values: one word each (no blank, no newline that could add a line)."""
+    for value in values:
+        if not value or any(c.isspace() for c in value) or len(value) > 253:
+            raise InvalidSpec(f"invalid {flag} {value!r}", hint="one word per value, e.g. example.org or ndots:2")
+    return values
+
+
 def _read(path: str) -> list[str]:
     try:
         with open(path) as f:
@@ -71,7 +79,9 @@ def render(
     if dns:
         lines = [ln for ln in lines if ln.split()[:1] != ["nameserver"]] + [f"nameserver {s}" for s in check_dns(dns)]
     if search:
+        check_words(search, "--dns-search")
         lines = [ln for ln in lines if ln.split()[:1] not in (["search"], ["domain"])] + ["search " + " ".join(search)]
     if options:
+        check_words(options, "--dns-option")
         lines = [ln for ln in lines if ln.split()[:1] != ["options"]] + ["options " + " ".join(options)]
     return "\n".join(lines) + "\n" if lines else ""

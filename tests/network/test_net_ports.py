@@ -121,3 +121,32 @@ def test_containers_reach_the_outside_masqueraded(net):
         subprocess.run(["ip", "link", "delete", uplink], check=False)
         subprocess.run(["umount", str(outside)], check=False)
         os.unlink(outside)
+
+
+def test_containers_cannot_reach_the_host_loopback(net):
+    """route_localnet=1 on our bridges (for ports published on 127.0.0.1) must not let a container send
+    to services bound to the host's loopback (CVE-2020-8558). The 'container' plays the attacker with
+    every capability: it routes 127.0.0.2 to the gateway itself. Without the guard rule the datagram
+    arrives (checked by hand: flush the guard chain and it does); with it, it is dropped."""
+    a = net.attach()
+    try:
+        inside = a.netns_path
+        for cmd in (
+            ["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+            ["ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
+            ["ip", "route", "add", "127.0.0.2/32", "via", a.gateway, "dev", "eth0"],
+        ):
+            subprocess.run(netkit.in_netns(inside, cmd), check=True)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:  # trusts its loopback address
+            victim.bind(("127.0.0.2", 0))
+            victim.settimeout(1.5)
+            target = victim.getsockname()
+            send = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', {target})"
+            subprocess.run(netkit.in_netns(inside, [netkit.PY, "-c", send]), check=True)
+            with pytest.raises(TimeoutError):
+                victim.recvfrom(64)
+        guard = [r for r in netkit.nft_rules(net.conf.table) if r["chain"] == "guard"]
+        counted = [e["counter"]["packets"] for r in guard for e in r["expr"] if "counter" in e]
+        assert counted[0] >= 1  # dropped by our guard rule (daddr 127.0.0.0/8), not by chance
+    finally:
+        network.detach(net.store, a.container_id)

@@ -212,3 +212,43 @@ def test_modes(text, expected):
 def test_modes_refuse(text):
     with pytest.raises(InvalidSpec):
         modes.parse(text)
+
+
+# -- hostile input: nothing reaches a file name, an interface name or a config line unchecked ---------------------
+@pytest.mark.parametrize("bad", ["../../etc", "a" * 63, "A" * 64, "g" * 64, "", "a" * 64 + "/x"])
+def test_container_ids_are_checked_before_anything_is_touched(store, bad):
+    from minirun import network
+
+    for call in (
+        lambda: network.attach(store, bad),
+        lambda: network.detach(store, bad),
+        lambda: network.connect(store, bad, "bridge"),
+        lambda: network.disconnect(store, bad, "bridge"),
+    ):
+        with pytest.raises(InvalidSpec, match="invalid container ID"):
+            call()
+    with pytest.raises(InvalidSpec, match="invalid container ID"):
+        network.attach(store, "a" * 64, network.NetworkOptions(network=f"container:{bad or 'x'}"))
+    assert not (store.root / "networks").exists() and not (store.run_root / "networks").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dns_search": ["evil.org\nnameserver 6.6.6.6"]}, "invalid --dns-search"),
+        ({"dns_options": ["ndots:1 rotate"]}, "invalid --dns-option"),
+        ({"dns": ["1.2.3.4\nnameserver 6.6.6.6"]}, "invalid --dns"),
+        ({"add_hosts": ["a\nb:1.2.3.4"]}, "invalid host name"),
+        ({"name": "web\n10.0.0.9 bank"}, "invalid container name"),
+        ({"hostname": "x y"}, "invalid host name"),
+        ({"aliases": ["ok", "not ok"]}, "invalid network alias"),
+        ({"publish": ["8080:80/icmp"]}, "invalid protocol"),
+        ({"network": "../../etc"}, "invalid network name"),
+    ],
+)
+def test_option_values_cannot_inject_lines_or_paths(store, options, message):
+    from minirun import network
+
+    with pytest.raises(InvalidSpec, match=message):
+        network.attach(store, "a" * 64, network.NetworkOptions(**options))
+    assert not (store.run_root / "networks").exists()
