@@ -18,7 +18,7 @@ import os
 from ipaddress import IPv4Address, IPv4Network
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
-from minirun.network import hosts, modes, networks, ports, resolv, settings, state
+from minirun.network import hosts, hostsfiles, modes, networks, ports, resolv, settings, state
 from minirun.record import Record
 
 TYPE_CHECKING = False
@@ -119,17 +119,6 @@ def _check(options: NetworkOptions, kind: str) -> tuple[list[hosts.HostEntry], l
     return extra, mappings
 
 
-def _resolve_extra(extra: list[hosts.HostEntry], gateway: str | None) -> list[hosts.HostEntry]:
-    out = []
-    for entry in extra:
-        if entry.address == hosts.HOST_GATEWAY:
-            if gateway is None:
-                raise InvalidSpec("--add-host NAME:host-gateway needs a bridge network or the host's network")
-            entry = hosts.HostEntry(gateway, entry.names)
-        out.append(entry)
-    return out
-
-
 def _resolv(options: NetworkOptions, host_network: bool) -> str:
     return resolv.render(
         host_network=host_network, dns=options.dns, search=options.dns_search, options=options.dns_options
@@ -144,8 +133,8 @@ def attach(store: Store, container_id: str, options: NetworkOptions | None = Non
     kind, target = modes.parse(options.network)
     extra, mappings = _check(options, kind)
     if kind == modes.NONE:
-        content = hosts.render([], [], _resolve_extra(extra, None))
-        _write_hosts(options.hosts_path, content)
+        content = hosts.render([], [], hostsfiles.resolve_extra(extra, None))
+        hostsfiles.write(options.hosts_path, content)
         return Attachment(container_id, modes.NONE, hosts=content, resolv_conf=_resolv(options, False))
     if kind == modes.HOST:
         try:
@@ -153,8 +142,8 @@ def attach(store: Store, container_id: str, options: NetworkOptions | None = Non
                 base = f.read()
         except OSError:
             base = hosts.LOCALHOST
-        content = hosts.render([], [], _resolve_extra(extra, "127.0.0.1"), base=base)
-        _write_hosts(options.hosts_path, content)
+        content = hosts.render([], [], hostsfiles.resolve_extra(extra, "127.0.0.1"), base=base)
+        hostsfiles.write(options.hosts_path, content)
         return Attachment(container_id, modes.HOST, hosts=content, resolv_conf=_resolv(options, True))
     if kind == modes.CONTAINER:
         return _share(store, container_id, target or "", options)
@@ -194,22 +183,23 @@ def connect(
     store: Store, container_id: str, network: str, *, ip: str | None = None, aliases: list[str] | None = None
 ) -> Interface:
     """Add a running container (attached in bridge mode) to another network: eth1, eth2, ..."""
-    endpoint = _bridge_endpoint(store, check_container_id(container_id))
+    _bridge_endpoint(store, check_container_id(container_id))  # fail early, before pyroute2 is loaded
     aliases = [hosts.check_name(a, "network alias") for a in aliases or []]
     conf = settings.load(store)
-    used = {i["ifname"] for i in endpoint["interfaces"]}
-    slot = next((n for n in range(MAX_INTERFACES) if f"eth{n}" not in used), None)
-    if slot is None:
-        raise Conflict(f"container {container_id[:12]} is on {MAX_INTERFACES} networks already")
     from minirun.network.rtnl import Rtnl
 
     with Rtnl() as rtnl:
         with state.lock(store):
+            endpoint = _bridge_endpoint(store, container_id)  # read under the lock: it is about to change
             net = _network(store, network)
             if any(i["network_id"] == net.id for i in endpoint["interfaces"]):
                 raise Conflict(f"container {container_id[:12]} is already connected to network {net.name}")
+            used = {i["ifname"] for i in endpoint["interfaces"]}
+            slot = next((n for n in range(MAX_INTERFACES) if f"eth{n}" not in used), None)
+            if slot is None:
+                raise Conflict(f"container {container_id[:12]} is on {MAX_INTERFACES} networks already")
             iface, bridge_index, _warnings = _join(store, rtnl, conf, net, container_id, endpoint, slot, ip, aliases)
-            _rewrite_hosts(store, _network_peers(store, [net.id]) | {container_id})
+            hostsfiles.rewrite(store, hostsfiles.members_of(store, [net.id]) | {container_id})
         try:
             _plumb(rtnl, endpoint["netns"], iface, bridge_index, default_route=False)
         except BaseException:
@@ -231,12 +221,12 @@ def disconnect(store: Store, container_id: str, network: str) -> None:
     with Rtnl() as rtnl:
         rtnl.delete_link(iface["veth"])
     with state.lock(store):
-        peers = _network_peers(store, [net.id])
+        peers = hostsfiles.members_of(store, [net.id])
         _leave(store, net.id, container_id)
         endpoint = state.read(state.endpoint_path(store, container_id)) or endpoint
         endpoint["interfaces"] = [i for i in endpoint["interfaces"] if i["network_id"] != net.id]
         state.write(state.endpoint_path(store, container_id), endpoint)
-        _rewrite_hosts(store, peers | {container_id})
+        hostsfiles.rewrite(store, peers | {container_id})
 
 
 def prune(store: Store, keep: Iterable[str]) -> list[str]:
@@ -328,10 +318,10 @@ def _attach_bridge(
                 published = _publish(store, conf, container_id, iface.ip, mappings)
                 endpoint["ports"] = [m.as_dict() for m in published]
                 state.write(ep_path, endpoint)
-                peers = _network_peers(store, [net.id]) if not net.default else set()
-                _rewrite_hosts(store, peers - {container_id})
-                content = _render_hosts(store, container_id, endpoint, extra)
-                _write_hosts(options.hosts_path, content)
+                peers = hostsfiles.members_of(store, [net.id]) if not net.default else set()
+                hostsfiles.rewrite(store, peers - {container_id})
+                content = hostsfiles.render_for(store, container_id, endpoint, extra)
+                hostsfiles.write(options.hosts_path, content)
             _plumb(rtnl, str(ns_path), iface, bridge_index, default_route=True)
         endpoint["complete"] = True
         state.write(ep_path, endpoint)
@@ -479,7 +469,7 @@ def _leave_all(store: Store, container_id: str) -> None:
             if network_id not in defaults:
                 peers |= set(st["members"])
             _leave(store, network_id, container_id)
-    _rewrite_hosts(store, peers - {container_id})
+    hostsfiles.rewrite(store, peers - {container_id})
 
 
 def _sweep_veths(rtnl: Rtnl, stems: list[str]) -> None:
@@ -517,7 +507,8 @@ def _share(store: Store, container_id: str, target: str, options: NetworkOptions
     if other.get("hosts_path"):
         with contextlib.suppress(OSError), open(other["hosts_path"]) as f:
             content = f.read()
-    _write_hosts(options.hosts_path, content) if content else None
+    if content:
+        hostsfiles.write(options.hosts_path, content)
     interfaces = [Interface(**i) for i in other["interfaces"]]
     return Attachment(
         container_id,
@@ -529,54 +520,3 @@ def _share(store: Store, container_id: str, target: str, options: NetworkOptions
         resolv_conf=_resolv(options, False),
         shared_with=target,
     )
-
-
-# -- hosts files ------------------------------------------------------------------------------------------------
-def _write_hosts(path: str | None, content: str) -> None:
-    if path:
-        hosts.write_in_place(path, content)
-
-
-def _network_peers(store: Store, network_ids: list[str]) -> set[str]:
-    out: set[str] = set()
-    for network_id in network_ids:
-        st = state.read(state.network_state_path(store, network_id), {"members": {}})
-        out |= set(st["members"])
-    return out
-
-
-def _render_hosts(
-    store: Store, container_id: str, endpoint: dict[str, Any], extra: list[hosts.HostEntry] | None = None
-) -> str:
-    """The container's hosts file from the records (the caller holds the lock)."""
-    if extra is None:
-        extra = [hosts.parse_add_host(h) for h in endpoint.get("add_hosts", [])]
-    interfaces = endpoint.get("interfaces", [])
-    extra = _resolve_extra(extra, interfaces[0]["gateway"] if interfaces else None)
-    names = [endpoint.get("hostname") or container_id[:12]]
-    for name in [endpoint.get("name"), *endpoint.get("aliases", [])]:
-        if name and name not in names:
-            names.append(name)
-    own = [hosts.HostEntry(i["ip"], names) for i in interfaces]
-    peers = []
-    defaults = {n.id for n in networks.all_networks(store) if n.default}
-    for iface in interfaces:
-        if iface["network_id"] in defaults:
-            continue  # the default network has no name resolution, as in Docker
-        st = state.read(state.network_state_path(store, iface["network_id"]), {"members": {}})
-        for cid, member in sorted(st["members"].items()):
-            if cid == container_id:
-                continue
-            peer_names = [n for n in [member.get("name"), *member.get("aliases", []), cid[:12]] if n]
-            peers.append(hosts.HostEntry(member["ip"], list(dict.fromkeys(peer_names))))
-    return hosts.render(own, peers, extra)
-
-
-def _rewrite_hosts(store: Store, container_ids: Iterable[str]) -> None:
-    """Rewrite the hosts files of these containers (the caller holds the lock)."""
-    for container_id in container_ids:
-        endpoint = state.read(state.endpoint_path(store, container_id))
-        if endpoint and endpoint.get("hosts_path"):
-            content = _render_hosts(store, container_id, endpoint)
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                hosts.write_in_place(endpoint["hosts_path"], content)
