@@ -132,7 +132,7 @@ def test_containers_cannot_reach_the_host_loopback(net):
     try:
         inside = a.netns_path
         for cmd in (
-            ["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+            ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet"],  # the namespace's own /proc/sys/net
             ["ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
             ["ip", "route", "add", "127.0.0.2/32", "via", a.gateway, "dev", "eth0"],
         ):
