@@ -22,6 +22,7 @@ PROG = "minirun"
 # command -> (module implementing it, one-line help). Each module has configure(parser) and execute(args).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("minirun.commands.run", "Run a command in a new container"),
+    "network": ("minirun.commands.network", "Manage networks (create, ls, inspect, rm, prune, connect, disconnect)"),
     "version": ("minirun.commands.version", "Show the version"),
 }
 _GLOBAL_WITH_VALUE = ("--root", "--runroot")
