@@ -284,10 +284,12 @@ def wait_exit(container: Container) -> int:
         return UNKNOWN_EXIT if state.ExitCode is None else state.ExitCode
 
 
-def after_exit(store: Store, container: Container, pid: int, code: int) -> bool:
+def after_exit(store: Store, container: Container, pid: int, code: int, monitor_pid: int) -> bool:
     """The monitor's exit step (it reaped `pid` with `code`): record it, clean up; True to restart.
 
-    The container may have been stopped and finished by `stop`, or removed by `rm -f`, meanwhile.
+    The container may have been stopped and finished by `stop`, or removed by `rm -f`, meanwhile. A
+    container about to restart names its monitor (`monitor_pid`) again: "restarting" is only true while
+    the monitor that will start it lives.
     """
     try:
         with container.lock():
@@ -297,7 +299,10 @@ def after_exit(store: Store, container: Container, pid: int, code: int) -> bool:
             if state.Status != EXITED or state.Pid not in (0, pid):
                 return False
             if should_restart(restart_policy(container), state):
+                from minicache.process import start_time
+
                 state.Status = RESTARTING
+                state.MonitorPid, state.MonitorStartTime = monitor_pid, start_time(monitor_pid)
                 container.set_state(state)
                 return True
             if container.record.get("AutoRemove"):

@@ -391,5 +391,5 @@ def _exit_helper(
     from minirun.containers import Container
 
     store = Store(*store_args)
-    restart = lifecycle.after_exit(store, Container(store, container_id), pid, code)
+    restart = lifecycle.after_exit(store, Container(store, container_id), pid, code, os.getppid())
     chan.send(DECIDED, restart=restart)
