@@ -8,8 +8,15 @@ cgroup, under the same capabilities, seccomp filter and no_new_privs; its exit s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from minirun.runtime.launch import Process
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +50,9 @@ def execute(args: argparse.Namespace) -> int:
         from minirun.runtime.tty import get_size
 
         console_size = get_size(0) or get_size(1)
-    with SignalForwarder(skip=(signal.SIGWINCH,) if args.tty else ()) as forwarder:
-        proc = engine.exec_process(
+
+    def start() -> Process:
+        return engine.exec_process(
             store,
             container,
             args.command,
@@ -56,9 +64,62 @@ def execute(args: argparse.Namespace) -> int:
             detach=args.detach,
             console_size=console_size,
         )
-        if args.detach:
-            if proc.pty_master is not None:
-                os.close(proc.pty_master)
-            return 0
+
+    if args.detach:
+        return _detached(start)
+    with SignalForwarder(skip=(signal.SIGWINCH,) if args.tty else ()) as forwarder:
+        proc = start()
         forwarder.target(proc.pid)
         return engine.wait(proc, tty=args.tty, interactive=args.interactive)
+
+
+def _detached(start: Callable[[], Process]) -> int:
+    """exec -d: a keeper process (own session, stdio on /dev/null) starts the command and reaps it.
+
+    Without it the command would be orphaned to whatever reaper the host has (or to the container's init,
+    which may never reap), and a zombie left in the container's PID namespace keeps that namespace, and
+    so the container's init, from ending. The keeper reports the start (or its error) over a pipe.
+    """
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            os.setsid()
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_IGN)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            try:
+                proc = start()
+            except Exception as err:
+                report = {
+                    "message": str(err),
+                    "hint": getattr(err, "hint", None),
+                    "code": getattr(err, "exit_code", 125),
+                }
+                os.write(write_end, json.dumps(report).encode())
+                raise
+            if proc.pty_master is not None:
+                os.close(proc.pty_master)
+            os.close(write_end)
+            proc.wait()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    if chunks:
+        from minicache.errors import MiniError
+
+        report = json.loads(b"".join(chunks))
+        err = MiniError(report["message"], hint=report.get("hint"))
+        err.exit_code = int(report.get("code") or 125)
+        raise err
+    return 0
