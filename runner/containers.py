@@ -180,7 +180,8 @@ class ContainerLock:
         self._fd: int | None = None
 
     def _gone(self) -> NotFound:
-        return NotFound(f"container {self.container.id[:12]} no longer exists")
+        """Removed by another command meanwhile: Docker's message for a container that is not there."""
+        return NotFound(f"No such container: {self.container.id[:12]}")
 
     def __enter__(self) -> Container:
         try:

@@ -30,7 +30,7 @@ def _size(path: str) -> int:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from minicache.errors import MiniError, one_line
+    from minicache.errors import MiniError, NotFound, one_line
     from minirun import lifecycle
     from minirun.cgroups.stats import decimal_size
     from minirun.commands.common import PROG, open_store
@@ -50,7 +50,7 @@ def prune(args: argparse.Namespace) -> int:
             size = _size(str(container.upper))
             lifecycle.remove(store, container)  # refuses (and says so) if it was started meanwhile
         except MiniError as err:
-            if "No such container" not in str(err) and "no longer exists" not in str(err):
+            if not isinstance(err, NotFound):  # removed by another command meanwhile: not a failure
                 print(one_line(PROG, err), file=sys.stderr)
                 failed = True
             continue
