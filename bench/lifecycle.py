@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Detached containers: the monitor's idle memory beside Podman's conmon, and `exec` latency beside
+`podman exec`, in the same run.
+
+    .venv/bin/python bench/lifecycle.py [--runs N] [--settle SECONDS]
+
+Both sides run one detached busybox `sleep` from the same root filesystem (built from the host's
+busybox-static), with no network:
+  minirun  `run -d` from a throwaway store; its monitor is the process that owns the container's stdio
+  podman   `run -d` from a throwaway --root/--runroot (image made by `podman import` of the same rootfs),
+           with the `--ulimit nofile=1024:1024 --ulimit nproc=1000:1000` this machine needs; its monitor
+           is conmon
+After `--settle` seconds idle: RSS and PSS (/proc/PID/smaps_rollup; PSS shares the common libraries out)
+of each monitor. Then `exec CTR true`, interleaved (minirun, podman, minirun, ...), median of N.
+Everything lives under one temp dir (and one cgroup parent), removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+import imagekit  # noqa: E402
+from minicache.store import Store  # noqa: E402
+from run import remove_cgroups, unmount_under  # noqa: E402
+from storekit import add_rootfs_image  # noqa: E402
+
+MINIRUN = str(Path(sys.executable).with_name("minirun"))
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of `pid` in KiB."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Rss", "Pss"):
+                fields[key] = int(value.split()[0])
+    return fields["Rss"], fields["Pss"]
+
+
+def check(cmd: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    check(cmd, env)
+    return time.perf_counter() - start
+
+
+def reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="exec runs per side (default 30)")
+    parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before measuring memory")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/lifecycle.py needs root (namespaces, mounts)")
+    if not shutil.which("podman"):
+        raise SystemExit("bench/lifecycle.py needs podman (the peer)")
+    # Our monitor outlives `minirun run -d`: adopt it, so it is reaped here and not left a zombie.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    work = Path(tempfile.mkdtemp(prefix="minirun-bench-lc-"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["MINICONTAINER_CGROUP_PARENT"] = work.name
+    store = work / "store"
+    ours = [MINIRUN, "--root", str(store)]
+    podman = [
+        "podman",
+        "--root",
+        str(work / "podman-root"),
+        "--runroot",
+        str(work / "podman-run"),
+        "--storage-driver",
+        "overlay",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]
+    ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+    our_id = peer_id = None
+    try:
+        rootfs = imagekit.busybox_rootfs(work / "rootfs")
+        add_rootfs_image(Store(store), rootfs, "bench/busybox:latest")
+        tar = work / "busybox.tar"
+        tar.write_bytes(imagekit.tar_of_dir(rootfs))
+        check([*podman, "import", str(tar), "localhost/bench-busybox:latest"], env)
+
+        our_id = check([*ours, "run", "-d", "--network", "none", "bench/busybox", "sleep", "3600"], env)
+        peer_id = check(
+            [
+                *podman,
+                "run",
+                "-d",
+                "--network",
+                "none",
+                *ulimits,
+                "--cgroup-parent",
+                f"/{work.name}",
+                "localhost/bench-busybox:latest",
+                "sleep",
+                "3600",
+            ],
+            env,
+        )
+        time.sleep(args.settle)
+        monitor = json.loads((store / "containers" / our_id / "state.json").read_text())["MonitorPid"]
+        conmon = int(check([*podman, "inspect", "--format", "{{.State.ConmonPid}}", peer_id], env))
+        our_mem, peer_mem = memory_kib(monitor), memory_kib(conmon)
+
+        for _ in range(3):  # warm-up
+            timed([*ours, "exec", our_id, "true"], env)
+            timed([*podman, "exec", peer_id, "true"], env)
+        times: dict[str, list[float]] = {"minirun": [], "podman": []}
+        for _ in range(args.runs):
+            times["minirun"].append(timed([*ours, "exec", our_id, "true"], env))
+            times["podman"].append(timed([*podman, "exec", peer_id, "true"], env))
+    finally:
+        if our_id:
+            subprocess.run([*ours, "rm", "-f", our_id], capture_output=True, env=env)
+        if peer_id:
+            subprocess.run([*podman, "rm", "-f", "-t", "0", peer_id], capture_output=True, env=env)
+        time.sleep(0.2)
+        reap_children()
+        unmount_under(work)
+        remove_cgroups(work.name)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"idle monitor of one detached container (after {args.settle:g} s idle)")
+    print(f"  minirun monitor  RSS {our_mem[0] / 1024:6.1f} MiB   PSS {our_mem[1] / 1024:6.1f} MiB")
+    print(f"  podman conmon    RSS {peer_mem[0] / 1024:6.1f} MiB   PSS {peer_mem[1] / 1024:6.1f} MiB")
+    print(f"  minirun / conmon: RSS {our_mem[0] / peer_mem[0]:.2f}x   PSS {our_mem[1] / peer_mem[1]:.2f}x")
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"exec CTR true, median of {args.runs} runs (after 3 warm-up runs each)")
+    for name, value in medians.items():
+        spread = f"min {min(times[name]) * 1000:6.1f}  max {max(times[name]) * 1000:6.1f}"
+        print(f"  {name:8s} {value * 1000:7.1f} ms   ({spread})")
+    print(f"  minirun / podman: {medians['minirun'] / medians['podman']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
