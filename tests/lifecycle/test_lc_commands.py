@@ -189,8 +189,9 @@ def test_restart_on_failure_with_a_maximum(store_root: Path, busybox_image: str)
     assert_nothing_left(store_root)
 
 
-def test_restart_always_and_stop_does_not_restart(store_root: Path, busybox_image: str) -> None:
-    run_d(store_root, "--name", "phoenix", "--restart", "always", IMAGE, "sh", "-c", "echo up; sleep 0.1")
+@pytest.mark.parametrize("policy", ["always", "unless-stopped"])
+def test_restart_always_and_stop_does_not_restart(store_root: Path, busybox_image: str, policy: str) -> None:
+    run_d(store_root, "--name", "phoenix", "--restart", policy, IMAGE, "sh", "-c", "echo up; sleep 0.1")
     wait_until(lambda: inspect(store_root, "phoenix")["RestartCount"] >= 2, what="restarts", timeout=20)
     ok(store_root, "stop", "-t", "1", "phoenix")
     doc = inspect(store_root, "phoenix")
@@ -492,4 +493,28 @@ def test_top_lists_the_container_processes(store_root: Path, busybox_image: str)
     err = fails(store_root, 1, "top", "topper")
     assert "is not running" in err
     ok(store_root, "rm", "topper")
+    assert_nothing_left(store_root)
+
+
+def test_wrong_states_of_a_created_container(store_root: Path, busybox_image: str) -> None:
+    ok(store_root, "create", "--name", "idle", IMAGE, "true")
+    assert ok(store_root, "stop", "idle").strip() == "idle"  # not running: nothing to do, exit 0
+    assert status(store_root, "idle") == "created"
+    assert "container idle is not running" in fails(store_root, 1, "kill", "idle")
+    assert "is not running" in fails(store_root, 1, "top", "idle")
+    assert "is not running" in fails(store_root, 125, "exec", "idle", "true")
+    assert ok(store_root, "rm", "-v", "idle").strip() == "idle"  # -v accepted (no anonymous volumes here)
+    assert_nothing_left(store_root)
+
+
+def test_restart_of_a_running_container_with_a_timeout(store_root: Path, busybox_image: str) -> None:
+    cid = run_d(store_root, "--name", "again", IMAGE, "sleep", "60")  # ignores SIGTERM: -t decides
+    first = state_file(store_root, cid)["Pid"]
+    started = time.monotonic()
+    assert ok(store_root, "restart", "-t", "1", "again").strip() == "again"
+    assert 0.9 < time.monotonic() - started < 8
+    doc = inspect(store_root, "again")
+    assert doc["State"]["Status"] == "running" and doc["State"]["Pid"] not in (0, first)
+    assert doc["RestartCount"] == 0  # a manual restart is not the policy's (as Docker)
+    ok(store_root, "rm", "-f", "again")
     assert_nothing_left(store_root)
