@@ -518,3 +518,18 @@ def test_restart_of_a_running_container_with_a_timeout(store_root: Path, busybox
     assert doc["RestartCount"] == 0  # a manual restart is not the policy's (as Docker)
     ok(store_root, "rm", "-f", "again")
     assert_nothing_left(store_root)
+
+
+def test_rm_f_and_stop_between_two_runs_of_a_restart_policy(store_root: Path, busybox_image: str) -> None:
+    """While the monitor waits out the backoff (state "restarting"), stop and rm -f end it for good."""
+    for name, command in (("stopme", ("stop", "stopme")), ("rmme", ("rm", "-f", "rmme"))):
+        run_d(store_root, "--name", name, "--restart", "always", IMAGE, "sh", "-c", "exit 1")
+        wait_until(lambda name=name: inspect(store_root, name)["RestartCount"] >= 3, what="restarts", timeout=20)
+        wait_until(lambda name=name: status(store_root, name) == "restarting", what="the backoff", timeout=20)
+        ok(store_root, *command)
+        time.sleep(2.0)  # longer than the pending backoff (0.8 s): a start would have happened
+        if name == "stopme":
+            assert status(store_root, name) == "exited"
+            ok(store_root, "rm", name)
+        assert minirun(store_root, "inspect", name).returncode == 1
+    assert_nothing_left(store_root)

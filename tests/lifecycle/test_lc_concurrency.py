@@ -72,9 +72,10 @@ def test_ten_containers_through_their_lifecycle_in_parallel(store_root: Path, bu
             subprocess.Popen(worker_script(store_root, f"par{i}"), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for i in range(WORKERS)
         ]
-        # ps from yet another process meanwhile: never fails, never shows a torn row
+        # ps from yet another process meanwhile: never fails, every row a known state (whether a row is
+        # the truth cannot be checked here: the container moves on between ps and the check)
         for _ in range(5):
-            assert_ps_truthful(store_root)
+            assert {row["State"] for row in ps_json(store_root)} <= {"created", "running", "exited"}
         errors = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]
     finally:
         reader.stop()
