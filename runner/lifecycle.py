@@ -51,6 +51,7 @@ def _exited(state: State, note: dict | None) -> State:
     state.ExitCode = note["ExitCode"] if note else UNKNOWN_EXIT
     state.FinishedAt = note.get("FinishedAt") if note else state.FinishedAt
     state.Error = None if note else LOST
+    state.OOMKilled = bool(note.get("OOMKilled")) if note else state.OOMKilled
     state.Pid = 0
     state.MonitorPid = 0
     return state
@@ -87,7 +88,12 @@ def settle(store: Store, container: Container) -> State:
         if state.process_alive() or state.monitor_alive():
             return state  # running, or ended and its monitor records it as soon as we release the lock
         note = exit_record(container, state)
-        return engine.finish(container, note["ExitCode"] if note else UNKNOWN_EXIT, error=None if note else LOST)
+        return engine.finish(
+            container,
+            note["ExitCode"] if note else UNKNOWN_EXIT,
+            error=None if note else LOST,
+            oom=note.get("OOMKilled") if note else None,
+        )
     if state.Status == RESTARTING and not state.monitor_alive():
         state.Status = EXITED
         container.set_state(state)
