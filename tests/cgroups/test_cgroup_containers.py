@@ -397,3 +397,26 @@ def test_each_flag_reaches_its_v1_file(store_root: Path, busybox_image: str, arg
 @pytest.mark.parametrize(("argv", "files"), V2_FILES, ids=_ids)
 def test_each_flag_reaches_its_v2_file(store_root: Path, busybox_image: str, argv: list[str], files: dict):
     _check_files(store_root, busybox_image, argv, files)
+
+
+# -- the device allowlist (v1 devices controller) ----------------------------------------------------------------
+def _free_char_major() -> int:
+    """A character major no driver has here (from the "local/experimental" range): opening it fails with ENXIO
+    unless something refuses first."""
+    with open("/proc/devices") as f:
+        text = f.read().split("Block devices:")[0]
+    used = {int(line.split()[0]) for line in text.splitlines() if line.strip()[:1].isdigit()}
+    return next(m for m in range(240, 255) if m not in used)
+
+
+@pytest.mark.skipif(HOST.mode != "v1" or "devices" not in HOST.v1, reason="device rules are enforced by v1 devices")
+def test_root_in_a_container_cannot_open_a_device_outside_the_allowlist(store_root: Path, busybox_image: str):
+    # mknod is allowed (Docker's "c *:* m"), opening the node is not: the devices cgroup says EPERM before the
+    # kernel looks for a driver. Before the controller was used, any device root could mknod was open to it.
+    probe = f"mknod /dev/probe c {_free_char_major()} 0 && cat /dev/probe"
+    basics = "echo x > /dev/null && head -c 4 /dev/urandom | wc -c && "
+    result = minirun(store_root, "run", "--rm", busybox_image, "sh", "-c", basics + probe)
+    assert result.returncode == 1 and result.stdout.strip() == "4"
+    assert "can't open '/dev/probe': Operation not permitted" in result.stderr
+    privileged = minirun(store_root, "run", "--rm", "--privileged", busybox_image, "sh", "-c", probe)
+    assert "can't open '/dev/probe': No such device or address" in privileged.stderr  # no rule: the driver's answer
