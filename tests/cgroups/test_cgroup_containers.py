@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lifecyclekit import _subreaper, inspect, ps_json, reaper, run_d, wait_until  # noqa: F401 - autouse reaper
+from lifecyclekit import _subreaper, alive, inspect, ps_json, reaper, run_d, wait_until  # noqa: F401 - autouse reaper
 from minirun import cgroups
 from minirun.cgroups.stats import binary_size, host_memory
 from runkit import container_ids, minirun, no_leaks, spawn, wait_for_running  # noqa: F401 - no_leaks: autouse
@@ -420,3 +420,20 @@ def test_root_in_a_container_cannot_open_a_device_outside_the_allowlist(store_ro
     assert "can't open '/dev/probe': Operation not permitted" in result.stderr
     privileged = minirun(store_root, "run", "--rm", "--privileged", busybox_image, "sh", "-c", probe)
     assert "can't open '/dev/probe': No such device or address" in privileged.stderr  # no rule: the driver's answer
+
+
+def test_a_killed_foreground_cli_leaves_a_cgroup_that_rm_removes(store_root: Path, busybox_image: str):
+    """No daemon: when the CLI of a foreground run is SIGKILLed, its container dies with it (PDEATHSIG) and
+    the cgroup stays until a command settles the container; rm must then remove it in every hierarchy."""
+    import signal
+
+    cli = spawn(store_root, "run", "--name", "orphan", "--memory", "64m", busybox_image, "sleep", "1000")
+    pid = wait_for_running(store_root)["Pid"]
+    (cid,) = container_ids(store_root)
+    assert cgroup_dirs(cid)
+    cli.send_signal(signal.SIGKILL)
+    cli.wait(10)
+    wait_until(lambda: not alive(pid), what="the container to die with its CLI")
+    assert state_of(store_root, "orphan")["Status"] == "exited"
+    assert minirun(store_root, "rm", "orphan").returncode == 0
+    assert_cgroup_gone(cid)
