@@ -92,11 +92,40 @@ def assert_cgroup_gone(cid: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _remove_containers(no_leaks: None, store_root: Path):  # noqa: F811 - after no_leaks: torn down before its check
+    """A test that failed half-way leaves no container, mount or cgroup behind: rm -f whatever is left."""
+    yield
+    if (store_root / "containers").is_dir():
+        for cid in container_ids(store_root):
+            minirun(store_root, "rm", "-f", cid)
+
+
+@pytest.fixture(autouse=True)
 def _needs_cgroups() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (containers and cgroups on the real kernel)")
     if HOST.mode == "disabled" or (HOST.mode == "v2" and not V2_READY):
         pytest.skip(f"no cgroup controllers to test here ({HOST.mode})")
+
+
+# -- 0. bad values --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["run", "--rm"], ["run", "-d"], ["create"]])
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        (["--memory", "10x"], "invalid value '10x' for --memory; use a number with an optional unit"),
+        (["--cpus", "-1"], "invalid value '-1' for --cpus; give a positive number of CPUs"),
+        (["--memory", "1m"], "--memory 1m is below the minimum of 6m"),
+        (["--pids-limit", "lots"], "invalid value 'lots' for --pids-limit: not an integer"),
+    ],
+)
+def test_bad_values_are_one_line_errors_and_nothing_is_made(
+    store_root: Path, busybox_image: str, command: list[str], flag: list[str], message: str
+):
+    result = minirun(store_root, *command, *flag, busybox_image, "true")
+    assert result.returncode == 125
+    assert result.stderr.startswith(f"minirun: error: {message}") and result.stderr.count("\n") == 1, result.stderr
+    assert container_ids(store_root) == [] and result.stdout == ""
 
 
 # -- 1. the OOM killer ---------------------------------------------------------------------------------------------
