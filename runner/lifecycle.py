@@ -260,9 +260,11 @@ def remove(store: Store, container: Container, *, force: bool = False) -> None:
         state = settle(store, container)
         if state.Status in ACTIVE:
             if not force:
+                paused = state.Status == PAUSED  # Docker's wording for each
                 raise ContainerStateError(
-                    f"you cannot remove a running container {container.id}",
-                    hint="stop the container before attempting removal or force remove (rm -f)",
+                    f"you cannot remove a {'paused' if paused else 'running'} container {container.id}",
+                    hint=("unpause and then " if paused else "")
+                    + "stop the container before attempting removal or force remove (rm -f)",
                 )
             state.StopRequested = True
             container.set_state(state)

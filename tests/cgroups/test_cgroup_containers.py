@@ -264,7 +264,8 @@ def test_pause_stops_progress_unpause_resumes_and_stop_rm_work_while_paused(
     assert minirun(store_root, "start", "tick").returncode == 0
     assert minirun(store_root, "pause", "tick").returncode == 0
     refused = minirun(store_root, "rm", "tick")
-    assert refused.returncode != 0 and "force remove" in refused.stderr
+    assert refused.returncode != 0 and "cannot remove a paused container" in refused.stderr
+    assert "unpause and then stop the container" in refused.stderr
     assert state_of(store_root, "tick")["Status"] == "paused"
     assert minirun(store_root, "rm", "-f", "tick").returncode == 0
     assert container_ids(store_root) == []
