@@ -393,6 +393,14 @@ V2_FILES = [
 ]
 
 
+def test_every_resource_flag_has_a_v1_file_case() -> None:
+    from minirun.cgroups.flags import FLAGS
+
+    covered = {arg for argv, _ in V1_FILES for arg in argv if arg.startswith("--")}
+    offered = {name for names, _, _ in FLAGS.values() for name in names if name.startswith("--")}
+    assert offered <= covered, offered - covered
+
+
 def _ids(value: object) -> str:
     return (" ".join(value) or "no flags") if isinstance(value, list) else "files"
 
