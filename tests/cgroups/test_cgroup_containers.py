@@ -117,6 +117,8 @@ def _needs_cgroups() -> None:
         (["--cpus", "-1"], "invalid value '-1' for --cpus; give a positive number of CPUs"),
         (["--memory", "1m"], "--memory 1m is below the minimum of 6m"),
         (["--pids-limit", "lots"], "invalid value 'lots' for --pids-limit: not an integer"),
+        (["--cgroup-parent", "../../etc"], "invalid cgroup parent '../../etc'"),
+        (["--cgroup-parent", "/"], "invalid cgroup parent '/'"),  # not the hierarchy's root
     ],
 )
 def test_bad_values_are_one_line_errors_and_nothing_is_made(
@@ -475,3 +477,22 @@ def test_a_killed_foreground_cli_leaves_a_cgroup_that_rm_removes(store_root: Pat
     assert state_of(store_root, "orphan")["Status"] == "exited"
     assert minirun(store_root, "rm", "orphan").returncode == 0
     assert_cgroup_gone(cid)
+
+
+def test_cgroup_parent_places_the_cgroup_under_it(store_root: Path, busybox_image: str):
+    """--cgroup-parent is taken from each hierarchy's root (as Docker's cgroupfs driver); the parent is left."""
+    parent = f"{CGROUP_PARENT}/nested"
+    try:
+        cid = run_d(store_root, "--cgroup-parent", parent, "--pids-limit", "9", busybox_image, "sleep", "1000")
+        assert inspect(store_root, cid)["HostConfig"]["CgroupParent"] == parent
+        dirs = [m / parent / cid for m in cgroup_mounts() if (m / parent / cid).is_dir()]
+        assert len(dirs) == len(set(HOST.v1.values()) if HOST.mode == "v1" else {HOST.unified})
+        pids = next(d for d in dirs if (d / "pids.max").exists())
+        assert read(pids / "pids.max") == "9"
+        assert str(state_of(store_root, cid)["Pid"]) in read(pids / "cgroup.procs").split()
+        assert minirun(store_root, "rm", "-f", cid).returncode == 0
+        assert not any(d.exists() for d in dirs)
+    finally:
+        for mount in cgroup_mounts():
+            if (mount / parent).is_dir():
+                (mount / parent).rmdir()
