@@ -206,7 +206,7 @@ def test_pids_limit_contains_a_fork_bomb_and_the_host_is_unaffected(store_root: 
         seen.append(int(read(current)))
         # The host forks as usual while the bomb runs.
         assert subprocess.run(["true"], timeout=10).returncode == 0
-    assert max(seen) <= 20 and max(seen) >= 15, seen
+    assert 10 <= max(seen) <= 20, seen
     assert int(read(events).split()[1]) > 0  # forks were refused: the limit, not the bomb, stopped it
     assert state_of(store_root, "bomb")["Status"] == "running"
     (row,) = json.loads("[" + minirun(store_root, "stats", "--no-stream", "--format", "json").stdout + "]")
