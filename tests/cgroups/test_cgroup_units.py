@@ -120,6 +120,18 @@ def test_device_rules_become_v1_devices_list_lines_in_order() -> None:
     assert limits.requested() == []  # the default allowlist is no limit the user asked for
 
 
+def test_device_program_ends_at_a_rule_that_matches_everything() -> None:
+    from minirun.cgroups.devices_bpf import program
+
+    insn = 8  # bytes of one struct bpf_insn
+    assert len(program(((True, "a *:* rwm"),))) == (6 + 2) * insn  # loads, then "allow; exit": nothing after
+    # type, major, minor checks, the verdict, then the default deny for a request no rule matched
+    assert len(program(((True, "c 1:3 rwm"),))) == (6 + 5 + 2) * insn
+    # Rules are tested last first, and the first rule (deny all) ends the program.
+    assert len(program(((False, "a *:* rwm"), (True, "c 1:3 rwm")))) == (6 + 5 + 2) * insn
+    assert program(((False, "a *:* rwm"),))[-16:-8] == bytes([0xB7, 0, 0, 0, 0, 0, 0, 0])  # r0 = 0: deny
+
+
 def test_shares_to_weight_is_runcs_conversion() -> None:
     assert [shares_to_weight(s) for s in (2, 512, 1024, 262144)] == [1, 20, 39, 10000]
     assert shares_to_weight(1) == 1 and shares_to_weight(10**9) == 10000  # clamped like the kernel

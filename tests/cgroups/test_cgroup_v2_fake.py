@@ -268,3 +268,26 @@ def test_destroy_survives_thousands_of_nested_cgroups(fake_fs: FakeCgroupfs) -> 
         fake_fs.populate(deep)
     cg.destroy()
     assert not cg.path.exists()
+
+
+def test_device_rules_go_to_the_ebpf_hook(fake_fs: FakeCgroupfs) -> None:
+    """A plain directory cannot take a BPF program; the hook receives the parsed rules (the real attach runs in
+    test_cgroup_v2_kernel.py, on this machine's controller-less cgroup2 mount)."""
+    cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
+    cg.create({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3}]})
+    assert cg.device_rules == ((False, "a *:* rwm"), (True, "c 1:3 rwm"))
+    assert not list(cg.path.glob("devices.*"))  # v2 has no devices files
+
+
+def test_a_refused_device_program_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    """Where the kernel refuses the program (no CONFIG_CGROUP_BPF, not a cgroup2 directory, ...) the container
+    still runs, and says the allowlist is not enforced."""
+    from minirun.cgroups.v2 import V2Cgroup
+
+    fs = FakeCgroupfs(tmp_path)
+    try:
+        cg = FakeV2Cgroup("c1", "minicontainer", fs)
+        with pytest.warns(CgroupWarning, match="device allowlist is not enforced"):
+            V2Cgroup._attach_device_filter(cg, ((False, "a *:* rwm"),))  # the real hook, on a plain directory
+    finally:
+        fs.stop_kernel()
