@@ -195,6 +195,8 @@ def _devices(value: Any) -> tuple[tuple[bool, str], ...]:
                 raise InvalidSpec(f"{where}.{key} must be a device number, not {number!r}", hint=_HINT)
             else:
                 numbers.append(str(number))
+        if kind == "a" and numbers != ["*", "*"]:  # v1 would read it as every device, whatever the numbers
+            raise InvalidSpec(f"{where}: type a (all devices) cannot name a major or minor", hint=_HINT)
         rules.append((rule["allow"], f"{kind} {numbers[0]}:{numbers[1]} {access}"))
     return tuple(rules)
 

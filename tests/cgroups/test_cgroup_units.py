@@ -91,6 +91,7 @@ def test_zero_is_unset_and_negative_pids_is_unlimited() -> None:
         ({"devices": [{"allow": True, "major": "8"}]}, "major must be a device number"),
         ({"devices": [{"allow": True, "minor": -2}]}, "minor must be a device number"),
         ({"devices": [{"allow": True, "major": True}]}, "major must be a device number"),
+        ({"devices": [{"allow": True, "major": 8}]}, "type a .all devices. cannot name a major or minor"),
     ],
 )
 def test_hostile_resources_are_refused(resources: object, match: str) -> None:
