@@ -162,3 +162,30 @@ def test_sigkill_the_cli_during_rm_of_a_stopped_container(store_root: Path, busy
         assert_ps_truthful(store_root)
         rm_everything(store_root)
     assert_nothing_left(store_root)
+
+
+def test_monitor_killed_during_a_restart_backoff(store_root: Path, busybox_image: str) -> None:
+    """ "restarting" is only true while the monitor that will start the container again lives."""
+    cid = run_d(store_root, "--name", "limbo", "--restart", "always", IMAGE, "sh", "-c", "exit 1")
+    wait_until(lambda: inspect(store_root, "limbo")["RestartCount"] >= 3, what="restarts", timeout=20)
+    wait_until(lambda: status(store_root, "limbo") == "restarting", what="the backoff", timeout=20)
+    os.kill(state_file(store_root, cid)["MonitorPid"], signal.SIGKILL)
+    wait_until(lambda: status(store_root, "limbo") == "exited", what="the truth")
+    assert_ps_truthful(store_root)
+    time.sleep(1.5)  # nobody starts it again
+    assert status(store_root, "limbo") == "exited"
+    assert minirun(store_root, "rm", "limbo").returncode == 0
+    assert_nothing_left(store_root)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2])
+def test_sigkill_the_cli_during_start(store_root: Path, busybox_image: str, delay: float) -> None:
+    assert minirun(store_root, "create", "--name", "later", IMAGE, "sleep", "60").returncode == 0
+    proc = spawn(store_root, "start", "later")
+    sigkill_after(proc, delay)
+    time.sleep(0.3)
+    assert_ps_truthful(store_root)
+    assert minirun(store_root, "start", "later").returncode == 0  # whatever happened, a start now works
+    assert status(store_root, "later") == "running"
+    rm_everything(store_root)
+    assert_nothing_left(store_root)
