@@ -192,6 +192,10 @@ def create(store: Store, args: argparse.Namespace, *, attach: bool) -> Container
     from minirun.flags import parse_restart, parse_signal, validate_name
 
     opts = options(args, attach=attach)
+    if opts.network not in ("none", "host", "bridge", "default") and not opts.network.startswith("container:"):
+        from minirun.network import networks
+
+        networks.get(store, opts.network)  # as Docker: no container for a network that does not exist
     if args.name is not None:
         validate_name(args.name)
     if args.stop_signal is not None:
