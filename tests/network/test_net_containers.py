@@ -73,7 +73,8 @@ def ctr(net, busybox_image):
     yield helper
     ids = [n for n in os.listdir(helper.root / "containers") if len(n) == 64]
     if ids:
-        minirun(helper.root, "rm", "-f", *ids)
+        result = minirun(helper.root, "rm", "-f", *ids)
+        assert result.returncode == 0, result.stderr
 
 
 def _veths(net) -> list[str]:
