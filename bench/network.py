@@ -9,7 +9,7 @@
      rtnl messages, __init__ skipped          ifinfmsg/ifaddrmsg/rtmsg: what minirun.network.rtnl uses
      + pyroute2.netns                         what pyroute2's namespace helpers would add on top
 2. Start-to-exit of a no-op container with the default network, interleaved runs, medians:
-     minirun bridge   bench/drivers/bridge_start.py (engine steps + network.attach/detach, as `run` will be wired)
+     minirun bridge   `minirun --rm IMAGE true` (the default network: bridge), in a store of its own
      podman bridge    `podman run --rm` with its default network (netavark, bridge podman0)
    and, for reference, both with --network none. Target: minirun bridge <= 0.6 x podman bridge.
 """
@@ -85,7 +85,7 @@ def setup(work: Path) -> dict[str, list[str]]:
         ),
     )
     commands = {
-        "minirun bridge": [PY, str(HERE / "drivers" / "bridge_start.py"), str(store_root), "bench/busybox", "true"],
+        "minirun bridge": [MINIRUN, "--root", str(store_root), "--rm", "bench/busybox", "true"],
         "minirun none": [MINIRUN, "--root", str(store_root), "--rm", "--network", "none", "bench/busybox", "true"],
     }
     if shutil.which("podman"):
@@ -131,7 +131,8 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/network.py needs root (namespaces, bridges, nftables)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: bytecode cached
+    # as installed: bytecode cached; the real default network (bridge)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "MINICONTAINER_DEFAULT_NETWORK")}
     subprocess.run([PY, "-m", "compileall", "-q", str(HERE.parent / "runner"), str(HERE.parent / "cache")], env=env)
 
     imports = import_times(args.import_runs, env)

@@ -5,8 +5,9 @@ A container's life is a composition of steps, each usable on its own by the comm
     create_container → prepare (rootfs + spec) → start → wait → finish (cgroup, unmount, exit recorded) → remove
 
 `run` in the foreground is `create_container` then `run_attached`; a detached container goes through the
-same steps in its monitor's helper processes (minirun.monitor). Bridge networking plugs in at two places:
-attach in `start` (the runtime's `on_ready`, before the container's process runs) and detach in `finish`.
+same steps in its monitor's helper processes (minirun.monitor). Networking plugs in through
+minirun.network.wiring at one step each: attach in `prepare` (the namespace path goes into the spec before
+the process exists), detach in `finish`, `remove` and `cleanup` (idempotent).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from minicache.store import Store
 from minirun import rootfs, spec, users
 from minirun.containers import ACTIVE, CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
 from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume
+from minirun.network import wiring
 from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
 from minirun.runtime.signals import SignalForwarder
@@ -198,15 +200,22 @@ def create_container(
     return ContainerStore(store).create(record, name=name, durable=not auto_remove)
 
 
-def _write_files(container: Container, hostname: str, opts: spec.RunOptions, durable: bool) -> dict[str, str]:
+def _write_files(
+    container: Container, hostname: str, opts: spec.RunOptions, durable: bool, wired: wiring.Wired | None
+) -> dict[str, str]:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf for the container. The network's attach already wrote
+    a hosts file it keeps up to date in place (peers joining): that one is left alone."""
     from minicache.atomic import atomic_write
 
-    hosts = HOSTS
-    if opts.network == "host":
-        with contextlib.suppress(OSError):
-            hosts = Path("/etc/hosts").read_text()
-    files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts, "/etc/resolv.conf": resolv_conf(opts.network)}
-    out = {}
+    files = {"/etc/hostname": f"{hostname}\n"}
+    if wired is None or not wired.hosts:
+        hosts = HOSTS
+        if opts.network == "host":
+            with contextlib.suppress(OSError):
+                hosts = Path("/etc/hosts").read_text()
+        files["/etc/hosts"] = hosts
+    files["/etc/resolv.conf"] = wired.resolv_conf if wired is not None else resolv_conf(opts.network)
+    out = {"/etc/hosts": str(container.dir / "hosts")}
     for dest, content in files.items():
         path = container.dir / os.path.basename(dest)
         atomic_write(path, content.encode(), durable=durable)
@@ -246,14 +255,17 @@ def prepare(
         root = rootfs.mount(store, image, container, driver, volatile=not durable)
     else:
         root = container.rootfs
+    wired = None
     try:
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))
         host_hostname = os.uname().nodename
         hostname = opts.hostname or (host_hostname if opts.network == "host" else container.id[:12])
+        wired = wiring.attach(store, container, opts, hostname, image_config)
         ctx = spec.SpecContext(
             container_id=container.id,
             user=user,
-            files=_write_files(container, hostname, opts, durable),
+            files=_write_files(container, hostname, opts, durable, wired),
+            netns_path=wired.netns_path if wired is not None else None,
             host_hostname=host_hostname,
             init_path=find_init() if opts.init else None,
             host_devices=host_devices() if opts.privileged else [],
@@ -263,6 +275,8 @@ def prepare(
         oci = spec.build(image_config, opts, ctx)
         container.write_spec(oci, durable=durable)
     except BaseException:
+        if wired is not None:
+            wiring.detach(store, container)
         rootfs.unmount(container)
         raise
     return oci
@@ -374,6 +388,7 @@ def finish(container: Container, code: int, *, error: str | None = None, oom: bo
         if oom is None:
             oom = cgroup.exists() and cgroup.oom_killed()
         cgroup.destroy()
+    wiring.detach(container.store, container)
     rootfs.unmount(container)
     return record_exit(container, code, error=error, oom=bool(oom))
 
@@ -382,12 +397,14 @@ def remove(store: Store, container: Container) -> None:
     """Delete a container whose process is gone: what `finish` cleans (again, harmlessly), then its record."""
     with contextlib.suppress(MiniError):
         container_cgroup(container).destroy()
+    wiring.detach(store, container)
     rootfs.unmount(container)
     ContainerStore(store).remove(container)
 
 
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
-    """Unmount the root filesystem; with `remove`, delete the container (its directory and name)."""
+    """Detach the network, unmount the root filesystem; with `remove`, delete the container (directory, name)."""
+    wiring.detach(store, container)
     rootfs.unmount(container)
     if remove:
         with contextlib.suppress(NotFound):
@@ -407,7 +424,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
         from minirun.runtime.tty import get_size
 
         console_size = get_size(0) or get_size(1)
-    started = False
+    started = owned = False  # owned: this call prepared it, so it cleans up (not someone else's run)
     proc: Process | None = None
     try:
         with SignalForwarder(skip=(signal.SIGWINCH,) if opts.tty else ()) as forwarder:
@@ -417,6 +434,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                         from minicache.errors import ContainerStateError
 
                         raise ContainerStateError(f"container {container.name} is already running")
+                    owned = True
                     prepare(store, container, console_size=console_size, new=remove)
                     proc = start(store, container, stdin_open=interactive)
                 started = True
@@ -436,11 +454,13 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
             try:
                 with container.lock():
                     finish(container, code, oom=proc.oom_killed)
+                owned = False  # finished: from now on a `start` elsewhere may own it
             except NotFound:  # removed (rm -f) while it ran
                 pass
         return code
     finally:
-        cleanup(store, container, remove=remove)
+        if owned or remove:
+            cleanup(store, container, remove=remove)
 
 
 def run(

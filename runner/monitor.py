@@ -361,7 +361,7 @@ def _start_container(store: Store, container: Container, restarted: bool) -> tup
         except BaseException as err:
             for fd in ours:
                 os.close(fd)
-            engine.rootfs.unmount(container)
+            engine.cleanup(store, container, remove=False)  # network detached, root unmounted
             from minicache.errors import MiniError
 
             if isinstance(err, MiniError):

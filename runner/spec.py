@@ -80,7 +80,15 @@ class RunOptions(Record):
     privileged: bool = False
     ulimits: list[Ulimit] = []
     init: bool = False
-    network: str = "none"  # none (a private netns with loopback) | host
+    network: str = "none"  # none (a private netns, loopback) | host | bridge | container:ID | NAME (the CLI: bridge)
+    publish: list[str] = []  # -p values, as given
+    publish_all: bool = False  # -P
+    add_hosts: list[str] = []  # --add-host NAME:IP
+    dns: list[str] = []
+    dns_search: list[str] = []
+    dns_options: list[str] = []
+    ip: str | None = None  # --ip (user-defined networks)
+    network_aliases: list[str] = []  # --network-alias
     seccomp: str | dict[str, Any] = "default"  # "default" | "unconfined" | a Docker-format profile
     no_new_privileges: bool = True
     resources: dict[str, Any] = {}  # OCI linux.resources from --memory, --cpus, --pids-limit, ...
@@ -277,9 +285,10 @@ def _seccomp(opts: RunOptions, bounding: list[str], arch: str | None) -> dict[st
 
 def build(image: dict[str, Any], opts: RunOptions, ctx: SpecContext) -> dict[str, Any]:
     """The OCI runtime spec for one container. `image` is the image config's `config` object."""
-    if opts.network not in ("none", "host"):
+    if opts.network not in ("none", "host") and not ctx.netns_path:
         raise InvalidSpec(
-            f"network mode {opts.network!r} is not available", hint="use --network none or --network host"
+            f"network mode {opts.network!r} needs the network namespace prepared by minirun.network",
+            hint="attach the container first (minirun.network.wiring.attach)",
         )
     args = process_args(image, opts)
     if opts.init:

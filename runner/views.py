@@ -98,12 +98,20 @@ def ps_row(container: Container, state: State, *, truncate: bool = True, now: fl
         "Mounts": ",".join(m["Destination"] for m in mounts(record)),
         "Names": record.get("Name", ""),
         "Networks": (record.get("HostConfig") or {}).get("NetworkMode", ""),
-        "Ports": "",
+        "Ports": _ports(container, state),
         "RunningFor": _since(created, now) + " ago",
         "Size": "0B",
         "State": state.Status,
         "Status": status_text(state, now),
     }
+
+
+def _ports(container: Container, state: State) -> str:
+    if state.Status not in ACTIVE:
+        return ""
+    from minirun.network import wiring
+
+    return wiring.ports_column(container.store, container)
 
 
 PS_COLUMNS = (
@@ -192,8 +200,14 @@ def inspect_document(container: Container, state: State) -> dict[str, Any]:
         "GraphDriver": {"Name": record.get("Driver", ""), "Data": {"UpperDir": str(container.upper)}},
         "Mounts": mounts(record),
         "Config": {**(record.get("Config") or {}), "Hostname": _hostname(container, record)},
-        "NetworkSettings": record.get("NetworkSettings") or {"Networks": {}, "SandboxKey": "", "Ports": {}},
+        "NetworkSettings": _network_settings(container, state),
     }
+
+
+def _network_settings(container: Container, state: State) -> dict[str, Any]:
+    from minirun.network import wiring
+
+    return wiring.network_settings(container.store, container, state.Status in ACTIVE)
 
 
 def _hostname(container: Container, record: dict[str, Any]) -> str:

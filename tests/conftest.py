@@ -11,6 +11,10 @@ from minicache.store import Store
 from storekit import add_rootfs_image
 
 IS_ROOT = os.geteuid() == 0
+# `minirun run` without --network joins the default bridge network, as Docker's. Tests that are not about
+# networking keep a private, loopback-only namespace (fast, nothing on the host's links); the network
+# tests (tests/network/) ask for bridges explicitly, in stores with names and subnets of their own.
+os.environ.setdefault("MINICONTAINER_DEFAULT_NETWORK", "none")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -44,7 +44,7 @@ def test_exit_codes(store_root: Path, busybox_image: str, command: list[str], co
         (["--cap-add", "CAP_WISHES", "busybox-test", "true"], 125, "unknown capability"),
         (["-u", "ghost", "busybox-test", "true"], 125, "unable to find user ghost"),
         (["-w", "relative", "busybox-test", "true"], 125, "needs to be an absolute path"),
-        (["--network", "bridge", "busybox-test", "true"], 125, "network mode"),
+        (["--network", "nosuch", "busybox-test", "true"], 125, "no such network: nosuch"),
         (["--security-opt", "apparmor=x", "busybox-test", "true"], 125, "unsupported --security-opt"),
         (["--name", "bad/name", "busybox-test", "true"], 125, "invalid container name"),
         (["--entrypoint", "", "busybox-test"], 125, "no command specified"),

@@ -12,6 +12,8 @@ import sys
 
 from minicache.errors import InvalidSpec
 
+DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
@@ -37,7 +39,8 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     add("--env-file", action="append", default=[], metavar="FILE", help="read environment variables from a file")
     add("-w", "--workdir", help="working directory inside the container")
     add("--entrypoint", help="override the image's entrypoint ('' for none)")
-    add("--hostname", help="container host name (default: the short container ID)")
+    parser._optionals.conflict_handler = "resolve"  # -h is --hostname here, as in Docker (--help stays)
+    add("-h", "--hostname", help="container host name (default: the short container ID)")
     add("-u", "--user", help="NAME|UID[:GROUP|GID] to run as")
     add("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind-mount a host path")
     add("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs")
@@ -47,7 +50,20 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     add("--privileged", action="store_true", help="give extended privileges (all capabilities, no seccomp)")
     add("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="set a resource limit")
     add("--init", action="store_true", help="run an init (tini) as PID 1 that reaps zombies and forwards signals")
-    add("--network", "--net", default="none", metavar="MODE", help="none (default: private, loopback only) | host")
+    add(
+        "--network",
+        "--net",
+        metavar="NETWORK",
+        help=f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name",
+    )
+    add("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a port")
+    add("-P", "--publish-all", action="store_true", help="publish the image's exposed ports on free host ports")
+    add("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
+    add("--dns", action="append", default=[], metavar="IP", help="a nameserver for /etc/resolv.conf")
+    add("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain for /etc/resolv.conf")
+    add("--dns-option", action="append", default=[], metavar="OPT", help="an option for /etc/resolv.conf")
+    add("--ip", metavar="IPV4", help="the container's address on a user-defined network")
+    add("--network-alias", action="append", default=[], metavar="NAME", help="another name on a user network")
     add(
         "--security-opt",
         action="append",
@@ -85,6 +101,37 @@ def _security(opts_list: list[str], opts: RunOptions) -> None:
             )
 
 
+def _check_network(args: argparse.Namespace, network: str) -> None:
+    """Refuse now, before anything is created, what attach would refuse at start (Docker's messages)."""
+    shared = network.startswith("container:")
+    light = network in ("none", "host") or shared
+    if light and (args.publish or args.publish_all):
+        raise InvalidSpec("conflicting options: port publishing and the container type network mode")
+    if shared and args.hostname:
+        raise InvalidSpec("conflicting options: hostname and the network mode")
+    if shared and (args.add_host or args.dns):
+        raise InvalidSpec("conflicting options: custom DNS or extra hosts and the network mode")
+    if (args.ip or args.network_alias) and (light or network in ("bridge", "default")):
+        raise InvalidSpec(
+            "user specified IP address and aliases are supported only for user defined networks",
+            hint="create one with minirun network create, and use --network NAME",
+        )
+    if args.add_host or args.publish or args.dns or args.dns_search or args.dns_option:
+        from minirun.network import hosts, ports, resolv
+
+        for item in args.add_host:
+            hosts.parse_add_host(item)
+        for item in args.publish:
+            ports.parse_publish(item)
+        resolv.check_dns(args.dns)
+        resolv.check_words(args.dns_search, "--dns-search")
+        resolv.check_words(args.dns_option, "--dns-option")
+    if not light and network not in ("bridge", "default"):
+        from minirun.network.networks import check_name
+
+        check_name(network)
+
+
 def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
     """Turn the parsed flags into checked RunOptions (`attach`: the caller's terminal will be used)."""
     from minirun import flags
@@ -104,8 +151,8 @@ def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
         interactive = tty = True  # `minirun IMAGE bash` at a terminal: an interactive session, as the issue asks
     if attach and tty and interactive and not os.isatty(0):
         raise InvalidSpec("the input device is not a TTY", hint="drop -t, or run from a terminal")
-    if args.network not in ("none", "host"):
-        raise InvalidSpec(f"network mode {args.network!r} is not available yet", hint="use --network none or host")
+    network = args.network or os.environ.get(DEFAULT_NETWORK_ENV) or "bridge"
+    _check_network(args, network)
     opts = RunOptions(
         command=list(args.command),
         entrypoint=args.entrypoint,
@@ -123,7 +170,15 @@ def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
         privileged=args.privileged,
         ulimits=[flags.parse_ulimit(u) for u in args.ulimit],
         init=args.init,
-        network=args.network,
+        network=network,
+        publish=list(args.publish),
+        publish_all=args.publish_all,
+        add_hosts=list(args.add_host),
+        dns=list(args.dns),
+        dns_search=list(args.dns_search),
+        dns_options=list(args.dns_option),
+        ip=args.ip,
+        network_aliases=list(args.network_alias),
         resources=resources_from_args(args),
         cgroup_parent=args.cgroup_parent,
     )
@@ -137,6 +192,10 @@ def create(store: Store, args: argparse.Namespace, *, attach: bool) -> Container
     from minirun.flags import parse_restart, parse_signal, validate_name
 
     opts = options(args, attach=attach)
+    if opts.network not in ("none", "host", "bridge", "default") and not opts.network.startswith("container:"):
+        from minirun.network import networks
+
+        networks.get(store, opts.network)  # as Docker: no container for a network that does not exist
     if args.name is not None:
         validate_name(args.name)
     if args.stop_signal is not None:

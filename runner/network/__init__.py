@@ -2,42 +2,74 @@
 
 The engine's side of it is two calls: `attach(store, container_id, NetworkOptions(...))` before the
 container starts (it returns the namespace path to put in the OCI spec, the hosts and resolv.conf
-content and the published ports) and `detach(store, container_id)` after it stops. Importing this
-package is cheap; pyroute2 and libnftables are loaded only by the calls that need them.
+content and the published ports) and `detach(store, container_id)` after it stops; `wiring` adapts them
+to the engine's containers. Importing this package costs nothing: the names below are loaded on first
+use (PEP 562), pyroute2 and libnftables only by the calls that need them, so `--network none` pays nothing.
 """
 
 from __future__ import annotations
 
-from minirun.network.attachment import (
-    Attachment,
-    Interface,
-    NetworkOptions,
-    attach,
-    connect,
-    detach,
-    disconnect,
-    endpoint,
-    prune,
-)
-from minirun.network.manage import create_network, inspect_network, list_networks, prune_networks, remove_network
-from minirun.network.networks import Network
-from minirun.network.ports import PortMapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.network.attachment import (
+        Attachment,
+        Interface,
+        NetworkOptions,
+        attach,
+        connect,
+        detach,
+        disconnect,
+        endpoint,
+        prune,
+    )
+    from minirun.network.manage import (
+        create_network,
+        inspect_network,
+        list_networks,
+        prune_networks,
+        remove_network,
+    )
+    from minirun.network.networks import Network
+    from minirun.network.ports import PortMapping
 
-__all__ = [
+_WHERE = {
+    **dict.fromkeys(
+        ("Attachment", "Interface", "NetworkOptions", "attach", "connect", "detach", "disconnect", "endpoint", "prune"),
+        "attachment",
+    ),
+    **dict.fromkeys(
+        ("create_network", "inspect_network", "list_networks", "prune_networks", "remove_network"), "manage"
+    ),
+    "Network": "networks",
+    "PortMapping": "ports",
+}
+
+__all__ = [  # noqa: RUF022 - grouped as _WHERE
     "Attachment",
     "Interface",
-    "Network",
     "NetworkOptions",
-    "PortMapping",
     "attach",
     "connect",
-    "create_network",
     "detach",
     "disconnect",
     "endpoint",
+    "prune",
+    "create_network",
     "inspect_network",
     "list_networks",
-    "prune",
     "prune_networks",
     "remove_network",
+    "Network",
+    "PortMapping",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

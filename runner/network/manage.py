@@ -47,8 +47,9 @@ def remove_network(store: Store, ref: str) -> Network:
         net = networks.get(store, ref)
         used = members(store, net)
         if used:
-            raise Conflict(
-                f"network {net.name} is in use by {len(used)} container(s): {', '.join(c[:12] for c in sorted(used))}",
+            raise Conflict(  # Docker's words, and which containers
+                f"error while removing network: network {net.name} id {net.id} has active endpoints "
+                f"({len(used)} container(s): {', '.join(c[:12] for c in sorted(used))})",
                 hint="disconnect or remove those containers first",
             )
         table = settings.load(store).table

@@ -20,6 +20,9 @@ _OUTPUT_JSON = 1 << 4
 _lib = None
 
 
+EINTR_RETRIES = 20
+
+
 class NftError(MiniError):
     """nftables refused a transaction; nothing of it was applied."""
 
@@ -71,11 +74,16 @@ class Nft:
         self.close()
 
     def _run(self, script: str, flags: int) -> tuple[int, str, str]:
+        """Run `script`; again when the kernel's ruleset changed under libnftables' cache dump (another
+        process's change: libnftables 1.0.6 then fails with EINTR instead of dumping again)."""
         self.lib.nft_ctx_output_set_flags(self.ctx, flags)
-        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, script.encode())
-        out = (self.lib.nft_ctx_get_output_buffer(self.ctx) or b"").decode()
-        err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode()
-        return rc, out, err
+        for attempt in range(EINTR_RETRIES):
+            rc = self.lib.nft_run_cmd_from_buffer(self.ctx, script.encode())
+            out = (self.lib.nft_ctx_get_output_buffer(self.ctx) or b"").decode()
+            err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode()
+            if rc == 0 or "Interrupted system call" not in err or attempt == EINTR_RETRIES - 1:
+                return rc, out, err
+        raise AssertionError("unreachable")
 
     def run(self, script: str) -> None:
         """Apply `script` (nft syntax, one command per line) as one transaction or raise NftError."""

@@ -47,7 +47,7 @@ def test_create_ls_inspect_rm(net):
         assert netkit.links(a.netns_path)["eth0"]["mtu"] == 1400
         busy = minirun(root, "network", "rm", "backend")
         assert busy.returncode == 1
-        assert busy.stderr.startswith("minirun: error: network backend is in use by 1 container(s)")
+        assert busy.stderr.startswith("minirun: error: error while removing network: network backend id ")
         assert "disconnect or remove those containers first" in busy.stderr
         assert (
             json.loads(minirun(root, "network", "inspect", "backend").stdout)[0]["Containers"][a.container_id][
@@ -73,7 +73,7 @@ def test_create_ls_inspect_rm(net):
         (["create", "bad name"], "invalid network name 'bad name'"),
         (["create", "none"], "'none' is a reserved network name"),
         (["inspect", "nosuch"], "no such network: nosuch"),
-        (["connect", "bridge", "nosuch"], "no such container: nosuch"),
+        (["connect", "bridge", "nosuch"], "No such container: nosuch"),
     ],
 )
 def test_errors_are_one_line_with_exit_1(net, args, message):

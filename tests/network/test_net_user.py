@@ -160,7 +160,7 @@ def test_static_ip_and_network_rm_rules(net):
             net.attach(network="static", ip="10.1.1.1")
         with pytest.raises(InvalidSpec, match="only for user-defined"):
             net.attach(ip=wanted)
-        with pytest.raises(Conflict, match="in use by 1 container"):
+        with pytest.raises(Conflict, match=r"has active endpoints \(1 container"):
             network.remove_network(net.store, "static")
     finally:
         network.detach(net.store, a.container_id)
