@@ -26,6 +26,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# pip writes no bytecode while PYTHONDONTWRITEBYTECODE is set: compile the dependencies once.
+	$(PY) -m compileall -q $(VENV)/lib >/dev/null
 	touch $@
 
 demo: setup
