@@ -59,6 +59,8 @@ def collect(store: Store) -> Report:
         live_blobs: set[str] = set()
         for record in store.images.all():
             if record.id not in named and record.id not in in_use:
+                # Not images.forget(): it takes the refs lock, which this process holds already (flock on a
+                # second descriptor of the same file would wait for ourselves).
                 store.images._record_path(record.id).unlink(missing_ok=True)
                 report.images.append(record.id)
                 continue

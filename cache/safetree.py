@@ -41,10 +41,13 @@ class SafeTree:
         self.lowers = list(lowers)
         self.root_fd = os.open(root, _DIR_FLAGS)
         self._fds: dict[Key, int] = {}
+        self._parents: dict[str, tuple[int, Key]] = {}  # parent path -> cached (fd, key), direct paths only
+        self._retired: list[int] = []  # dropped from the cache; a caller may still hold one until release()
         self.opaque: set[Key] = set()  # directories of this layer marked opaque
 
     def close(self) -> None:
         self._flush()
+        self.release()
         os.close(self.root_fd)
 
     def __enter__(self) -> SafeTree:
@@ -55,9 +58,17 @@ class SafeTree:
 
     # -- the descriptor cache ----------------------------------------------------------------------------
     def _flush(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
+        self._retired.extend(self._fds.values())
         self._fds.clear()
+        self._parents.clear()
+
+    def release(self) -> None:
+        """Close the descriptors dropped from the cache. Call between entries, when no caller holds one:
+        closing them at once could let a number be reused for another directory while a caller still uses it."""
+        if self._retired:
+            for fd in self._retired:
+                os.close(fd)
+            self._retired.clear()
 
     def _remember(self, key: Key, fd: int) -> int:
         if len(self._fds) >= _FD_CACHE_SIZE:
@@ -69,7 +80,8 @@ class SafeTree:
         """Drop cached descriptors at or below `key` (it is being removed or replaced)."""
         n = len(key)
         for k in [k for k in self._fds if k[:n] == key]:
-            os.close(self._fds.pop(k))
+            self._retired.append(self._fds.pop(k))
+        self._parents.clear()
         self.opaque = {k for k in self.opaque if k[:n] != key}
 
     def _fd(self, key: Key) -> int:
@@ -175,10 +187,20 @@ class SafeTree:
         return None
 
     def parent(self, path: str) -> tuple[int, Key, str]:
-        """(fd of the resolved parent directory, its key, the last component) for a cleaned path."""
-        comps = split(path)
-        fd, key = self.resolve_dir(comps[:-1])
-        return fd, key, comps[-1]
+        """(fd of the resolved parent directory, its key, the last component) for a cleaned path.
+
+        Parents reached without following a symlink are remembered by their path: such a path resolves
+        the same way until something on it is removed (forget), which clears the memory.
+        """
+        parent, _, name = path.rpartition("/")
+        hit = self._parents.get(parent)
+        if hit is not None:
+            return hit[0], hit[1], name
+        comps = split(parent)
+        fd, key = self.resolve_dir(comps)
+        if list(key) == comps:
+            self._parents[parent] = (fd, key)
+        return fd, key, name
 
 
 def _lookup_in(lower: Path, parent: Key, name: str) -> tuple[os.stat_result | None, bool]:

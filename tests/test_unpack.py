@@ -332,3 +332,227 @@ def test_a_failed_unpack_keeps_what_was_stored(store: Store) -> None:
         unpack(store, layer([Entry("../x")]), parent=good)
     assert_nothing_committed(store, {good})
     assert (fs / "keep").read_bytes() == b"k"
+
+
+# -- tar dialects: the header parser against GNU tar ----------------------------------------------------
+
+
+def _dialect_tar(fmt: int) -> bytes:
+    """Every header feature a writer may use: long names and link targets, the ustar prefix, big owners."""
+    deep = "/".join(["d" * 40] * 3)  # 122 characters: ustar splits it into prefix + name, GNU/PAX extend
+    far = "t" * (120 if fmt != tarfile.USTAR_FORMAT else 99)  # GNU/PAX: longer than the 100-byte link field
+    big_id = 3_000_000 if fmt != tarfile.USTAR_FORMAT else 2_000_000  # > 0o7777777: base-256 in GNU
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+
+        def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **kw) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, len(data)
+            info.mode, info.mtime = kw.get("mode", 0o644), kw.get("mtime", 1_650_000_000)
+            info.uid, info.gid = kw.get("uid", 0), kw.get("gid", 0)
+            info.linkname = kw.get("linkname", "")
+            tar.addfile(info, io.BytesIO(data) if data else None)
+
+        add("./", DIR, mode=0o755)
+        add(far, data=b"far target")
+        add("short-link", SYM, linkname=far)
+        parts = deep.split("/")
+        for i in range(1, len(parts) + 1):
+            add("/".join(parts[:i]), DIR, mode=0o750, uid=big_id, gid=big_id)
+        add(f"{deep}/{'f' * 90}", data=b"deep file", mode=0o4755, uid=big_id, gid=7)
+        add(f"{deep}/hard", LNK, linkname=far)
+        add("plain", data=b"p" * 5000, mode=0o600, mtime=1_000_000_000)
+        add("dir-with-slash/", tarfile.AREGTYPE, mode=0o700)  # pre-POSIX: a directory by its trailing slash
+    return buf.getvalue()
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.lstat()
+            kind = stat.S_IFMT(st.st_mode)
+            what: object = None
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                what = (path.read_bytes(), st.st_nlink)
+            mtime = None if stat.S_ISLNK(st.st_mode) else st.st_mtime_ns
+            out[str(path.relative_to(root))] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, mtime, what)
+    return out
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "fmt", [tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT], ids=["gnu", "ustar", "pax"]
+)
+def test_header_dialects_unpack_as_gnu_tar_extracts_them(store: Store, tmp_path: Path, fmt: int) -> None:
+    import subprocess
+
+    tar = _dialect_tar(fmt)
+    _, fs = unpack(store, tar)
+    reference = tmp_path / "gnu-tar"
+    reference.mkdir()
+    subprocess.run(["tar", "--numeric-owner", "-xpf", "-", "-C", str(reference)], input=tar, check=True)
+    ours, theirs = _snapshot(fs), _snapshot(reference)
+    assert ours == theirs
+    assert any(v[2] >= 2_000_000 for v in ours.values())  # the big owners made it
+    assert os.stat(reference).st_mode & 0o777 == fs.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_header_with_a_bad_checksum_is_refused(store: Store) -> None:
+    tar = bytearray(layer([Entry("a", data=b"1"), Entry("b", data=b"2")]))
+    second = tar.index(b"b\0", 512)  # the second entry's header (after a's PAX header, header and data)
+    tar[second + 1] = ord("x")
+    with pytest.raises(InvalidArchive, match="checksum"):
+        unpack(store, bytes(tar))
+    assert_nothing_committed(store)
+
+
+def test_a_stream_cut_at_an_entry_boundary_is_refused(store: Store) -> None:
+    """Without its end-of-archive marker a layer may have lost whole entries: refuse, never commit a part."""
+    tar = layer([Entry("a", data=b"1"), Entry("b", data=b"2")])
+    cut = tar.rstrip(b"\0")
+    cut += b"\0" * (-len(cut) % 512)
+    with pytest.raises(InvalidArchive, match="end-of-archive"):
+        unpack(store, cut)
+    assert_nothing_committed(store)
+
+
+def test_bytes_after_the_end_marker_count_in_the_diff_id(store: Store) -> None:
+    """The diff_id is the digest of the whole uncompressed stream, record padding included (as Docker's)."""
+    tar = layer([Entry("a", data=b"1")]) + b"\0" * 10240
+    chain, fs = unpack(store, tar, expected_diff_id=sha256(tar))
+    assert chain == sha256(tar) and (fs / "a").read_bytes() == b"1"
+
+
+def test_sparse_and_unknown_entries_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidArchive, match="sparse"):
+        unpack(store, layer([Entry("s", data=b"x", pax={"GNU.sparse.major": "1"})]))
+    with pytest.raises(InvalidArchive, match="unsupported type"):
+        unpack(store, layer([Entry("odd", b"Z")]))
+    assert_nothing_committed(store)
+
+
+# -- the hand-written tar reader ----------------------------------------------------------------------------
+def _tar_with(fmt: int, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _info(name: str, data: bytes = b"", **kw) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for k, v in kw.items():
+        setattr(info, k, v)
+    return info, data
+
+
+@pytest.mark.parametrize(
+    "fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["ustar", "gnu", "pax"]
+)
+def test_header_formats_long_names_and_big_numbers(store: Store, fmt: int) -> None:
+    long_dir = "/".join(["component"] * 12)  # > 100 bytes: ustar prefix, GNU long name or PAX path
+    members = [
+        _info(f"{long_dir}/file", b"deep", mtime=1_600_000_000),
+        _info(".hidden/./x", b"h"),  # not a plain name: the general path cleans it
+        _info("plain", b"p" * 3000, mode=0o640),
+    ]
+    if fmt != tarfile.USTAR_FORMAT:
+        members.append(_info("big-uid", b"u", uid=3_000_000, gid=3_000_001))  # base-256 (GNU) or PAX
+    _, fs = unpack(store, _tar_with(fmt, members))
+    assert (fs / long_dir / "file").read_bytes() == b"deep"
+    assert (fs / long_dir / "file").stat().st_mtime == 1_600_000_000
+    assert (fs / ".hidden/x").read_bytes() == b"h"
+    assert stat.S_IMODE((fs / "plain").stat().st_mode) == 0o640
+    if fmt != tarfile.USTAR_FORMAT and os.geteuid() == 0:
+        st = (fs / "big-uid").stat()
+        assert (st.st_uid, st.st_gid) == (3_000_000, 3_000_001)
+
+
+def test_data_of_entries_that_are_not_files_is_skipped(store: Store) -> None:
+    sym = tarfile.TarInfo("link")
+    sym.type, sym.linkname, sym.size = SYM, "target", 700  # a symlink that carries bytes: they are skipped
+    raw = sym.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict") + b"z" * 700 + bytes(-700 % 512)
+    raw += layer([Entry("after", data=b"a")])
+    _, fs = unpack(store, raw)
+    assert os.readlink(fs / "link") == "target"
+    assert (fs / "after").read_bytes() == b"a"
+
+
+def test_many_directories_and_hardlinks_keep_descriptors_straight(store: Store) -> None:
+    """More directories than the descriptor cache holds, with hardlinks across them: every link lands in
+    its own directory (a descriptor closed and reused while still in use would misplace it)."""
+    entries = []
+    for i in range(300):
+        entries += [Entry(f"d{i}", DIR), Entry(f"d{i}/f", data=f"{i}".encode())]
+    entries += [Entry(f"d{i}/link", LNK, linkname=f"d{(i * 7) % 300}/f") for i in range(300)]
+    _, fs = unpack(store, layer(entries))
+    for i in range(300):
+        assert (fs / f"d{i}/link").read_bytes() == f"{(i * 7) % 300}".encode()
+
+
+def test_header_checksum_mismatch(store: Store) -> None:
+    tar = bytearray(layer([Entry("a", data=b"a")]))
+    tar[0] ^= 0x01
+    with pytest.raises(InvalidArchive, match="checksum"):
+        unpack(store, bytes(tar))
+    assert_nothing_committed(store)
+
+
+def test_missing_end_of_archive_marker_is_truncation(store: Store) -> None:
+    tar = layer([Entry("a", data=b"a" * 600)])
+    with pytest.raises(InvalidArchive, match="truncated"):
+        unpack(store, tar[:1536])  # header + content + padding, then nothing
+    assert_nothing_committed(store)
+
+
+def test_bomb_after_the_end_marker(store: Store) -> None:
+    bomb = gz(layer([Entry("a", data=b"a")]) + bytes(32 << 20))
+    assert len(bomb) < 256 << 10
+    with pytest.raises(TooLarge, match="after its end-of-archive"):
+        unpack(store, bomb)
+    assert_nothing_committed(store)
+
+
+def test_sparse_files_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidArchive, match="sparse"):
+        unpack(store, layer([Entry("s", data=b"x", pax={"GNU.sparse.major": "1", "GNU.sparse.minor": "0"})]))
+    assert_nothing_committed(store)
+
+
+def test_unsupported_entry_type_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidArchive, match="unsupported type"):
+        unpack(store, layer([Entry("v", type=b"V")]))
+    assert_nothing_committed(store)
+
+
+def test_no_thread_outlives_an_unpack(store: Store) -> None:
+    """The reader and flusher threads end with the call, failed or not: minirun forks only unthreaded."""
+    import threading
+
+    before = threading.active_count()
+    unpack(store, gz(layer([Entry("a", data=os.urandom(3 << 20))])))
+    with pytest.raises(InvalidArchive):
+        unpack(store, gz(layer([Entry("b", data=os.urandom(3 << 20)), Entry("../evil")])))
+    with pytest.raises(InvalidArchive):
+        unpack(store, gz(layer([Entry("c", data=os.urandom(3 << 20))]))[:100_000])
+    assert threading.active_count() == before
+
+
+def test_directory_replacing_a_symlink_cannot_be_redirected(store: Store, outside: Path) -> None:
+    _, fs = unpack(store, layer([Entry("s", SYM, linkname=str(outside)), Entry("s", DIR), Entry("s/f", data=b"in")]))
+    assert (fs / "s").is_dir() and not (fs / "s").is_symlink()
+    assert (fs / "s/f").read_bytes() == b"in"
+    assert sorted(os.listdir(outside)) == ["victim"]
+
+
+def test_absurd_size_in_a_header_is_refused_before_writing(store: Store) -> None:
+    """A header that claims a petabyte: refused at once (free space), not after filling the disk."""
+    with pytest.raises(TooLarge):
+        unpack(store, layer([Entry("huge", data=b"x" * 100, size=1 << 50)]))
+    assert_nothing_committed(store)
