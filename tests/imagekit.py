@@ -130,6 +130,11 @@ def layer(entries: list[Entry]) -> bytes:
             info.devmajor, info.devminor = e.devmajor, e.devminor
             info.pax_headers = dict(e.pax)
             info.size = len(e.data) if e.type in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
+            if e.size is not None:  # a header that lies about its size: written by hand, data as given
+                info.size = e.size
+                tar.fileobj.write(info.tobuf(tar.format, tar.encoding, tar.errors) + e.data)
+                tar.offset = tar.fileobj.tell()
+                continue
             tar.addfile(info, io.BytesIO(e.data) if info.size else None)
     return buf.getvalue()
 
