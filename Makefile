@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \
-                python3-venv apache2-utils ca-certificates
+                python3-venv apache2-utils ca-certificates skopeo umoci
 BENCH_PACKAGES := podman skopeo umoci hyperfine
 
 .PHONY: setup system venv demo test lint bench clean

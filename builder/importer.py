@@ -2,7 +2,8 @@
 
 The kind is told by content, never by file name: the (optionally gzip/zstd-compressed) stream is a tar
 whose first named entry is either image-archive furniture (`manifest.json`, `repositories`, `oci-layout`,
-`index.json`, `blobs/...`, `<64 hex>/...`, `<64 hex>.json`) or a root filesystem. Only the headers read
+`index.json`, `blobs/...`, `<64 hex>/...`, `<64 hex>.json`, `<64 hex>.tar` as skopeo writes) or a root
+filesystem. Only the headers read
 to decide are buffered; the rest streams once.
 
 - A flat export is one layer: it streams through the unpacker, and (by default) a tee keeps the
@@ -44,7 +45,7 @@ MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 _MAX_JSON_MEMBER = 16 << 20
 _ARCHIVE_FIRST = re.compile(
-    r"^(manifest\.json|repositories|oci-layout|index\.json|blobs(/.*)?|[a-f0-9]{64}(\.json|/.*)?)$"
+    r"^(manifest\.json|repositories|oci-layout|index\.json|blobs(/.*)?|[a-f0-9]{64}(\.json|\.tar|/.*)?)$"
 )
 _BLOB_MEMBER = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 _REF_NAME = "org.opencontainers.image.ref.name"

@@ -44,6 +44,7 @@ class SafeTree:
         self._parents: dict[str, tuple[int, Key]] = {}  # parent path -> cached (fd, key), direct paths only
         self._retired: list[int] = []  # dropped from the cache; a caller may still hold one until release()
         self.opaque: set[Key] = set()  # directories of this layer marked opaque
+        self.copied_up: list[tuple[Key, int]] = []  # directories copied up from below, with their mtime (ns)
 
     def close(self) -> None:
         self._flush()
@@ -168,6 +169,7 @@ class SafeTree:
         if os.geteuid() == 0:
             os.chown(comp, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
         os.chmod(comp, stat.S_IMODE(st.st_mode), dir_fd=fd, follow_symlinks=False)
+        self.copied_up.append(((*key, comp), st.st_mtime_ns))  # set last, as overlayfs's copy-up keeps it
         return None
 
     def lookup_below(self, key: Key) -> tuple[str, os.stat_result] | None:

@@ -23,6 +23,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
+from zlib import adler32
 
 from minicache import digest as digests
 from minicache.errors import DigestMismatch, InvalidArchive, MiniError, TooLarge
@@ -268,11 +269,26 @@ def _number(field: bytes, what: str) -> int:
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s66x8s8s155s12x")
 
 
+_OCTAL_SEEN: dict[bytes, int] = {}  # mode, uid and gid fields repeat across a layer: parse each once
+
+
 def _octal(field: bytes, what: str) -> int:
+    value = _OCTAL_SEEN.get(field)
+    if value is not None:
+        return value
     try:
-        return int(field.strip(b" \0"), 8)
+        value = int(field.strip(b" \0"), 8)
     except ValueError:
         return _number(field, what)
+    if len(_OCTAL_SEEN) < 4096:
+        _OCTAL_SEEN[field] = value
+    return value
+
+
+def _byte_sum(block: bytes) -> int:
+    """sum(block) for a 512-byte block, fast: Adler-32's low half is 1 + the byte sum modulo 65521, and
+    the sum of 256 bytes (at most 65280) never reaches the modulus."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _pax_records(data: bytes) -> dict[str, bytes]:
@@ -336,7 +352,7 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         name, mode, uid, gid, size_f, mtime, chksum, kind, link, magic, devmajor, devminor, prefix = _HEADER.unpack(
             header
         )
-        if _octal(chksum, "checksum") != sum(header) - sum(chksum) + 256:
+        if _octal(chksum, "checksum") != _byte_sum(header) - sum(chksum) + 256:
             raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
         size = _octal(size_f, "size")
         if kind in _EXTENDED:
@@ -679,6 +695,12 @@ class _Unpacker:
     def finish(self) -> None:
         """Directory mtimes last (writing inside a directory changes its mtime), deepest first."""
         self.tree.release()
+        for key, mtime_ns in self.tree.copied_up:  # first: an entry of the layer for the same directory wins
+            try:
+                fd, _ = self.tree.resolve_dir(list(key), create=False)
+            except (FileNotFoundError, InvalidArchive):
+                continue
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
         for key, mtime in reversed(self.dir_times):
             try:
                 fd, _ = self.tree.resolve_dir(list(key), create=False)

@@ -22,14 +22,33 @@ PROG = "minirun"
 # command -> (module implementing it, one-line help). Each module has configure(parser) and execute(args).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("minirun.commands.run", "Run a command in a new container"),
+    "create": ("minirun.commands.create", "Create a new container"),
+    "start": ("minirun.commands.start", "Start one or more stopped containers"),
+    "stop": ("minirun.commands.stop", "Stop one or more running containers"),
+    "kill": ("minirun.commands.kill", "Kill one or more running containers"),
+    "restart": ("minirun.commands.restart", "Restart one or more containers"),
+    "rm": ("minirun.commands.rm", "Remove one or more containers"),
+    "ps": ("minirun.commands.ps", "List containers"),
+    "inspect": ("minirun.commands.inspect", "Show low-level information on containers"),
+    "logs": ("minirun.commands.logs", "Fetch the logs of a container"),
+    "exec": ("minirun.commands.exec", "Run a command in a running container"),
+    "wait": ("minirun.commands.wait", "Block until containers stop, then print their exit codes"),
+    "top": ("minirun.commands.top", "Display the running processes of a container"),
+    "rename": ("minirun.commands.rename", "Rename a container"),
+    "pause": ("minirun.commands.pause", "Pause all processes within containers"),
+    "unpause": ("minirun.commands.unpause", "Unpause all processes within containers"),
+    "stats": ("minirun.commands.stats", "Display a live stream of container resource usage"),
+    "container": ("minirun.commands.container", "Manage containers (prune, ls)"),
+    "network": ("minirun.commands.network", "Manage networks (create, ls, inspect, rm, prune, connect, disconnect)"),
     "version": ("minirun.commands.version", "Show the version"),
 }
 _GLOBAL_WITH_VALUE = ("--root", "--runroot")
 _GLOBAL_FLAGS = ("--debug",)
 USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 # Commands whose exit status is the container process's: engine errors there are 125/126/127 (Docker's
-# `run`/`exec`/`start -a` convention). Every other command exits 1 on an error, as the docker CLI does.
-CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start"})
+# `run`/`exec`/`start -a` convention; `create` too, as Podman). Every other command exits 1 on an error, as
+# the docker CLI does. A command may decide per invocation by setting `args.container_process`.
+CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start", "create"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
-        return err.exit_code if command in CONTAINER_PROCESS_COMMANDS else 1
+        return err.exit_code if getattr(args, "container_process", command in CONTAINER_PROCESS_COMMANDS) else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `minirun ps | head`: the reader has gone; nothing left to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
 
 
 def entry() -> NoReturn:

@@ -2,8 +2,11 @@
 
     containers/<id>/container.json   who it is: Id, Name, Image, ImageName, Created, Config, HostConfig, ...
     containers/<id>/config.json      the OCI spec (the directory is an OCI bundle)
-    containers/<id>/state.json       Status (created|running|exited), Pid, PidStartTime, StartedAt, FinishedAt,
-                                     ExitCode, Error, BootId
+    containers/<id>/state.json       Status (created|running|paused|restarting|exited), Pid, PidStartTime,
+                                     StartedAt, FinishedAt, ExitCode, Error, OOMKilled, BootId, MonitorPid,
+                                     MonitorStartTime, StopRequested, RestartCount
+    containers/<id>/exit             written by the monitor when it reaped the process (see minirun.monitor)
+    containers/<id>/log              the output of a detached container (JSON lines, see minirun.logs)
     containers/<id>/rootfs/          mount point of the root filesystem (upper/ and work/ beside it)
     (the directory itself is flock'ed while the container changes state)
     containers/names/<name>          symlink → <id>: a name is taken by one atomic symlink(2)
@@ -33,7 +36,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 NAMES_DIR = "names"
-CREATED, RUNNING, EXITED = "created", "running", "exited"
+CREATED, RUNNING, PAUSED, RESTARTING, EXITED = "created", "running", "paused", "restarting", "exited"
+ACTIVE = frozenset({RUNNING, PAUSED})  # a process is (or should be) there
+UNKNOWN_EXIT = 255  # exit code recorded when nobody saw the process end (Docker's code for a lost exit)
 _ADJECTIVES = [
     "admiring",
     "agitated",
@@ -138,19 +143,29 @@ class State(Record):
     FinishedAt: str | None = None
     ExitCode: int | None = None
     Error: str | None = None
+    OOMKilled: bool = False
     BootId: str | None = None
+    MonitorPid: int = 0  # the process that waits for Pid: the monitor, or the CLI of a foreground run
+    MonitorStartTime: int | None = None
+    StopRequested: bool = False  # stop/kill/rm asked for the exit: no restart policy applies
+    RestartCount: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> State:
         return cls(**{k: v for k, v in data.items() if k in cls._fields})
 
+    def _same_boot(self) -> bool:
+        return self.BootId is None or self.BootId == process.boot_id()
+
     def process_alive(self) -> bool:
         """True if the recorded process still runs (same PID, same start time, same boot)."""
-        if self.Status != RUNNING or not self.Pid:
+        if self.Status not in ACTIVE or not self.Pid:
             return False
-        if self.BootId is not None and self.BootId != process.boot_id():
-            return False
-        return process.is_alive(self.Pid, self.PidStartTime)
+        return self._same_boot() and process.is_alive(self.Pid, self.PidStartTime)
+
+    def monitor_alive(self) -> bool:
+        """True if the process that waits for the container (monitor or foreground CLI) still runs."""
+        return bool(self.MonitorPid) and self._same_boot() and process.is_alive(self.MonitorPid, self.MonitorStartTime)
 
 
 class ContainerLock:
@@ -229,7 +244,7 @@ class Container:
             try:
                 self._record = read_json(self.record_path)
             except FileNotFoundError:
-                raise NotFound(f"no such container: {self.id[:12]}") from None
+                raise NotFound(f"No such container: {self.id[:12]}") from None
         return self._record
 
     @property
@@ -282,14 +297,36 @@ class ContainerStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def _name_free(self, name: str) -> bool:
+    def _owner(self, name: str) -> Container | None:
+        """The container `name` belongs to: its link points at a container whose record carries the name.
+
+        A link to a removed container, or one left by a crash in the middle of a rename, belongs to nobody.
+        """
         target = self._name_target(name)
-        if target is None:
+        if target is None or len(target) != 64 or "/" in target:
+            return None
+        container = Container(self.store, target)
+        try:
+            return container if container.record.get("Name") == name else None
+        except (NotFound, ValueError):
+            return None
+
+    def _name_free(self, name: str) -> bool:
+        if self._name_target(name) is None:
             return True
-        if (self.dir / target / "container.json").is_file():
+        if self._owner(name) is not None:
             return False
-        (self.names_dir / name).unlink(missing_ok=True)  # left by a crash between rename and unlink: stale
+        (self.names_dir / name).unlink(missing_ok=True)  # left by a crash (removal or rename): stale
         return True
+
+    def _check_free(self, name: str) -> None:
+        """Conflict (Docker's message) if `name` belongs to a container; call under the `container-names` lock."""
+        if not self._name_free(name):
+            other = self._name_target(name) or "?"
+            raise Conflict(
+                f'the container name "/{name}" is already in use by container "{other}"',
+                hint="you have to remove (or rename) that container to be able to reuse that name",
+            )
 
     def generate_name(self) -> str:
         for attempt in range(20):
@@ -313,12 +350,8 @@ class ContainerStore:
             with self.store.lock("container-names"):
                 if name is None:
                     name = self.generate_name()
-                elif not self._name_free(name):
-                    other = self._name_target(name) or "?"
-                    raise Conflict(
-                        f'the container name "{name}" is already in use by container {other[:12]}',
-                        hint="remove that container or choose another name",
-                    )
+                else:
+                    self._check_free(name)
                 full = {**record, "Id": container_id, "Name": name, "Created": now()}
                 atomic_write_json(staging / "container.json", full, durable=durable)
                 atomic_write_json(staging / "state.json", State().as_dict(), durable=durable)
@@ -340,16 +373,34 @@ class ContainerStore:
             raise InvalidSpec("empty container reference")
         if len(ref) == 64 and (self.dir / ref / "container.json").is_file():
             return Container(self.store, ref)
-        target = self._name_target(ref) if "/" not in ref and ref not in (".", "..") else None
-        if target is not None and (self.dir / target / "container.json").is_file():
-            return Container(self.store, target)
+        owner = self._owner(ref) if "/" not in ref and ref not in (".", "..") else None
+        if owner is not None:
+            return owner
         if not ref.strip("0123456789abcdef"):
             matches = [i for i in self.ids() if i.startswith(ref)]
             if len(matches) == 1:
                 return Container(self.store, matches[0])
             if len(matches) > 1:
                 raise InvalidSpec(f"container ID prefix {ref!r} is ambiguous", hint="give more digits or the name")
-        raise NotFound(f"no such container: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def rename(self, container: Container, new_name: str) -> None:
+        """Give `container` the name `new_name` (Conflict if taken); the old name is free afterwards."""
+        validate_name(new_name)
+        old = container.name
+        if new_name == old:
+            raise Conflict(f'the container is already named "{new_name}"', hint="choose a different name")
+        with self.store.lock("container-names"):
+            self._check_free(new_name)
+            os.symlink(container.id, self.names_dir / new_name)
+            try:
+                container.update_record({"Name": new_name})
+            except BaseException:
+                (self.names_dir / new_name).unlink()
+                raise
+            if self._name_target(old) == container.id:
+                (self.names_dir / old).unlink()
+        fsync_dir(self.names_dir)
 
     def remove(self, container: Container) -> None:
         """Delete the container's directory and release its name. Its root filesystem must be unmounted."""

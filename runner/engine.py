@@ -1,8 +1,12 @@
 """The engine: image + options → container record → root filesystem → OCI spec → runtime → exit status.
 
-`run` is a composition of reusable steps, each usable on its own by other commands (create, start, ...):
+A container's life is a composition of steps, each usable on its own by the commands:
 
-    create_container → prepare (rootfs + spec) → start → wait → record_exit → cleanup (unmount; --rm: remove)
+    create_container → prepare (rootfs + spec) → start → wait → finish (cgroup, unmount, exit recorded) → remove
+
+`run` in the foreground is `create_container` then `run_attached`; a detached container goes through the
+same steps in its monitor's helper processes (minirun.monitor). Bridge networking plugs in at two places:
+attach in `start` (the runtime's `on_ready`, before the container's process runs) and detach in `finish`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ import os
 import signal
 from pathlib import Path
 
-from minicache.errors import InvalidSpec, MiniError
+from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun import rootfs, spec, users
-from minirun.containers import CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
-from minirun.flags import Tmpfs, Ulimit, Volume
+from minirun.containers import ACTIVE, CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
+from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume
 from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
 from minirun.runtime.signals import SignalForwarder
@@ -25,9 +29,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from minirun.cgroups import Cgroup
+
 INIT_ENV = "MINICONTAINER_INIT"  # "builtin", or the path of a static init to use instead of tini
 TINI_CANDIDATES = ("/usr/bin/tini-static", "/usr/local/bin/tini-static")
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+DEFAULT_STOP_TIMEOUT = 10  # seconds, as Docker
 _DEV_SKIP = frozenset({"pts", "shm", "mqueue", "console", "ptmx", "fd", "core"})
 
 
@@ -102,9 +109,29 @@ def options_from_json(data: dict[str, Any]) -> spec.RunOptions:
     return spec.RunOptions(**data)
 
 
-def _docker_views(image_ref: str, opts: spec.RunOptions) -> dict[str, Any]:
+def _resources_view(resources: dict[str, Any]) -> dict[str, Any]:
+    """docker inspect's HostConfig resource fields from OCI linux.resources."""
+    memory, cpu, pids = (resources.get(k) or {} for k in ("memory", "cpu", "pids"))
+    quota, period = cpu.get("quota") or 0, cpu.get("period") or 0
+    return {
+        "Memory": memory.get("limit") or 0,
+        "MemoryReservation": memory.get("reservation") or 0,
+        "MemorySwap": memory.get("swap") or 0,
+        "NanoCpus": quota * 1_000_000_000 // period if quota > 0 and period else 0,
+        "CpuShares": cpu.get("shares") or 0,
+        "CpuQuota": quota,
+        "CpuPeriod": period,
+        "CpusetCpus": cpu.get("cpus") or "",
+        "CpusetMems": cpu.get("mems") or "",
+        "PidsLimit": pids.get("limit") or None,
+    }
+
+
+def _docker_views(image_ref: str, opts: spec.RunOptions, args: list[str]) -> dict[str, Any]:
     """Docker-like Config/HostConfig views for `inspect`; `Options` is what the engine reads back."""
     return {
+        "Path": args[0],
+        "Args": args[1:],
         "Config": {
             "Image": image_ref,
             "Cmd": opts.command or None,
@@ -112,6 +139,7 @@ def _docker_views(image_ref: str, opts: spec.RunOptions) -> dict[str, Any]:
             "Env": opts.env,
             "WorkingDir": opts.workdir or "",
             "Hostname": opts.hostname or "",
+            "User": opts.user or "",
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
         },
@@ -125,6 +153,8 @@ def _docker_views(image_ref: str, opts: spec.RunOptions) -> dict[str, Any]:
             "Ulimits": [u.as_dict() for u in opts.ulimits],
             "Init": opts.init,
             "NetworkMode": opts.network,
+            "CgroupParent": opts.cgroup_parent or "",
+            **_resources_view(opts.resources),
         },
         "Options": options_to_json(opts),
     }
@@ -132,19 +162,38 @@ def _docker_views(image_ref: str, opts: spec.RunOptions) -> dict[str, Any]:
 
 # -- the steps --------------------------------------------------------------------------------------------------
 def create_container(
-    store: Store, image_ref: str, opts: spec.RunOptions, *, name: str | None = None, auto_remove: bool = False
+    store: Store,
+    image_ref: str,
+    opts: spec.RunOptions,
+    *,
+    name: str | None = None,
+    auto_remove: bool = False,
+    restart: RestartPolicy | None = None,
+    stop_signal: str | None = None,
+    stop_timeout: int | None = None,
 ) -> Container:
     """Resolve the image and write the container's record (nothing mounted, nothing started)."""
+    restart = restart or RestartPolicy()
+    if auto_remove and restart.Name != "no":
+        raise InvalidSpec("conflicting options: --restart and --rm", hint="a container removed on exit cannot restart")
     image = store.images.resolve(image_ref)
-    spec.process_args(store.images.config(image).get("config") or {}, opts)  # fail before anything is written
+    image_config = store.images.config(image).get("config") or {}
+    args = spec.process_args(image_config, opts)  # fail before anything is written
+    if opts.cgroup_parent is None:
+        from minirun.cgroups.base import default_parent
+
+        opts.cgroup_parent = default_parent()
     record = {
         "Image": image.id,
         "ImageName": image_ref,
         "Driver": rootfs.choose_driver(),
         "AutoRemove": auto_remove,
-        **_docker_views(image_ref, opts),
+        **_docker_views(image_ref, opts, args),
     }
+    record["Config"]["StopSignal"] = stop_signal or image_config.get("StopSignal") or "SIGTERM"
+    record["Config"]["StopTimeout"] = stop_timeout
     record["HostConfig"]["AutoRemove"] = auto_remove
+    record["HostConfig"]["RestartPolicy"] = restart.as_dict()
     return ContainerStore(store).create(record, name=name, durable=not auto_remove)
 
 
@@ -164,8 +213,22 @@ def _write_files(container: Container, hostname: str, opts: spec.RunOptions, dur
     return out
 
 
-def prepare(store: Store, container: Container, *, console_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Mount the root filesystem and write the OCI spec (config.json); returns the spec."""
+def cgroups_path(container: Container, opts: spec.RunOptions) -> str:
+    from minirun.cgroups.base import default_parent
+
+    return f"/{(opts.cgroup_parent or default_parent()).strip('/')}/{container.id}"
+
+
+def prepare(
+    store: Store, container: Container, *, console_size: tuple[int, int] | None = None, new: bool = False
+) -> dict[str, Any]:
+    """Mount the root filesystem (unless it is mounted) and write the OCI spec (config.json); returns the spec.
+
+    The spec is made again from the saved options each time, so a restarted container gets the same one.
+    `new`: the container was just created, so nothing can be mounted yet (saves reading mountinfo).
+    """
+    from minicache.overlay import is_mounted
+
     record = container.record
     durable = not record.get("AutoRemove")
     opts = options_from_json(record["Options"])
@@ -177,7 +240,11 @@ def prepare(store: Store, container: Container, *, console_size: tuple[int, int]
                 os.makedirs(volume.source)  # as Docker does for a missing -v source
             except OSError as e:
                 raise InvalidSpec(f"cannot create the volume source {volume.source}: {e.strerror}") from None
-    root = rootfs.mount(store, image, container, record.get("Driver", rootfs.OVERLAY), volatile=not durable)
+    driver = record.get("Driver", rootfs.OVERLAY)
+    if new or driver == rootfs.COPY or not is_mounted(container.rootfs):
+        root = rootfs.mount(store, image, container, driver, volatile=not durable)
+    else:
+        root = container.rootfs
     try:
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))
         host_hostname = os.uname().nodename
@@ -190,6 +257,7 @@ def prepare(store: Store, container: Container, *, console_size: tuple[int, int]
             init_path=find_init() if opts.init else None,
             host_devices=host_devices() if opts.privileged else [],
             console_size=console_size,
+            cgroups_path=cgroups_path(container, opts),
         )
         oci = spec.build(image_config, opts, ctx)
         container.write_spec(oci, durable=durable)
@@ -203,23 +271,50 @@ def seccomp_cache(store: Store) -> Path:
     return store.root / "cache" / "seccomp"
 
 
-def start(store: Store, container: Container, *, stdin_open: bool) -> Process:
-    """Start the prepared bundle and record the container as running.
+def start(
+    store: Store,
+    container: Container,
+    *,
+    stdin_open: bool,
+    kill_with_parent: bool = True,
+    monitor_pid: int | None = None,
+    restarted: bool = False,
+) -> Process:
+    """Start the prepared bundle and record the container as running (call it holding the container's lock).
 
-    The state is written while the child sets itself up (on another core), and the module cleanup will
-    need is loaded then too: both are off the critical path of a short-lived container.
+    `monitor_pid` is the process that will reap the container (default: this one). The state is written
+    while the child sets itself up (on another core), and the module cleanup will need is loaded then
+    too: both are off the critical path of a short-lived container.
     """
     from minicache.process import boot_id, start_time
 
     durable = not container.record.get("AutoRemove")
+    monitor = monitor_pid or os.getpid()
 
     def meanwhile(pid: int) -> None:
-        state = State(RUNNING, pid, start_time(pid), StartedAt=now(), BootId=boot_id())
+        old = container.state()
+        state = State(
+            RUNNING,
+            pid,
+            start_time(pid),
+            StartedAt=now(),
+            FinishedAt=old.FinishedAt,
+            ExitCode=0,
+            BootId=boot_id(),
+            MonitorPid=monitor,
+            MonitorStartTime=start_time(monitor),
+            RestartCount=old.RestartCount + (1 if restarted else 0),
+        )
         container.set_state(state, durable=durable)
         import shutil  # noqa: F401 - store.discard needs it at cleanup; loading it now costs nothing
 
     return runtime_start(
-        container.dir, container.id, stdin_open=stdin_open, seccomp_cache=seccomp_cache(store), meanwhile=meanwhile
+        container.dir,
+        container.id,
+        stdin_open=stdin_open,
+        seccomp_cache=seccomp_cache(store),
+        kill_with_parent=kill_with_parent,
+        meanwhile=meanwhile,
     )
 
 
@@ -234,22 +329,117 @@ def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
     return proc.wait()
 
 
-def record_exit(container: Container, code: int, *, error: str | None = None, started: bool = True) -> None:
+def container_cgroup(container: Container) -> Cgroup:
+    """The container's cgroup driver object, from its spec (or, before the first start, its options)."""
+    from minirun import cgroups
+    from minirun.runtime.cgroup import for_spec
+
+    try:
+        return for_spec(container.spec(), container.id)
+    except FileNotFoundError:
+        parent = (container.record.get("Options") or {}).get("cgroup_parent")
+        return cgroups.open(container.id, parent)
+
+
+def record_exit(
+    container: Container, code: int, *, error: str | None = None, started: bool = True, oom: bool = False
+) -> State:
+    """Write the state after the process ended (or, with `started=False`, failed to start)."""
     durable = not container.record.get("AutoRemove")
     state = container.state()
     state.Status = EXITED if started else CREATED
     state.ExitCode = code
     state.FinishedAt = now() if started else None
     state.Error = error
+    state.OOMKilled = oom
     state.Pid = 0
+    state.MonitorPid = 0
+    state.MonitorStartTime = None
     container.set_state(state, durable=durable)
+    return state
+
+
+def finish(container: Container, code: int, *, error: str | None = None, oom: bool | None = None) -> State:
+    """Everything after the container's process is gone (call it holding the lock; idempotent).
+
+    Kills what is left in the cgroup and removes it (asking it first whether the OOM killer struck, unless
+    `oom` is known), unmounts the root filesystem and records the exit. Network detach belongs here.
+    """
+    try:
+        cgroup = container_cgroup(container)
+    except MiniError:
+        cgroup = None
+    if cgroup is not None:
+        if oom is None:
+            oom = cgroup.exists() and cgroup.oom_killed()
+        cgroup.destroy()
+    rootfs.unmount(container)
+    return record_exit(container, code, error=error, oom=bool(oom))
+
+
+def remove(store: Store, container: Container) -> None:
+    """Delete a container whose process is gone: what `finish` cleans (again, harmlessly), then its record."""
+    with contextlib.suppress(MiniError):
+        container_cgroup(container).destroy()
+    rootfs.unmount(container)
+    ContainerStore(store).remove(container)
 
 
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
     """Unmount the root filesystem; with `remove`, delete the container (its directory and name)."""
     rootfs.unmount(container)
     if remove:
-        ContainerStore(store).remove(container)
+        with contextlib.suppress(NotFound):
+            ContainerStore(store).remove(container)
+
+
+def run_attached(store: Store, container: Container, *, remove: bool = False, stdin_open: bool | None = None) -> int:
+    """Run a created (or stopped) container in the foreground of this process: its exit code.
+
+    This process is the container's monitor: it relays the terminal and signals, reaps the process and
+    records the exit. If it dies, so does the container (PDEATHSIG) and the next command sees the truth.
+    """
+    opts = options_from_json(container.record["Options"])
+    interactive = opts.interactive if stdin_open is None else stdin_open
+    console_size = None
+    if opts.tty:
+        from minirun.runtime.tty import get_size
+
+        console_size = get_size(0) or get_size(1)
+    started = False
+    proc: Process | None = None
+    try:
+        with SignalForwarder(skip=(signal.SIGWINCH,) if opts.tty else ()) as forwarder:
+            try:
+                with container.lock():
+                    if container.state().Status in ACTIVE:
+                        from minicache.errors import ContainerStateError
+
+                        raise ContainerStateError(f"container {container.name} is already running")
+                    prepare(store, container, console_size=console_size, new=remove)
+                    proc = start(store, container, stdin_open=interactive)
+                started = True
+                forwarder.target(proc.pid)
+                try:
+                    code = wait(proc, tty=opts.tty, interactive=interactive)
+                except BaseException:  # we cannot watch it any more: it must not outlive us, nor its root
+                    proc.signal(signal.SIGKILL)
+                    proc.wait()
+                    raise
+            except MiniError as e:
+                if not remove:
+                    with contextlib.suppress(NotFound):
+                        record_exit(container, e.exit_code, error=str(e), started=started)
+                raise
+        if not remove:
+            try:
+                with container.lock():
+                    finish(container, code, oom=proc.oom_killed)
+            except NotFound:  # removed (rm -f) while it ran
+                pass
+        return code
+    finally:
+        cleanup(store, container, remove=remove)
 
 
 def run(
@@ -259,36 +449,72 @@ def run(
     *,
     name: str | None = None,
     remove: bool = False,
+    restart: RestartPolicy | None = None,
 ) -> int:
     """`minirun run`: create, start, wait for and (with `remove`) delete a container; its exit code."""
-    container = create_container(store, image_ref, opts, name=name, auto_remove=remove)
-    console_size = None
-    if opts.tty:
-        from minirun.runtime.tty import get_size
+    container = create_container(store, image_ref, opts, name=name, auto_remove=remove, restart=restart)
+    return run_attached(store, container, remove=remove)
 
-        console_size = get_size(0) or get_size(1)
-    started = False
-    try:
-        with SignalForwarder(skip=(signal.SIGWINCH,) if opts.tty else ()) as forwarder:
-            prepare(store, container, console_size=console_size)
-            try:
-                with container.lock():
-                    proc = start(store, container, stdin_open=opts.interactive)
-                started = True
-                forwarder.target(proc.pid)
-                try:
-                    code = wait(proc, tty=opts.tty, interactive=opts.interactive)
-                except BaseException:  # we cannot watch it any more: it must not outlive us, nor its root
-                    proc.signal(signal.SIGKILL)
-                    proc.wait()
-                    raise
-            except MiniError as e:
-                if not remove:
-                    record_exit(container, e.exit_code, error=str(e), started=started)
-                raise
-        if not remove:
-            with container.lock():
-                record_exit(container, code)
-        return code
-    finally:
-        cleanup(store, container, remove=remove)
+
+def exec_process(
+    store: Store,
+    container: Container,
+    command: list[str],
+    *,
+    env: list[str] = (),  # type: ignore[assignment]
+    user: str | None = None,
+    workdir: str | None = None,
+    tty: bool = False,
+    interactive: bool = False,
+    detach: bool = False,
+    console_size: tuple[int, int] | None = None,
+) -> Process:
+    """Start `command` inside the running container (`docker exec`); returns once it has exec'ed.
+
+    It joins every namespace and the cgroup of the container's init and gets the spec's seccomp filter,
+    capabilities (recomputed for another `user`, as for the container's own process), no_new_privs,
+    rlimits and environment (plus `env`); `workdir` defaults to the container's.
+    """
+    from minicache.errors import ContainerStateError
+    from minirun.containers import PAUSED
+    from minirun.lifecycle import observe
+    from minirun.runtime.launch import exec_in
+
+    state = observe(container, patience=0)
+    if state.Status == PAUSED:
+        raise ContainerStateError(
+            f"container {container.name} is paused", hint="unpause the container before exec (minirun unpause)"
+        )
+    if state.Status not in ACTIVE:
+        raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
+    oci = container.spec()
+    opts = options_from_json(container.record["Options"])
+    process = dict(oci["process"])
+    process["args"] = list(command)
+    process["terminal"] = tty
+    if tty and console_size:
+        process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
+    else:
+        process.pop("consoleSize", None)
+    extra: dict[str, str] = {}
+    if user is not None:
+        who = users.resolve(container.rootfs, user)
+        process["user"] = {"uid": who.uid, "gid": who.gid}
+        if who.additional_gids:
+            process["user"]["additionalGids"] = list(who.additional_gids)
+        process["capabilities"] = spec.capabilities_for(opts, who, tuple(process["capabilities"]["bounding"]))
+        extra["HOME"] = who.home or "/"
+    process["env"] = spec.merge_env(list(process.get("env") or []), [*env, *(f"{k}={v}" for k, v in extra.items())], {})
+    if tty and not any(e.startswith("TERM=") for e in process["env"]):
+        process["env"].append("TERM=xterm")
+    if workdir is not None:
+        process["cwd"] = workdir
+    return exec_in(
+        oci,
+        process,
+        state.Pid,
+        cgroup=container_cgroup(container),
+        stdin_open=interactive,
+        seccomp_cache=seccomp_cache(store),
+        kill_with_parent=not detach,
+    )

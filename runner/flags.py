@@ -169,3 +169,48 @@ def parse_ulimit(text: str) -> Ulimit:
     if soft > hard:
         raise InvalidSpec(f"invalid ulimit {text!r}: the soft limit is above the hard limit")
     return Ulimit(ULIMITS[name], soft, hard)
+
+
+class RestartPolicy(Record):
+    """Docker's `--restart`: what the monitor does when the container's process ends."""
+
+    Name: str = "no"  # no | on-failure | always | unless-stopped
+    MaximumRetryCount: int = 0  # on-failure only; 0: no limit
+
+
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def parse_restart(text: str) -> RestartPolicy:
+    """`no`, `on-failure[:N]`, `always` or `unless-stopped` (Docker's syntax)."""
+    name, sep, count = text.partition(":")
+    hint = "use --restart no|on-failure[:N]|always|unless-stopped"
+    if name not in RESTART_POLICIES:
+        raise InvalidSpec(f"invalid restart policy {text!r}", hint=hint)
+    if sep and name != "on-failure":
+        raise InvalidSpec(f"invalid restart policy {text!r}: only on-failure takes a retry count", hint=hint)
+    if sep and (not count.isdigit() or len(count) > 9):
+        raise InvalidSpec(f"invalid restart policy {text!r}: {count!r} is not a number", hint=hint)
+    return RestartPolicy(name, int(count) if sep else 0)
+
+
+def parse_signal(text: str) -> int:
+    """A signal by name (`SIGTERM`, `term`, `SIGRTMIN+3`) or number (`15`), as `docker kill -s` takes it."""
+    import signal
+
+    value = text.strip().upper()
+    if value.isdigit():
+        number = int(value)
+    else:
+        name = value if value.startswith("SIG") else "SIG" + value
+        rt_min, rt_max = name.partition("SIGRTMIN+")[2], name.partition("SIGRTMAX-")[2]
+        if rt_min.isdigit():
+            number = signal.SIGRTMIN + int(rt_min)
+        elif rt_max.isdigit():
+            number = signal.SIGRTMAX - int(rt_max)
+        else:
+            member = signal.Signals.__members__.get(name)
+            number = int(member) if member is not None else 0
+    if not 0 < number < signal.NSIG:
+        raise InvalidSpec(f"invalid signal {text!r}", hint="use a name like SIGTERM or KILL, or a number like 9")
+    return number

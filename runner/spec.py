@@ -83,6 +83,8 @@ class RunOptions(Record):
     network: str = "none"  # none (a private netns with loopback) | host
     seccomp: str | dict[str, Any] = "default"  # "default" | "unconfined" | a Docker-format profile
     no_new_privileges: bool = True
+    resources: dict[str, Any] = {}  # OCI linux.resources from --memory, --cpus, --pids-limit, ...
+    cgroup_parent: str | None = None  # the container's cgroup is /<cgroup_parent>/<id>; None: the default
 
 
 class SpecContext(Record):
@@ -303,7 +305,7 @@ def build(image: dict[str, Any], opts: RunOptions, ctx: SpecContext) -> dict[str
         process["consoleSize"] = {"height": ctx.console_size[0], "width": ctx.console_size[1]}
     if opts.ulimits:
         process["rlimits"] = [{"type": u.name, "soft": u.soft, "hard": u.hard} for u in opts.ulimits]
-    resources = {"devices": [dict(r) for r in DEVICE_RULES], **ctx.resources}
+    resources = {"devices": [dict(r) for r in DEVICE_RULES], **opts.resources, **ctx.resources}
     if opts.privileged:
         resources["devices"] = [{"allow": True, "access": "rwm"}]
     linux: dict[str, Any] = {

@@ -6,17 +6,18 @@ import os
 from pathlib import Path
 
 import pytest
+import sessionkit
 from minicache.store import Store
 from storekit import add_rootfs_image
 
 IS_ROOT = os.geteuid() == 0
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_root = pytest.mark.skip(reason="needs root (namespaces, mounts, cgroups)")
-    for item in items:
-        if "root" in item.keywords and not IS_ROOT:
-            item.add_marker(skip_root)
+@pytest.fixture(scope="session", autouse=True)
+def _session_cgroup_parent():
+    """Every test's container cgroups go under the session's own parent (see sessionkit); removed at the end."""
+    yield
+    sessionkit.remove_parent()
 
 
 @pytest.fixture

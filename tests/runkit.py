@@ -60,6 +60,21 @@ def processes_rooted_under(path: Path) -> list[int]:
     return out
 
 
+def processes_mentioning(path: Path) -> list[int]:
+    """Live PIDs whose command line names `path` (a `minirun --root PATH` CLI, or a monitor forked from one)."""
+    needle = os.fsencode(os.path.realpath(path))
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
 def assert_nothing_left(store_root: Path, *, containers: bool = True) -> None:
     """No mount, no process under the store; with `containers`, no container directory or name either."""
     deadline = time.monotonic() + 5
@@ -105,10 +120,15 @@ def status_fields(text: str) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def no_leaks(tmp_path: Path):
-    """Imported by the modules that run containers: after each test, nothing of it may still run or be mounted."""
+    """Imported by the modules that run containers: after each test, nothing of it may still run, be mounted,
+    or have a cgroup (under the session's cgroup parent), and no monitor of its containers may be alive."""
+    from sessionkit import session_cgroups
+
     yield
     deadline = time.monotonic() + 5
-    while processes_rooted_under(tmp_path) and time.monotonic() < deadline:
+    while (processes_rooted_under(tmp_path) or processes_mentioning(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_rooted_under(tmp_path) == [], "a container process outlived its test"
+    assert processes_mentioning(tmp_path) == [], "a minirun process (a monitor?) outlived its test"
     assert mounts_under(tmp_path) == [], "a mount outlived its test"
+    assert session_cgroups() == [], "a container cgroup outlived its test"

@@ -45,7 +45,7 @@ def test_without_rm_the_record_stays_and_the_rootfs_is_unmounted(store_root: Pat
     assert spec["root"]["path"] == "rootfs" and spec["hostname"] == cid[:12]
     assert os.readlink(store_root / "containers/names/kept") == cid
     again = minirun(store_root, "run", "--name", "kept", busybox_image, "true")
-    assert again.returncode == 125 and 'the container name "kept" is already in use' in again.stderr
+    assert again.returncode == 125 and 'the container name "/kept" is already in use' in again.stderr
     assert_nothing_left(store_root, containers=False)
 
 

@@ -556,3 +556,11 @@ def test_absurd_size_in_a_header_is_refused_before_writing(store: Store) -> None
     with pytest.raises(TooLarge):
         unpack(store, layer([Entry("huge", data=b"x" * 100, size=1 << 50)]))
     assert_nothing_committed(store)
+
+
+def test_a_directory_copied_up_keeps_its_mtime(store: Store) -> None:
+    """As overlayfs's own copy-up: the merged view must not show the unpack time on untouched parents."""
+    base, _ = unpack(store, layer([Entry("usr", DIR, mtime=1_500_000_000), Entry("usr/lib", DIR, mtime=1_500_000_001)]))
+    _, fs = unpack(store, layer([Entry("usr/lib/new", data=b"n")]), parent=base)
+    assert (fs / "usr").stat().st_mtime == 1_500_000_000
+    assert (fs / "usr/lib").stat().st_mtime == 1_500_000_001

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from fractions import Fraction
-from typing import Any
 
 from minicache.errors import InvalidSpec
 from minirun.cgroups.base import warn
@@ -28,6 +26,10 @@ from minirun.cgroups.limits import (
     cpu_set,
     parse_cpu_list,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
 _SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?", re.IGNORECASE)
@@ -68,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_bytes(flag: str, value: str) -> int:
     """Docker's RAMInBytes: "512m" -> 536870912; units are powers of 1024."""
+    from fractions import Fraction  # imported here: only a resource flag needs it
+
     m = _SIZE.fullmatch(value.strip())
     if not m:
         raise InvalidSpec(f"invalid value {value!r} for {flag}", hint=_SIZE_HINT)
@@ -144,6 +148,8 @@ def resources_from_args(
         count = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
         if not _DECIMAL.fullmatch(cpus.strip()):
             raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
+        from fractions import Fraction
+
         amount = Fraction(cpus.strip())
         if amount:
             if not Fraction(1, 100) <= amount <= count:

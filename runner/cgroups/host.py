@@ -12,7 +12,8 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+
+from minirun.record import Record
 
 # The v1 controllers a container's cgroup is made in. devices, net_cls and friends are not used.
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
@@ -21,7 +22,7 @@ V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 
-class HostCgroups(NamedTuple):
+class HostCgroups(Record):
     """The host's cgroup layout as this process sees it."""
 
     mode: str  # "v1" | "v2" | "disabled"

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from minicache.errors import InvalidSpec
+from minirun.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 UNLIMITED = -1
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
@@ -22,11 +26,11 @@ _INT64_MAX = 2**63 - 1
 _HINT = "see the OCI runtime spec, linux.resources"
 
 
-class Limits(NamedTuple):
+class Limits(Record):
     """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited.
 
-    A NamedTuple rather than a dataclass: it is built on the `run` hot path, and a frozen dataclass costs
-    milliseconds to define.
+    A Record rather than a dataclass or NamedTuple: it is built on the `run` hot path, where importing
+    typing and generating a class's code cost milliseconds. Treat it as read-only.
     """
 
     memory: int | None = None

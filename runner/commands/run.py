@@ -1,18 +1,33 @@
-"""`minirun run [OPTIONS] IMAGE [COMMAND [ARG...]]` (short form `minirun IMAGE COMMAND...`): a new container."""
+"""`minirun run [OPTIONS] IMAGE [COMMAND [ARG...]]` (short form `minirun IMAGE COMMAND...`): a new container.
+
+In the foreground this process is the container's monitor; with -d a monitor process takes it over and
+`run` prints the container's ID as soon as it runs. `create` shares the flags (`add_container_flags`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from minicache.errors import InvalidSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from minicache.store import Store
+    from minirun.containers import Container
     from minirun.spec import RunOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background and print the ID")
+    add_container_flags(parser)
+
+
+def add_container_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe a container (`run` and `create`)."""
+    from minirun.cgroups.flags import add_arguments
+
     add = parser.add_argument
     add("-i", "--interactive", action="store_true", help="keep STDIN open")
     add("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
@@ -40,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="OPT",
         help="seccomp=unconfined|FILE.json, no-new-privileges[=true|false]",
     )
+    add("--restart", default="no", metavar="POLICY", help="no | on-failure[:N] | always | unless-stopped")
+    add("--stop-signal", metavar="SIGNAL", help="signal `stop` sends first (default: the image's, or SIGTERM)")
+    add("--stop-timeout", type=int, metavar="SECONDS", help="seconds `stop` waits before SIGKILL (default 10)")
+    add("--cgroup-parent", metavar="PATH", help="cgroup the container's own goes under (default: minicontainer)")
+    add_arguments(parser)
     add("image", metavar="IMAGE")
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
@@ -65,9 +85,10 @@ def _security(opts_list: list[str], opts: RunOptions) -> None:
             )
 
 
-def options(args: argparse.Namespace) -> RunOptions:
-    """Turn the parsed flags into checked RunOptions."""
+def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
+    """Turn the parsed flags into checked RunOptions (`attach`: the caller's terminal will be used)."""
     from minirun import flags
+    from minirun.cgroups.flags import resources_from_args
     from minirun.spec import RunOptions
 
     environ = os.environ
@@ -79,9 +100,9 @@ def options(args: argparse.Namespace) -> RunOptions:
         if entry is not None:
             env.append(entry)
     interactive, tty = args.interactive, args.tty
-    if not interactive and not tty and os.isatty(0) and os.isatty(1):
+    if attach and not interactive and not tty and os.isatty(0) and os.isatty(1):
         interactive = tty = True  # `minirun IMAGE bash` at a terminal: an interactive session, as the issue asks
-    if tty and interactive and not os.isatty(0):
+    if attach and tty and interactive and not os.isatty(0):
         raise InvalidSpec("the input device is not a TTY", hint="drop -t, or run from a terminal")
     if args.network not in ("none", "host"):
         raise InvalidSpec(f"network mode {args.network!r} is not available yet", hint="use --network none or host")
@@ -103,18 +124,53 @@ def options(args: argparse.Namespace) -> RunOptions:
         ulimits=[flags.parse_ulimit(u) for u in args.ulimit],
         init=args.init,
         network=args.network,
+        resources=resources_from_args(args),
+        cgroup_parent=args.cgroup_parent,
     )
     _security(args.security_opt, opts)
     return opts
 
 
-def execute(args: argparse.Namespace) -> int:
+def create(store: Store, args: argparse.Namespace, *, attach: bool) -> Container:
+    """The container the flags describe, created (not started)."""
     from minirun import engine
+    from minirun.flags import parse_restart, parse_signal, validate_name
+
+    opts = options(args, attach=attach)
+    if args.name is not None:
+        validate_name(args.name)
+    if args.stop_signal is not None:
+        parse_signal(args.stop_signal)
+    if args.stop_timeout is not None and args.stop_timeout < -1:
+        raise InvalidSpec(f"invalid --stop-timeout {args.stop_timeout}", hint="give seconds (0 or more)")
+    return engine.create_container(
+        store,
+        args.image,
+        opts,
+        name=args.name,
+        auto_remove=args.rm,
+        restart=parse_restart(args.restart),
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+    )
+
+
+def execute(args: argparse.Namespace) -> int:
+    from minirun.commands.common import PROG, store_args
+
+    if args.detach:
+        from minirun import monitor
+
+        report = monitor.launch(store_args(args), lambda store: create(store, args, attach=False))
+        for warning in report.get("warnings", ()):
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        print(report["id"])
+        return 0
+    from minirun import engine
+    from minirun.cgroups import show_warnings
     from minirun.commands.common import open_store
 
-    opts = options(args)
-    if args.name is not None:
-        from minirun.flags import validate_name
-
-        validate_name(args.name)
-    return engine.run(open_store(args), args.image, opts, name=args.name, remove=args.rm)
+    show_warnings(PROG)
+    store = open_store(args)
+    container = create(store, args, attach=True)
+    return engine.run_attached(store, container, remove=args.rm)

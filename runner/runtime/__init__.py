@@ -3,8 +3,19 @@
 from minirun.runtime import start
 proc = start("/path/to/bundle", container_id)
 code = proc.wait()
+
+The names below are loaded on first use, so a process that needs only a small piece (the monitor needs
+`minirun.runtime.channel`) does not load the whole runtime.
 """
 
-from minirun.runtime.launch import Process, StartError, start
+from __future__ import annotations
 
 __all__ = ["Process", "StartError", "start"]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from minirun.runtime import launch
+
+        return getattr(launch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""`python -m minirun.runtime [--root-dir DIR] run BUNDLE ID`: run an OCI bundle in the foreground, like `runc run`.
+"""`python -m minirun.runtime run BUNDLE ID`: run an OCI bundle in the foreground, like `runc run`.
+
+The bundle alone decides everything, its cgroup too (`linux.cgroupsPath`, `linux.resources`).
 
 For debugging and for differential tests against runc; exit status is the container's.
 """
@@ -20,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("bundle")
     run.add_argument("id")
     args = parser.parse_args(argv)
+    from minirun.cgroups import show_warnings
+
+    show_warnings("minirun.runtime")
     try:
         with SignalForwarder() as forwarder:
             proc = start(args.bundle, args.id)

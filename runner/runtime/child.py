@@ -106,23 +106,13 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     elif cfg.kill_with_parent and chan.peer_closed():
         os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
 
-    stage[0] = "preparing the root filesystem"
-    mounts.prepare_root(cfg.rootfs, cfg.root_propagation)
-    for m in cfg.mounts:
-        stage[0] = f"mounting {m.fstype} on {m.destination}"
-        mounts.mount_one(cfg.rootfs, m)
-    if cfg.devices is not None:
-        stage[0] = "creating device nodes"
-        mounts.create_devices(cfg.rootfs, cfg.devices)
-        mounts.create_dev_links(cfg.rootfs)
-    stage[0] = "pivot_root"
-    mounts.pivot(cfg.rootfs)
-
+    if not cfg.join_existing:
+        _filesystem(cfg, stage)
     if cfg.terminal:
         stage[0] = "opening the container's terminal"
         master, slave, path = tty.open_pty(cfg.uid, cfg.gid, *cfg.console_size)
         tty.make_controlling(slave)
-        if cfg.devices is not None:
+        if cfg.devices is not None and not cfg.join_existing:
             mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
         chan.send(PTY, fds=[master])
         os.close(master)
@@ -130,24 +120,8 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.dup2(fd, 0)
         os.close(fd)
-    for key, value in cfg.sysctl.items():
-        stage[0] = f"setting sysctl {key}"
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
-    stage[0] = "masking paths"
-    mounts.mask(cfg.masked)
-    stage[0] = "making paths read-only"
-    mounts.make_readonly(cfg.readonly)
-    stage[0] = f"creating the working directory {cfg.cwd}"
-    _make_cwd(cfg.cwd, cfg.uid, cfg.gid)
-    if cfg.root_readonly:
-        stage[0] = "making the root read-only"
-        mounts.remount_root_readonly()
-    if cfg.hostname:
-        stage[0] = "setting the hostname"
-        sc.sethostname(cfg.hostname)
-    if cfg.domainname:
-        sc.setdomainname(cfg.domainname)
+    if not cfg.join_existing:
+        _finish_filesystem(cfg, stage)
     for number, soft, hard in cfg.rlimits:
         stage[0] = f"setting rlimit {number}"
         resource.setrlimit(number, (soft, hard))
@@ -172,7 +146,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         os.chdir(cfg.cwd)
     except OSError as e:
         raise ChildError(
-            126 if e.errno == errno.EACCES else 125,
+            126 if e.errno == errno.EACCES or cfg.join_existing else 125,
             f"cannot enter working directory {cfg.cwd}: {os.strerror(e.errno or 0)}",
         ) from None
     stage[0] = "setting capabilities"
@@ -185,7 +159,50 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     stage[0] = "closing file descriptors"
     sc.close_range(3 + cfg.preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
     if cfg.builtin_init:
-        init.run(lambda: _exec_or_report(cfg, chan), on_forked=chan.close)
+        init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
+
+
+def _init_closes_fds(chan: Channel) -> None:
+    """The built-in init never execs, so CLOEXEC does not close what it inherited: close it all."""
+    chan.close()
+    sc.close_range(3, 0xFFFFFFFF, 0)
+
+
+def _filesystem(cfg: ChildConfig, stage: list[str]) -> None:
+    """The container's mounts, /dev and pivot_root into its root."""
+    stage[0] = "preparing the root filesystem"
+    mounts.prepare_root(cfg.rootfs, cfg.root_propagation)
+    for m in cfg.mounts:
+        stage[0] = f"mounting {m.fstype} on {m.destination}"
+        mounts.mount_one(cfg.rootfs, m)
+    if cfg.devices is not None:
+        stage[0] = "creating device nodes"
+        mounts.create_devices(cfg.rootfs, cfg.devices)
+        mounts.create_dev_links(cfg.rootfs)
+    stage[0] = "pivot_root"
+    mounts.pivot(cfg.rootfs)
+
+
+def _finish_filesystem(cfg: ChildConfig, stage: list[str]) -> None:
+    """After pivot_root: sysctls, masked and read-only paths, the working directory, hostname."""
+    for key, value in cfg.sysctl.items():
+        stage[0] = f"setting sysctl {key}"
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    stage[0] = "masking paths"
+    mounts.mask(cfg.masked)
+    stage[0] = "making paths read-only"
+    mounts.make_readonly(cfg.readonly)
+    stage[0] = f"creating the working directory {cfg.cwd}"
+    _make_cwd(cfg.cwd, cfg.uid, cfg.gid)
+    if cfg.root_readonly:
+        stage[0] = "making the root read-only"
+        mounts.remount_root_readonly()
+    if cfg.hostname:
+        stage[0] = "setting the hostname"
+        sc.sethostname(cfg.hostname)
+    if cfg.domainname:
+        sc.setdomainname(cfg.domainname)
 
 
 def _make_cwd(cwd: str, uid: int, gid: int) -> None:

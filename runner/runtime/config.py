@@ -75,6 +75,7 @@ class ChildConfig(Record):
     preserve_fds: int = 0
     cgroup: CgroupHook | None = None
     resources: dict[str, Any] = {}
+    join_existing: bool = False  # exec: enter a running container (namespaces, cgroup); no filesystem set-up
 
 
 def load(bundle: str | os.PathLike[str]) -> dict[str, Any]:
@@ -150,19 +151,13 @@ def prepare(
     _need(str(spec.get("ociVersion", "")).startswith("1."), "ociVersion must be 1.x")
     process = spec.get("process")
     _need(isinstance(process, dict), "the spec has no process")
-    args = process.get("args")
-    _need(_is_str_list(args) and bool(args), "process.args must be a non-empty list of strings")
-    cwd = process.get("cwd", "/")
-    _need(isinstance(cwd, str) and cwd.startswith("/"), f"process.cwd {cwd!r} must be an absolute path")
-    env_list = process.get("env") or []
-    _need(_is_str_list(env_list), "process.env must be a list of strings")
-    env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env_list)
     root = spec.get("root") or {}
     root_path = Path(bundle) / root.get("path", "rootfs")
     _need(root_path.is_dir(), f"root.path {root_path} is not a directory")
     linux = spec.get("linux") or {}
     _need(not linux.get("uidMappings") and not linux.get("gidMappings"), "user namespace mappings are not supported")
-    cfg = ChildConfig(rootfs=str(root_path.resolve()), args=list(args), env=env, cwd=cwd)
+    cfg = ChildConfig(rootfs=str(root_path.resolve()), args=[], env={}, cwd="/")
+    _process(process, cfg)
     _namespaces(spec, cfg)
     cfg.hostname = spec.get("hostname") or None
     cfg.domainname = spec.get("domainname") or None
@@ -183,6 +178,30 @@ def prepare(
     for key in linux.get("sysctl") or {}:
         _need(key.replace(".", "").replace("_", "").replace("-", "").isalnum(), f"invalid sysctl name {key!r}")
     cfg.sysctl = {k: str(v) for k, v in (linux.get("sysctl") or {}).items()}
+    if linux.get("seccomp"):
+        from minirun.runtime import seccomp
+
+        cfg.seccomp = seccomp.program(linux["seccomp"], seccomp_cache)
+    cfg.stdin_null = not stdin_open
+    cfg.builtin_init = (spec.get("annotations") or {}).get(BUILTIN_INIT_ANNOTATION) == "builtin"
+    cfg.kill_with_parent = kill_with_parent
+    cfg.preserve_fds = preserve_fds
+    cfg.cgroup = cgroup
+    cfg.resources = linux.get("resources") or {}
+    return cfg
+
+
+def _process(process: dict[str, Any], cfg: ChildConfig) -> None:
+    """The OCI `process` object into `cfg`: command, environment, user, capabilities, limits, terminal."""
+    args = process.get("args")
+    _need(_is_str_list(args) and bool(args), "process.args must be a non-empty list of strings")
+    cwd = process.get("cwd", "/")
+    _need(isinstance(cwd, str) and cwd.startswith("/"), f"process.cwd {cwd!r} must be an absolute path")
+    env_list = process.get("env") or []
+    _need(_is_str_list(env_list), "process.env must be a list of strings")
+    cfg.args = list(args)
+    cfg.cwd = cwd
+    cfg.env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env_list)
     cfg.rlimits = _rlimits(process)
     cfg.oom_score_adj = process.get("oomScoreAdj")
     user = process.get("user") or {}
@@ -202,17 +221,47 @@ def prepare(
     _need(not missing, f"the runtime does not hold {', '.join(missing)} itself and cannot grant it to the container")
     cfg.caps = {k: list(caps.get(k) or []) for k in ("effective", "permitted", "inheritable", "ambient")}
     cfg.no_new_privs = bool(process.get("noNewPrivileges"))
+    cfg.terminal = bool(process.get("terminal"))
+    size = process.get("consoleSize") or {}
+    cfg.console_size = (int(size.get("height", 0)), int(size.get("width", 0)))
+
+
+# The namespaces `exec` joins, in order: the mount namespace last, because entering it hides the host's
+# /proc (the other paths are opened before, but the order keeps it obvious).
+_EXEC_NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("network", "net"), ("cgroup", "cgroup"), ("mount", "mnt"))
+
+
+def prepare_exec(
+    spec: dict[str, Any],
+    process: dict[str, Any],
+    container_pid: int,
+    *,
+    stdin_open: bool = True,
+    seccomp_cache: Path | None = None,
+    kill_with_parent: bool = True,
+    cgroup: CgroupHook | None = None,
+) -> ChildConfig:
+    """A ChildConfig that runs `process` (an OCI process object) inside the running container `container_pid`.
+
+    It joins each namespace the container's spec gives it (via /proc/PID/ns/*; the PID namespace by the
+    parent's fork), its cgroup, and gets the spec's seccomp filter; no mount, no pivot_root: the
+    container's own mount namespace already is its filesystem.
+    """
+    _need(isinstance(process, dict), "the exec process must be an object")
+    linux = spec.get("linux") or {}
+    cfg = ChildConfig(rootfs="/", args=[], env={}, cwd="/", join_existing=True)
+    _process(process, cfg)
+    own = {ns.get("type") for ns in linux.get("namespaces") or () if isinstance(ns, dict)}
+    for kind, name in _EXEC_NAMESPACES:
+        if kind in own or kind == "mount":
+            cfg.join_namespaces.append((f"/proc/{container_pid}/ns/{name}", NAMESPACE_FLAGS[kind]))
+    if "pid" in own:
+        cfg.pid_namespace = (f"/proc/{container_pid}/ns/pid", False)
     if linux.get("seccomp"):
         from minirun.runtime import seccomp
 
         cfg.seccomp = seccomp.program(linux["seccomp"], seccomp_cache)
-    cfg.terminal = bool(process.get("terminal"))
-    size = process.get("consoleSize") or {}
-    cfg.console_size = (int(size.get("height", 0)), int(size.get("width", 0)))
     cfg.stdin_null = not stdin_open
-    cfg.builtin_init = (spec.get("annotations") or {}).get(BUILTIN_INIT_ANNOTATION) == "builtin"
     cfg.kill_with_parent = kill_with_parent
-    cfg.preserve_fds = preserve_fds
     cfg.cgroup = cgroup
-    cfg.resources = linux.get("resources") or {}
     return cfg

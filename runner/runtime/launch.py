@@ -25,8 +25,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+    from typing import Any
 
     from minirun.runtime.cgroup import CgroupHook
+
+
+AUTO = "auto"  # start(cgroup=AUTO): the cgroup the bundle's linux.cgroupsPath names (the default)
 
 
 class StartError(MiniError):
@@ -41,6 +45,7 @@ class Process:
         self.start_time = procinfo.start_time(pid)
         self.pty_master: int | None = None
         self.returncode: int | None = None
+        self.oom_killed = False  # set by wait(): the kernel's OOM killer struck inside the container's cgroup
         self._cgroup = cgroup
 
     def signal(self, signum: int) -> None:
@@ -49,7 +54,10 @@ class Process:
                 os.kill(self.pid, signum)
 
     def wait(self) -> int:
-        """Reap the process; its exit code, or 128+N for death by signal N. Destroys the cgroup afterwards."""
+        """Reap the process; its exit code, or 128+N for death by signal N.
+
+        Then the cgroup is asked whether the OOM killer struck (`oom_killed`) and destroyed.
+        """
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(status)
@@ -60,6 +68,8 @@ class Process:
     def _destroy_cgroup(self) -> None:
         if self._cgroup is not None:
             cgroup, self._cgroup = self._cgroup, None
+            check = getattr(cgroup, "oom_killed", None)
+            self.oom_killed = bool(check and check())
             cgroup.destroy()
 
 
@@ -96,7 +106,7 @@ def start(
     container_id: str,
     *,
     stdin_open: bool = True,
-    cgroup: CgroupHook | None = None,
+    cgroup: CgroupHook | str | None = AUTO,
     seccomp_cache: Path | None = None,
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
@@ -110,8 +120,14 @@ def start(
     `meanwhile(pid)` runs while the child mounts and execs (on another core; after `on_ready` if given):
     the place for work that does not have to come before the container's process, such as bookkeeping.
     Without `on_ready` the child does not stop to wait for the parent at all.
+    `cgroup` is the container's cgroup: AUTO (the one the spec names), a CgroupHook, or None for none.
+    `kill_with_parent=False` lets the container outlive this process (a monitor adopts it).
     """
     spec = config.load(bundle)
+    if isinstance(cgroup, str):  # AUTO
+        from minirun.runtime.cgroup import for_spec
+
+        cgroup = for_spec(spec, container_id)
     cfg = config.prepare(
         spec,
         bundle,
@@ -122,11 +138,55 @@ def start(
         cgroup=cgroup,
     )
     cfg.wait_for_go = on_ready is not None
+    return launch(cfg, owns_cgroup=True, on_ready=on_ready, meanwhile=meanwhile)
+
+
+def exec_in(
+    spec: dict[str, Any],
+    process: dict[str, Any],
+    container_pid: int,
+    *,
+    cgroup: CgroupHook | None,
+    stdin_open: bool = True,
+    seccomp_cache: Path | None = None,
+    kill_with_parent: bool = True,
+) -> Process:
+    """Run `process` (an OCI process object) inside the running container whose init is `container_pid`.
+
+    Like `runc exec`: the new process joins the container's namespaces and cgroup and gets its seccomp
+    filter; the process object brings the capabilities, no_new_privs, user, environment and directory.
+    Returns once it has exec'ed; its errors are the same 125/126/127 errors as `start`'s.
+    """
+    cfg = config.prepare_exec(
+        spec,
+        process,
+        container_pid,
+        stdin_open=stdin_open,
+        seccomp_cache=seccomp_cache,
+        kill_with_parent=kill_with_parent,
+        cgroup=cgroup,
+    )
+    return launch(cfg, owns_cgroup=False)
+
+
+def launch(
+    cfg: config.ChildConfig,
+    *,
+    owns_cgroup: bool,
+    on_ready: Callable[[int], None] | None = None,
+    meanwhile: Callable[[int], None] | None = None,
+) -> Process:
+    """Fork the child that runs `cfg`, handshake with it, return once it has exec'ed.
+
+    With `owns_cgroup` the cgroup is created before the fork and destroyed when the process is reaped;
+    otherwise (exec) the child only joins it.
+    """
     if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
         raise StartError(
             "cannot start a container from a process that runs threads",
             hint="start containers before anything starts threads (pyroute2, tqdm), or from another process",
         )
+    cgroup = cfg.cgroup if owns_cgroup else None
     if cgroup is not None:
         cgroup.create(cfg.resources)
     try:

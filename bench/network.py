@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Network benchmark: what pyroute2 costs to import, and a bridge-mode start beside podman's, same run.
+
+    .venv/bin/python bench/network.py [--runs N] [--import-runs N]
+
+1. Import cost, each in a fresh interpreter (import time only, interpreter start-up excluded):
+     import pyroute2                          what `from pyroute2 import IPRoute` runs (its __init__)
+     IPRoute, package __init__ skipped        pyroute2.iproute.linux (asyncio core, every message kind)
+     rtnl messages, __init__ skipped          ifinfmsg/ifaddrmsg/rtmsg: what minirun.network.rtnl uses
+     + pyroute2.netns                         what pyroute2's namespace helpers would add on top
+2. Start-to-exit of a no-op container with the default network, interleaved runs, medians:
+     minirun bridge   bench/drivers/bridge_start.py (engine steps + network.attach/detach, as `run` will be wired)
+     podman bridge    `podman run --rm` with its default network (netavark, bridge podman0)
+   and, for reference, both with --network none. Target: minirun bridge <= 0.6 x podman bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+TARGET = 0.6
+PY = sys.executable
+MINIRUN = str(Path(PY).with_name("minirun"))
+LAZY = (
+    "import importlib.util, sys; spec = importlib.util.find_spec('pyroute2'); "
+    "sys.modules['pyroute2'] = importlib.util.module_from_spec(spec); "
+)
+IMPORTS = {
+    "import pyroute2 (IPRoute's way)": "import pyroute2",
+    "IPRoute, package __init__ skipped": LAZY + "import pyroute2.iproute.linux",
+    "rtnl messages (minirun.network.rtnl)": "from minirun.network import rtnl; rtnl.load()",
+    "  + pyroute2.netns on top": "from minirun.network import rtnl; rtnl.load(); import pyroute2.netns",
+}
+TIMED = "import time; t = time.perf_counter(); {code}; print((time.perf_counter() - t) * 1000)"
+
+
+def import_times(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in IMPORTS}
+    for _ in range(runs):  # interleaved, so a change of load hits every variant alike
+        for name, code in IMPORTS.items():
+            result = subprocess.run([PY, "-c", TIMED.format(code=code)], capture_output=True, text=True, env=env)
+            if result.returncode:
+                raise SystemExit(f"{name}: {result.stderr}")
+            out[name].append(float(result.stdout))
+    return out
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.decode().strip()}")
+    return elapsed
+
+
+def setup(work: Path) -> dict[str, list[str]]:
+    import imagekit
+    from minicache.store import Store
+    from minirun.network import settings
+    from storekit import add_rootfs_image
+
+    rootfs = imagekit.busybox_rootfs(work / "rootfs")
+    store_root = work / "store"
+    store = Store(store_root)
+    add_rootfs_image(store, rootfs, "bench/busybox:latest")
+    h = secrets.token_hex(2)  # names of our own: other sessions may run minicontainer on this machine
+    settings.save(
+        store,
+        settings.NetworkSettings(
+            table=f"mcbench{h}", bridge_prefix=f"mbb{h}", veth_prefix=f"mbv{h[:2]}", pool=["10.222.0.0/16:24"]
+        ),
+    )
+    commands = {
+        "minirun bridge": [PY, str(HERE / "drivers" / "bridge_start.py"), str(store_root), "bench/busybox", "true"],
+        "minirun none": [MINIRUN, "--root", str(store_root), "--rm", "--network", "none", "bench/busybox", "true"],
+    }
+    if shutil.which("podman"):
+        tar = work / "busybox.tar"
+        tar.write_bytes(imagekit.tar_of_dir(rootfs))
+        podman = ["podman", "--root", str(work / "podman-root"), "--runroot", str(work / "podman-run")]
+        podman += ["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
+        run = [*podman, "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+        run += ["--cgroup-parent", f"/{work.name}"]
+        commands["podman bridge"] = [*run, "localhost/bench-busybox:latest", "true"]
+        commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
+    return commands
+
+
+def teardown(work: Path) -> None:
+    from minicache.store import Store
+    from minirun import network
+    from run import remove_cgroups, unmount_under  # bench/run.py's helpers
+
+    store = Store(work / "store")
+    for net, _count in network.list_networks(store):
+        network.remove_network(store, net.id)
+    unmount_under(work)
+    remove_cgroups(work.name)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def report(title: str, times: dict[str, list[float]], unit: float) -> dict[str, float]:
+    print(title)
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    for name, values in times.items():
+        spread = f"min {min(values) * unit:6.1f}  max {max(values) * unit:6.1f}"
+        print(f"  {name:40s} {medians[name] * unit:7.1f} ms   ({spread})")
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--import-runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/network.py needs root (namespaces, bridges, nftables)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: bytecode cached
+    subprocess.run([PY, "-m", "compileall", "-q", str(HERE.parent / "runner"), str(HERE.parent / "cache")], env=env)
+
+    imports = import_times(args.import_runs, env)
+    work = Path(tempfile.mkdtemp(prefix="minirun-netbench-"))
+    try:
+        commands = setup(work)
+        for cmd in commands.values():
+            for _ in range(args.warmup):
+                timed(cmd, env)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                times[name].append(timed(cmd, env))
+    finally:
+        teardown(work)
+
+    report(f"import time, median of {args.import_runs} fresh interpreters each", imports, 1)
+    medians = report(
+        f"start-to-exit of a no-op container, median of {args.runs} interleaved runs ({args.warmup} warm-up)",
+        times,
+        1000,
+    )
+    ours = medians["minirun bridge"]
+    print(f"  bridge cost (minirun bridge - minirun none): {(ours - medians['minirun none']) * 1000:.1f} ms")
+    if "podman bridge" in medians:
+        peer = medians["podman bridge"]
+        print(f"  bridge cost (podman bridge - podman none):   {(peer - medians['podman none']) * 1000:.1f} ms")
+        print(f"  minirun bridge / podman bridge: {ours / peer:.2f}x")
+        verdict = "met" if ours <= TARGET * peer else "NOT met"
+        print(f"  target minirun bridge <= {TARGET} x podman bridge ({TARGET * peer * 1000:.0f} ms): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`minirun container prune [-f]` (and `container ls`, as `ps`): commands on containers as a group."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from minirun.commands import ps
+
+    sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    prune = sub.add_parser("prune", help="remove all stopped containers", description="Remove all stopped containers")
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    for name in ("ls", "list", "ps"):
+        ps.configure(sub.add_parser(name, help="list containers" if name == "ls" else argparse.SUPPRESS))
+
+
+def _size(path: str) -> int:
+    import os
+
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def prune(args: argparse.Namespace) -> int:
+    from minicache.errors import MiniError, one_line
+    from minirun import lifecycle
+    from minirun.cgroups.stats import decimal_size
+    from minirun.commands.common import PROG, open_store
+    from minirun.containers import CREATED, EXITED, ContainerStore
+
+    if not args.force:
+        print("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ", end="")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    store = open_store(args)
+    deleted, reclaimed, failed = [], 0, False
+    for container in ContainerStore(store).all():
+        try:
+            if lifecycle.observe(container).Status not in (CREATED, EXITED):
+                continue
+            size = _size(str(container.upper))
+            lifecycle.remove(store, container)  # refuses (and says so) if it was started meanwhile
+        except MiniError as err:
+            if "No such container" not in str(err) and "no longer exists" not in str(err):
+                print(one_line(PROG, err), file=sys.stderr)
+                failed = True
+            continue
+        deleted.append(container.id)
+        reclaimed += size
+    if deleted:
+        print("Deleted Containers:")
+        print("\n".join(deleted))
+        print()
+    print(f"Total reclaimed space: {decimal_size(reclaimed)}")
+    return 1 if failed else 0
+
+
+def execute(args: argparse.Namespace) -> int:
+    if args.subcommand == "prune":
+        return prune(args)
+    from minirun.commands import ps
+
+    return ps.execute(args)

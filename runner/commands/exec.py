@@ -1,0 +1,64 @@
+"""`minirun exec [-d] [-i] [-t] [-e KEY=VALUE] [-u USER] [-w DIR] CONTAINER COMMAND [ARG...]`.
+
+The command joins the running container's namespaces (mount, PID, UTS, IPC, network, cgroup) and its
+cgroup, under the same capabilities, seccomp filter and no_new_privs; its exit status is this command's
+(126 cannot invoke, 127 not found, as Docker). -d leaves it running in the background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("-d", "--detach", action="store_true", help="run the command in the background")
+    add("-i", "--interactive", action="store_true", help="keep STDIN open")
+    add("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    add("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]", help="set an environment variable")
+    add("-u", "--user", help="NAME|UID[:GROUP|GID] to run as")
+    add("-w", "--workdir", help="working directory inside the container")
+    add("container", metavar="CONTAINER")
+    add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from minicache.errors import InvalidSpec
+    from minirun import engine, flags
+    from minirun.commands.common import get, open_store
+    from minirun.runtime.signals import SignalForwarder
+
+    if not args.command:
+        raise InvalidSpec("exec needs a command to run", hint="minirun exec CONTAINER COMMAND [ARG...]")
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        raise InvalidSpec("the input device is not a TTY", hint="drop -t, or run from a terminal")
+    env = [e for e in (flags.env_entry(item, os.environ) for item in args.env) if e is not None]
+    workdir = flags.container_path(args.workdir, "the working directory") if args.workdir is not None else None
+    store = open_store(args)
+    container = get(store, args.container)
+    console_size = None
+    if args.tty:
+        from minirun.runtime.tty import get_size
+
+        console_size = get_size(0) or get_size(1)
+    with SignalForwarder(skip=(signal.SIGWINCH,) if args.tty else ()) as forwarder:
+        proc = engine.exec_process(
+            store,
+            container,
+            args.command,
+            env=env,
+            user=args.user,
+            workdir=workdir,
+            tty=args.tty,
+            interactive=args.interactive and not args.detach,
+            detach=args.detach,
+            console_size=console_size,
+        )
+        if args.detach:
+            if proc.pty_master is not None:
+                os.close(proc.pty_master)
+            return 0
+        forwarder.target(proc.pid)
+        return engine.wait(proc, tty=args.tty, interactive=args.interactive)

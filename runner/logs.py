@@ -1,0 +1,89 @@
+"""A detached container's log: `containers/<id>/log`, JSON lines like Docker's json-file driver.
+
+    {"log":"hello\\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}
+
+The monitor writes one entry per line of output (a line longer than 16 KiB is cut into several entries,
+as Docker does), stdout and stderr kept apart; `minirun logs` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minirun.containers import now
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+LOG_NAME = "log"
+MAX_LINE = 16 * 1024
+
+
+class LogWriter:
+    """Appends entries to the log file; keeps each stream's unfinished line until its end arrives."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.partial: dict[str, bytes] = {}
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Log `data` read from `stream`: every complete line now, the rest when it is complete."""
+        buffered = self.partial.pop(stream, b"") + data
+        lines = buffered.split(b"\n")
+        rest = lines.pop()
+        out = [_entry(stream, line + b"\n") for line in lines]
+        while len(rest) >= MAX_LINE:
+            out.append(_entry(stream, rest[:MAX_LINE]))
+            rest = rest[MAX_LINE:]
+        if rest:
+            self.partial[stream] = rest
+        if out:
+            _write_all(self.fd, b"".join(out))
+
+    def flush(self, stream: str | None = None) -> None:
+        """Write unfinished lines (the stream ended) as they are."""
+        for name in [stream] if stream else list(self.partial):
+            rest = self.partial.pop(name, b"")
+            if rest:
+                _write_all(self.fd, _entry(name, rest))
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+
+
+def _entry(stream: str, data: bytes) -> bytes:
+    text = data.decode("utf-8", "replace")
+    return json.dumps({"log": text, "stream": stream, "time": now()}, separators=(",", ":")).encode() + b"\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete entries from byte `offset` on, and the offset after the last complete one."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for line in data[:end].splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line torn by a crash of the writer
+    return entries, offset + end
+
+
+def tail(entries: list[dict[str, Any]], count: int | None) -> Iterator[dict[str, Any]]:
+    """The last `count` entries (all for None)."""
+    yield from entries if count is None else entries[len(entries) - count :] if count else []

@@ -1,0 +1,91 @@
+"""A network's Linux bridge: created on first use with the gateway address, removed by `network rm`.
+
+Forwarding is switched on for our bridges only (net.ipv4.conf.<bridge>.forwarding), together with
+route_localnet (so a published port answers on 127.0.0.1; see minirun.network.firewall). The global
+switch, net.ipv4.ip_forward, is never flipped: when it is off, replies from the outside cannot come
+back through the host's uplink, and the network's first use returns a warning saying so.
+"""
+
+from __future__ import annotations
+
+import errno
+from ipaddress import IPv4Network
+
+from minicache.errors import Conflict, MiniError
+from minirun.network import firewall, ipam
+from minirun.network.nft import Nft
+from minirun.network.rtnl import NetlinkError, Rtnl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minirun.network.networks import Network
+
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+def _sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read_sysctl(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def host_routes(rtnl: Rtnl) -> list[tuple[IPv4Network, str]]:
+    """The host's IPv4 routes of every table, default routes left out, as (network, device name)."""
+    names = {link["index"]: link["name"] for link in rtnl.links()}
+    out = []
+    for route in rtnl.routes():
+        if route["dst_len"] == 0 or route["dst"] is None:
+            continue
+        out.append((IPv4Network(f"{route['dst']}/{route['dst_len']}", strict=False), names.get(route["oif"], "?")))
+    return out
+
+
+def ensure(rtnl: Rtnl, net: Network, table: str) -> tuple[int, list[str]]:
+    """The bridge's index, creating and configuring it if needed; and warnings for the user."""
+    index = rtnl.link_index(net.bridge)
+    if index is not None:
+        return index, []
+    subnet = IPv4Network(net.subnet)
+    routes = [(route, f"the host route {route} dev {dev}") for route, dev in host_routes(rtnl)]
+    clash = ipam.conflict(subnet, routes)
+    if clash:
+        raise Conflict(
+            f"network {net.name}'s subnet {subnet} overlaps {clash}",
+            hint=f"remove the network (minirun network rm {net.name}) and create it with another --subnet",
+        )
+    try:
+        index = rtnl.add_bridge(net.bridge, mtu=net.mtu)
+    except NetlinkError as e:
+        if e.errno == errno.EEXIST:
+            raise Conflict(f"an interface named {net.bridge} exists but is not usable as the bridge") from None
+        raise MiniError(f"cannot create the bridge {net.bridge}: {e.strerror}") from None
+    try:
+        rtnl.add_address(index, net.gateway, subnet.prefixlen, broadcast=str(subnet.broadcast_address))
+        conf = f"/proc/sys/net/ipv4/conf/{net.bridge}"
+        _sysctl(f"{conf}/forwarding", "1")
+        _sysctl(f"{conf}/route_localnet", "1")
+        with Nft() as nft:
+            firewall.add_network(nft, table, net.id, net.bridge, net.subnet)
+    except BaseException:
+        rtnl.delete_link(net.bridge)
+        raise
+    warnings = []
+    if _read_sysctl(IP_FORWARD) == "0":
+        warnings.append(
+            f"net.ipv4.ip_forward is 0: containers on network {net.name} reach the host and each other, "
+            "but not beyond; enable it with `sysctl -w net.ipv4.ip_forward=1`"
+        )
+    return index, warnings
+
+
+def remove(rtnl: Rtnl, nft: Nft, net: Network, table: str) -> None:
+    """Delete the bridge and its rules (callers make sure no container uses it)."""
+    rtnl.delete_link(net.bridge)
+    firewall.remove_network(nft, table, net.id, net.bridge)
