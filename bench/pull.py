@@ -142,7 +142,9 @@ def main() -> None:
                     "podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "overlay",
                     "--events-backend", "none", "pull", "-q", "--tls-verify=false", ref,
                 ],
-                "skopeo": lambda d: ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/oci"],
+                "skopeo": lambda d: [
+                    "skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/oci"
+                ],
             }  # fmt: skip
             tools = {k: v for k, v in tools.items() if not args.only or k in args.only}
             for name in list(tools):

@@ -40,7 +40,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- the registry --------------------------------------------------------------------------------------------------
+# -- the registry
 class RegistryServer:
     """One docker-registry process; `auth` is the registry config's `auth:` section (None: no auth)."""
 
@@ -124,7 +124,7 @@ def htpasswd_auth(workdir: Path, users: dict[str, str]) -> dict:
     return {"htpasswd": {"realm": "minicontainer-test", "path": str(path)}}
 
 
-# -- raw pushes --------------------------------------------------------------------------------------------------------
+# -- raw pushes
 def push_blob(base: str, repo: str, data: bytes, headers: dict | None = None) -> str:
     digest = imagekit.sha256(data)
     h = headers or {}
@@ -157,7 +157,7 @@ def push_image(base: str, repo: str, tag: str | None, img: imagekit.Image, heade
     return put_manifest(base, repo, tag or img.digest, img.manifest, img.manifest_media_type, headers)
 
 
-# -- the token server ---------------------------------------------------------------------------------------------------
+# -- the token server
 class TokenServer:
     """Issues registry tokens: anonymous ones grant `pull`, those of `users` (Basic) or `refresh_tokens`
     (OAuth2 POST) grant what they ask. `lifetime` is how long the registry will accept a token;
@@ -230,7 +230,7 @@ class TokenServer:
             }
         }
 
-    def _user(self, authorization: str | None) -> str | None | bool:
+    def _user(self, authorization: str | None) -> str | bool | None:
         """The user of valid Basic credentials, None for none, False for wrong ones."""
         if not authorization:
             return None
@@ -242,7 +242,7 @@ class TokenServer:
 
     def _answer(self, handler, scopes: list[str], authorization: str | None, refresh: str | None) -> None:
         if refresh is not None:
-            user: str | None | bool = "refresh-user" if refresh in self.refresh_tokens else False
+            user: str | bool | None = "refresh-user" if refresh in self.refresh_tokens else False
         else:
             user = self._user(authorization)
         self.requests.append({"scopes": scopes, "user": user, "method": handler.command})
@@ -304,7 +304,7 @@ class TokenServer:
         self._thread.join(5)
 
 
-# -- the fault proxy ----------------------------------------------------------------------------------------------------
+# -- the fault proxy
 @dataclass
 class Rule:
     """What to do with requests that `match`: the first `times` of them (None: all)."""
