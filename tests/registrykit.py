@@ -361,6 +361,14 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
 
+            def do_CONNECT(self) -> None:  # a client wanting HTTPS through us: logged, refused (we speak no TLS)
+                proxy.log.append({"method": "CONNECT", "path": self.path, "headers": dict(self.headers),
+                                  "proxied": True, "time": time.time()})  # fmt: skip
+                self.send_response(502, "no TLS tunnels here")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self.close_connection = True
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
