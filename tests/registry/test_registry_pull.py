@@ -11,7 +11,7 @@ from pathlib import Path
 import imagekit
 import pytest
 import registrykit
-from conftest import FAST, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
+from conftest import FAST, MINIBUILD, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
 from imagekit import Entry
 from minibuild.push import push
 from minibuild.registry import mediatypes as mt
@@ -280,3 +280,22 @@ def test_images_imported_from_a_tarball_can_be_pushed_and_pulled(store: Store, r
     pulled = do_pull(fresh, dest)
     assert pulled.image_id == store.images.resolve("flat:v1").id
     assert (fresh.layers.fs(fresh.images.get(pulled.image_id).chain_ids[-1]) / "hello").read_bytes() == b"hi\n"
+
+
+def test_progress_bars_on_a_terminal(store: Store, registry, rich) -> None:
+    import pexpect
+
+    name = f"{registry.endpoint}/test/rich:oci-gzip"
+    child = pexpect.spawn(
+        MINIBUILD[0], [*MINIBUILD[1:], "--root", str(store.root), "pull", name], env=dict(os.environ), timeout=60
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before.decode()
+    assert child.exitstatus == 0, out
+    assert "total" in out and "%|" in out and "B/s" in out  # tqdm bars: per layer and the total, with rates
+    for short in [
+        imagekit.sha256(b)[7:19] for d, b in rich["oci-gzip"].blobs.items() if d != rich["oci-gzip"].config_digest
+    ]:
+        assert short in out
+    assert f"Digest: {rich['oci-gzip'].digest}" in out and out.rstrip().endswith(name)
