@@ -12,10 +12,10 @@ from pathlib import Path
 import imagekit
 import pytest
 import registrykit
-from conftest import FAST, do_pull, run_cli
 from imagekit import Entry
 from minicache.errors import AuthError
 from minicache.store import Store
+from pullkit import FAST, do_pull, run_cli
 
 pytestmark = pytest.mark.root
 

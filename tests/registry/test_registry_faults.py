@@ -14,11 +14,11 @@ from pathlib import Path
 import imagekit
 import pytest
 import registrykit
-from conftest import FAST, MINIBUILD, blob_gets, do_pull, run_cli
 from imagekit import Entry
 from minicache import gc
 from minicache.errors import DigestMismatch, RegistryError, one_line
 from minicache.store import Store
+from pullkit import FAST, MINIBUILD, blob_gets, do_pull, run_cli
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import imagekit
 import pytest
 import registrykit
-from conftest import FAST, MINIBUILD, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
 from imagekit import Entry
 from minibuild.push import push
 from minibuild.registry import mediatypes as mt
@@ -19,6 +18,7 @@ from minibuild.registry.settings import Settings
 from minicache import gc
 from minicache.errors import InvalidReference, InvalidSpec, NotFound, RegistryError
 from minicache.store import Store
+from pullkit import FAST, MINIBUILD, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
 
 pytestmark = pytest.mark.root
 
