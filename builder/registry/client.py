@@ -151,21 +151,38 @@ class RegistryClient:
 
     # -- manifests -----------------------------------------------------------------------------------------------
     def get_manifest(self, reference: str, accept: str = mt.ACCEPT_MANIFESTS) -> tuple[bytes, str | None, str | None]:
-        """(bytes, Content-Type, Docker-Content-Digest) of the manifest `reference` (a tag or digest)."""
-        response = self.request(
-            "GET", f"/v2/{self.repository}/manifests/{reference}", headers={"Accept": accept}, stream=True
-        )
+        """(bytes, Content-Type, Docker-Content-Digest) of the manifest `reference` (a tag or digest).
+
+        A connection that breaks while the body is read is retried like one that breaks before the answer.
+        """
         what = f"manifest {reference}" if reference.startswith("sha256:") else f"manifest for tag {reference!r}"
-        if response.status_code != 200:
-            self.fail(response, what)
-        with response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
-                raise RegistryError(f"{what} of {self.name} is {length} bytes; refusing more than {MAX_MANIFEST_BYTES}")
-            raw = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
-            if len(raw) > MAX_MANIFEST_BYTES:
-                raise RegistryError(f"{what} of {self.name} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
-            return raw, response.headers.get("Content-Type"), response.headers.get("Docker-Content-Digest")
+        attempts = self.settings.retry.attempts
+        for attempt in range(1, attempts + 1):
+            response = self.request(
+                "GET", f"/v2/{self.repository}/manifests/{reference}", headers={"Accept": accept}, stream=True
+            )
+            if response.status_code != 200:
+                self.fail(response, what)
+            with response:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+                    raise RegistryError(
+                        f"{what} of {self.name} is {length} bytes; refusing more than {MAX_MANIFEST_BYTES}"
+                    )
+                try:
+                    raw = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+                except _network_errors() as e:
+                    if attempt == attempts:
+                        raise RegistryError(
+                            f"reading the {what} of {self.name} keeps breaking off: {e}",
+                            hint="check the network and the registry, then pull again",
+                        ) from None
+                    self.transport.sleep(self.settings.retry.delay(attempt))
+                    continue
+                if len(raw) > MAX_MANIFEST_BYTES:
+                    raise RegistryError(f"{what} of {self.name} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
+                return raw, response.headers.get("Content-Type"), response.headers.get("Docker-Content-Digest")
+        raise AssertionError("unreachable")
 
     def put_manifest(self, reference: str, raw: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or digest); returns its digest, checked against the registry's."""
@@ -193,10 +210,7 @@ class RegistryClient:
         cancelled: threading.Event | None = None,
     ) -> str:
         """Stream blob `desc` into `writer` and commit it; resumes with Range when the connection breaks."""
-        import requests
-        import urllib3
-
-        network_errors = (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)
+        network_errors = _network_errors()
         path = f"/v2/{self.repository}/blobs/{desc.digest}"
         failures = 0
         while True:
@@ -346,6 +360,14 @@ class RegistryClient:
             said = response.headers.get("Docker-Content-Digest")
             if said and said != digest:
                 raise DigestMismatch(f"{self.registry} stored blob {digest} as {said}")
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What reading a response body raises when the connection breaks or times out."""
+    import requests
+    import urllib3
+
+    return (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)
 
 
 class _Counting:
