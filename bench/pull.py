@@ -129,9 +129,7 @@ def main() -> None:
         img = build_image(SMALL_LAYERS if args.small else LAYERS)
         layers = [b for d, b in img.blobs.items() if d != img.config_digest]
         size = sum(len(b) for b in layers)
-        unpacked = sum(len(b) for b in layers)  # placeholder until diff sizes below
         print(f"image: {len(layers)} layers, {size / 1e6:.0f} MB compressed (built in {time.perf_counter() - t:.0f}s)")
-        del unpacked
         with registrykit.RegistryServer(work / "registry") as reg:
             ref = f"{reg.endpoint}/bench/pull:latest"
             registrykit.push_image(reg.url, "bench/pull", "latest", img)
