@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cost of a container's cgroup on the `minirun --rm IMAGE true` path, beside runc's from the same run.
 
-ours:  detect + open + create (memory, cpu, pids limits) + a forked child joins + exits + destroy
+ours:  detect + open + create (memory, cpu, pids limits, device rules) + a forked child joins + exits
+       + destroy
 runc:  `runc run` of a busybox `true` bundle with the same limits (its cgroup work is inside that figure;
        runc has no way to run without cgroups, so the whole start is the peer)
 
@@ -23,12 +24,14 @@ import time
 from pathlib import Path
 
 from minirun import cgroups
+from minirun.spec import DEVICE_RULES
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 RESOURCES = {
     "memory": {"limit": 64 << 20, "swap": 128 << 20},
     "cpu": {"quota": 50000, "period": 100000, "shares": 512},
     "pids": {"limit": 100},
+    "devices": [dict(rule) for rule in DEVICE_RULES],  # every container's allowlist (v1 devices controller)
 }
 
 

@@ -29,7 +29,7 @@ def is_alive(pid: int, started: int | None) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # read() says ESRCH when it ended after open()
         return False
     return state not in (b"Z", b"X")
 

@@ -179,10 +179,11 @@ def create_container(
     image = store.images.resolve(image_ref)
     image_config = store.images.config(image).get("config") or {}
     args = spec.process_args(image_config, opts)  # fail before anything is written
-    if opts.cgroup_parent is None:
-        from minirun.cgroups.base import default_parent
+    from minirun.cgroups.base import default_parent, parent_parts
 
+    if opts.cgroup_parent is None:
         opts.cgroup_parent = default_parent()
+    parent_parts(opts.cgroup_parent)  # a bad --cgroup-parent fails here, not at start with a container left
     record = {
         "Image": image.id,
         "ImageName": image_ref,

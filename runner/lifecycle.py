@@ -51,6 +51,7 @@ def _exited(state: State, note: dict | None) -> State:
     state.ExitCode = note["ExitCode"] if note else UNKNOWN_EXIT
     state.FinishedAt = note.get("FinishedAt") if note else state.FinishedAt
     state.Error = None if note else LOST
+    state.OOMKilled = bool(note.get("OOMKilled")) if note else state.OOMKilled
     state.Pid = 0
     state.MonitorPid = 0
     return state
@@ -87,7 +88,12 @@ def settle(store: Store, container: Container) -> State:
         if state.process_alive() or state.monitor_alive():
             return state  # running, or ended and its monitor records it as soon as we release the lock
         note = exit_record(container, state)
-        return engine.finish(container, note["ExitCode"] if note else UNKNOWN_EXIT, error=None if note else LOST)
+        return engine.finish(
+            container,
+            note["ExitCode"] if note else UNKNOWN_EXIT,
+            error=None if note else LOST,
+            oom=note.get("OOMKilled") if note else None,
+        )
     if state.Status == RESTARTING and not state.monitor_alive():
         state.Status = EXITED
         container.set_state(state)
@@ -254,9 +260,11 @@ def remove(store: Store, container: Container, *, force: bool = False) -> None:
         state = settle(store, container)
         if state.Status in ACTIVE:
             if not force:
+                paused = state.Status == PAUSED  # Docker's wording for each
                 raise ContainerStateError(
-                    f"you cannot remove a running container {container.id}",
-                    hint="stop the container before attempting removal or force remove (rm -f)",
+                    f"you cannot remove a {'paused' if paused else 'running'} container {container.id}",
+                    hint=("unpause and then " if paused else "")
+                    + "stop the container before attempting removal or force remove (rm -f)",
                 )
             state.StopRequested = True
             container.set_state(state)

@@ -187,7 +187,7 @@ class Monitor:
             self.container_dir = message["dir"]
             container_id, pid, started_at = message["id"], message["pid"], time.monotonic()
             code = self._relay(pid, message["streams"], fds)
-            self._note_exit(pid, message["start_time"], code)
+            self._note_exit(pid, message["start_time"], code, container_id)
             decision, _ = self._ask(_exit_helper, self.store_args, container_id, pid, code)
             if not decision or not decision.get("restart"):
                 return
@@ -237,15 +237,31 @@ class Monitor:
             log.close()
         return self.reaped.pop(pid)
 
-    def _note_exit(self, pid: int, start_time: int | None, code: int) -> None:
+    def _note_exit(self, pid: int, start_time: int | None, code: int, container_id: str) -> None:
         from minicache.atomic import atomic_write_json
         from minirun.containers import now
         from minirun.lifecycle import EXIT_FILE
 
-        note = {"Pid": pid, "PidStartTime": start_time, "ExitCode": code, "FinishedAt": now()}
         assert self.container_dir is not None
+        # The OOM verdict goes in the note: `wait` returns on the note, and `inspect` must then say OOMKilled
+        # although the exit step (which destroys the cgroup that knows) may not have run yet.
+        oom = _oom_killed(self.container_dir, container_id)
+        note = {"Pid": pid, "PidStartTime": start_time, "ExitCode": code, "FinishedAt": now(), "OOMKilled": oom}
         with contextlib.suppress(FileNotFoundError):  # removed (rm -f) meanwhile
             atomic_write_json(os.path.join(self.container_dir, EXIT_FILE), note)
+
+
+def _oom_killed(container_dir: str, container_id: str) -> bool:
+    """True if the OOM killer struck in the container's cgroup (read before the exit step removes it)."""
+    from minicache.atomic import read_json
+    from minicache.errors import MiniError
+    from minirun.runtime.cgroup import for_spec
+
+    try:
+        cgroup = for_spec(read_json(os.path.join(container_dir, "config.json")), container_id)
+        return cgroup.exists() and cgroup.oom_killed()
+    except (OSError, ValueError, MiniError):  # removed meanwhile, or no cgroup: the exit step decides
+        return False
 
 
 # -- jobs, run in helpers ---------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from minirun.record import Record
 
-# The v1 controllers a container's cgroup is made in. devices, net_cls and friends are not used.
-V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio")
+# The v1 controllers a container's cgroup is made in (devices: the spec's device allowlist). net_cls and
+# friends are not used.
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 # The v2 controllers enabled for container cgroups (freeze and kill are core v2 features, no controller).
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 MOUNTINFO = Path("/proc/self/mountinfo")

@@ -43,6 +43,8 @@ class Limits(Record):
     cpuset_mems: str | None = None
     pids: int | None = None
     unified: tuple[tuple[str, str], ...] = ()  # raw cgroup v2 files (OCI linux.resources.unified)
+    # OCI linux.resources.devices in order, as (allow, "TYPE MAJOR:MINOR ACCESS") in v1 devices.list syntax.
+    devices: tuple[tuple[bool, str], ...] = ()
 
     def requested(self) -> list[str]:
         """The names of the limits that are set, for messages ("memory", "cpu-shares", ...)."""
@@ -112,6 +114,7 @@ def parse_resources(resources: Mapping[str, Any] | None) -> Limits:
         cpuset_mems=_cpu_list(cpu, "mems", "linux.resources.cpu"),
         pids=_pids(_int(pids, "limit", "linux.resources.pids", minimum=-(2**63))),
         unified=_unified(resources.get("unified")),
+        devices=_devices(resources.get("devices")),
     )
     if limits.cpu_period is not None and not MIN_CFS_PERIOD <= limits.cpu_period <= MAX_CFS_PERIOD:
         raise InvalidSpec(
@@ -164,6 +167,38 @@ def _unified(value: Any) -> tuple[tuple[str, str], ...]:
             raise InvalidSpec(f"linux.resources.unified.{key} must be a one-line string, not {val!r}", hint=_HINT)
         items.append((key, val))
     return tuple(sorted(items))
+
+
+def _devices(value: Any) -> tuple[tuple[bool, str], ...]:
+    """OCI device cgroup rules -> (allow, "c 1:3 rwm"); a missing type, major or minor is the wildcard."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidSpec(f"linux.resources.devices must be a list, not {value!r}", hint=_HINT)
+    rules = []
+    for i, rule in enumerate(value):
+        where = f"linux.resources.devices[{i}]"
+        if not isinstance(rule, Mapping) or not isinstance(rule.get("allow"), bool):
+            raise InvalidSpec(f"{where} needs a boolean 'allow', not {rule!r}", hint=_HINT)
+        kind = rule.get("type") or "a"
+        access = rule.get("access") or "rwm"
+        if kind not in ("a", "b", "c"):
+            raise InvalidSpec(f"{where}.type must be a, b or c, not {kind!r}", hint=_HINT)
+        if not isinstance(access, str) or not access or set(access) - set("rwm") or len(set(access)) != len(access):
+            raise InvalidSpec(f"{where}.access must be letters of 'rwm', not {access!r}", hint=_HINT)
+        numbers = []
+        for key in ("major", "minor"):
+            number = rule.get(key)
+            if number is None or number == -1:
+                numbers.append("*")
+            elif isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 0xFFFFFFFF:
+                raise InvalidSpec(f"{where}.{key} must be a device number, not {number!r}", hint=_HINT)
+            else:
+                numbers.append(str(number))
+        if kind == "a" and numbers != ["*", "*"]:  # v1 would read it as every device, whatever the numbers
+            raise InvalidSpec(f"{where}: type a (all devices) cannot name a major or minor", hint=_HINT)
+        rules.append((rule["allow"], f"{kind} {numbers[0]}:{numbers[1]} {access}"))
+    return tuple(rules)
 
 
 def parse_cpu_list(text: str) -> list[tuple[int, int]]:

@@ -131,6 +131,15 @@ class V1Cgroup(Cgroup):
                 write(cpuset / "cpuset.mems", limits.cpuset_mems)
         if limits.pids is not None and "pids" in self.paths:
             write(self.paths["pids"] / "pids.max", "max" if limits.pids == UNLIMITED else limits.pids)
+        if limits.devices and "devices" in self.paths:
+            self._write_devices(limits.devices)
+
+    def _write_devices(self, rules: tuple[tuple[bool, str], ...]) -> None:
+        """The device allowlist, rule by rule in the spec's order (a leading deny-all "a *:* rwm" clears the
+        list inherited from the parent). Without it a container's root could mknod and open any device."""
+        directory = self.paths["devices"]
+        for allow, rule in rules:
+            write(directory / ("devices.allow" if allow else "devices.deny"), rule)
 
     def _warn_missing(self, limits: Limits) -> None:
         needs = {
@@ -138,6 +147,7 @@ class V1Cgroup(Cgroup):
             "cpu": (limits.cpu_shares, limits.cpu_quota, limits.cpu_period),
             "cpuset": (limits.cpuset_cpus, limits.cpuset_mems),
             "pids": (limits.pids,),
+            "devices": (limits.devices or None,),
         }
         for controller, values in needs.items():
             if controller not in self.paths and any(v is not None for v in values):

@@ -89,9 +89,20 @@ class V2Cgroup(Cgroup):
             )
         try:
             self._write_limits(limits)
+            if limits.devices:
+                self._attach_device_filter(limits.devices)
         except BaseException:
             self._remove_dirs()
             raise
+
+    def _attach_device_filter(self, rules: tuple[tuple[bool, str], ...]) -> None:
+        """The device allowlist as an eBPF program on the cgroup (v2 has no devices controller)."""
+        from minirun.cgroups import devices_bpf
+
+        try:
+            devices_bpf.attach(str(self.path), rules)
+        except OSError as err:
+            warn(f"the device allowlist is not enforced: the kernel refused its eBPF program ({err.strerror})")
 
     def _delegate(self, level: Path) -> None:
         """Enable our controllers for the children of one level of the parent path (a level we own)."""

@@ -155,3 +155,7 @@ class FakeV2Cgroup(V2Cgroup):
 
     def _rmdir(self, path: Path) -> None:
         self.fs.remove(path)
+
+    def _attach_device_filter(self, rules: tuple[tuple[bool, str], ...]) -> None:
+        """A plain directory takes no eBPF program: note the rules (test_cgroup_v2_kernel attaches for real)."""
+        self.device_rules = rules

@@ -21,7 +21,7 @@ def test_a_full_oci_resources_dict() -> None:
             "memory": {"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 128 * MiB},
             "cpu": {"shares": 512, "quota": 25000, "period": 100000, "cpus": "0-1", "mems": "0"},
             "pids": {"limit": 20},
-            "devices": [{"allow": False, "access": "rwm"}],  # not a limit this module applies
+            "devices": [{"allow": False, "access": "rwm"}],  # the allowlist: applied, but not a "limit"
         }
     )
     assert limits == Limits(
@@ -34,6 +34,7 @@ def test_a_full_oci_resources_dict() -> None:
         cpuset_cpus="0-1",
         cpuset_mems="0",
         pids=20,
+        devices=((False, "a *:* rwm"),),
     )
     assert limits.requested() == [
         "memory",
@@ -80,11 +81,56 @@ def test_zero_is_unset_and_negative_pids_is_unlimited() -> None:
         ({"unified": {"../cgroup.procs": "1"}}, "invalid key"),
         ({"unified": {"cgroup.freeze": "1"}}, "invalid key"),
         ({"unified": ["memory.max"]}, "unified must be an object"),
+        ({"devices": {"allow": True}}, "devices must be a list"),
+        ({"devices": [{"access": "rwm"}]}, r"devices\[0\] needs a boolean 'allow'"),
+        ({"devices": [{"allow": "yes"}]}, "needs a boolean 'allow'"),
+        ({"devices": [{"allow": True, "type": "x"}]}, "type must be a, b or c"),
+        ({"devices": [{"allow": True, "access": "rwx"}]}, "access must be letters of 'rwm'"),
+        ({"devices": [{"allow": True, "access": "rr"}]}, "access must be letters of 'rwm'"),
+        ({"devices": [{"allow": True, "access": "r\nc *:* rwm"}]}, "access must be letters"),
+        ({"devices": [{"allow": True, "major": "8"}]}, "major must be a device number"),
+        ({"devices": [{"allow": True, "minor": -2}]}, "minor must be a device number"),
+        ({"devices": [{"allow": True, "major": True}]}, "major must be a device number"),
+        ({"devices": [{"allow": True, "major": 8}]}, "type a .all devices. cannot name a major or minor"),
     ],
 )
 def test_hostile_resources_are_refused(resources: object, match: str) -> None:
     with pytest.raises(InvalidSpec, match=match):
         parse_resources(resources)  # type: ignore[arg-type]
+
+
+def test_device_rules_become_v1_devices_list_lines_in_order() -> None:
+    limits = parse_resources(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 136, "access": "rw"},
+                {"allow": False, "type": "c", "major": 10, "minor": 229},
+                {"allow": True, "type": "b", "major": -1, "minor": -1, "access": "m"},
+            ]
+        }
+    )
+    assert limits.devices == (
+        (False, "a *:* rwm"),
+        (True, "c 1:3 rwm"),
+        (True, "c 136:* rw"),
+        (False, "c 10:229 rwm"),
+        (True, "b *:* m"),
+    )
+    assert limits.requested() == []  # the default allowlist is no limit the user asked for
+
+
+def test_device_program_ends_at_a_rule_that_matches_everything() -> None:
+    from minirun.cgroups.devices_bpf import program
+
+    insn = 8  # bytes of one struct bpf_insn
+    assert len(program(((True, "a *:* rwm"),))) == (6 + 2) * insn  # loads, then "allow; exit": nothing after
+    # type, major, minor checks, the verdict, then the default deny for a request no rule matched
+    assert len(program(((True, "c 1:3 rwm"),))) == (6 + 5 + 2) * insn
+    # Rules are tested last first, and the first rule (deny all) ends the program.
+    assert len(program(((False, "a *:* rwm"), (True, "c 1:3 rwm")))) == (6 + 5 + 2) * insn
+    assert program(((False, "a *:* rwm"),))[-16:-8] == bytes([0xB7, 0, 0, 0, 0, 0, 0, 0])  # r0 = 0: deny
 
 
 def test_shares_to_weight_is_runcs_conversion() -> None:

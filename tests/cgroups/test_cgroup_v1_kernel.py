@@ -344,3 +344,19 @@ def test_destroy_without_a_freezer_hierarchy(cgroup_parent: str, workloads: list
     finally:
         cg.destroy()
     assert not cg.exists()
+
+
+def test_device_rules_replace_the_inherited_list(v1_cgroup: V1Cgroup) -> None:
+    """A leading deny-all clears what the parent allows ("a *:* rwm"); the allow rules follow in order."""
+    v1_cgroup.create(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+                {"allow": True, "type": "b", "access": "m"},
+            ]
+        }
+    )
+    assert read(v1_cgroup.paths["devices"] / "devices.list").splitlines() == ["c 1:3 rwm", "c 136:* rwm", "b *:* m"]
+    assert "a *:* rwm" not in read(v1_cgroup.paths["devices"] / "devices.list")

@@ -19,7 +19,7 @@ import pytest
 from fakecgroupfs import FakeCgroupfs, FakeV2Cgroup
 from minicache.errors import ContainerStateError, InvalidSpec, NotFound
 from minirun.cgroups import CgroupError, CgroupWarning
-from minirun.cgroups.flags import add_arguments, resources_from_args
+from minirun.cgroups.flags import FLAGS, add_arguments, resources_from_args
 
 MiB = 1 << 20
 
@@ -34,29 +34,37 @@ def files(directory: Path, *names: str) -> dict[str, str]:
     return {name: (directory / name).read_text().strip() for name in names}
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["--memory", "64m"], {"memory.max": str(64 * MiB), "memory.swap.max": str(64 * MiB)}),
-        (["--memory", "1g", "--memory-swap", "-1"], {"memory.max": str(1 << 30), "memory.swap.max": "max"}),
-        (["--memory", "64m", "--memory-swap", "64m"], {"memory.max": str(64 * MiB), "memory.swap.max": "0"}),
-        (["--memory", "64m", "--memory-swap", "100m"], {"memory.swap.max": str(36 * MiB)}),
-        (["--memory-reservation", "32m"], {"memory.high": str(32 * MiB), "memory.max": "max"}),
-        (["--cpus", "0.25"], {"cpu.max": "25000 100000"}),
-        (["--cpus", "1.5"], {"cpu.max": "150000 100000"}),
-        (["--cpu-quota", "50000", "--cpu-period", "200000"], {"cpu.max": "50000 200000"}),
-        (["--cpu-quota", "-1"], {"cpu.max": "max 100000"}),
-        (["--cpu-shares", "1024"], {"cpu.weight": "39"}),
-        (["--cpu-shares", "2"], {"cpu.weight": "1"}),
-        (["--cpu-shares", "262144"], {"cpu.weight": "10000"}),
-        (["--cpu-shares", "512"], {"cpu.weight": "20"}),
-        (["--cpuset-cpus", "0-1"], {"cpuset.cpus": "0-1", "cpuset.mems": ""}),
-        (["--cpuset-mems", "0"], {"cpuset.mems": "0"}),
-        (["--pids-limit", "20"], {"pids.max": "20"}),
-        (["--pids-limit", "-1"], {"pids.max": "max"}),
-        ([], {"memory.max": "max", "cpu.max": "max 100000", "pids.max": "max", "cpu.weight": "100"}),
-    ],
-)
+# What each `minirun run` resource flag writes on v2 (test_every_flag_has_a_case keeps this table complete).
+V2_FLAG_FILES = [
+    (["--memory", "64m"], {"memory.max": str(64 * MiB), "memory.swap.max": str(64 * MiB)}),
+    (["--memory", "1g", "--memory-swap", "-1"], {"memory.max": str(1 << 30), "memory.swap.max": "max"}),
+    (["--memory", "64m", "--memory-swap", "64m"], {"memory.max": str(64 * MiB), "memory.swap.max": "0"}),
+    (["--memory", "64m", "--memory-swap", "100m"], {"memory.swap.max": str(36 * MiB)}),
+    (["--memory-reservation", "32m"], {"memory.high": str(32 * MiB), "memory.max": "max"}),
+    (["--cpus", "0.25"], {"cpu.max": "25000 100000"}),
+    (["--cpus", "1.5"], {"cpu.max": "150000 100000"}),
+    (["--cpu-quota", "50000", "--cpu-period", "200000"], {"cpu.max": "50000 200000"}),
+    (["--cpu-quota", "-1"], {"cpu.max": "max 100000"}),
+    (["--cpu-shares", "1024"], {"cpu.weight": "39"}),
+    (["--cpu-shares", "2"], {"cpu.weight": "1"}),
+    (["--cpu-shares", "262144"], {"cpu.weight": "10000"}),
+    (["--cpu-shares", "512"], {"cpu.weight": "20"}),
+    (["--cpuset-cpus", "0-1"], {"cpuset.cpus": "0-1", "cpuset.mems": ""}),
+    (["--cpuset-mems", "0"], {"cpuset.mems": "0"}),
+    (["--pids-limit", "20"], {"pids.max": "20"}),
+    (["--pids-limit", "-1"], {"pids.max": "max"}),
+    (["--cpu-period", "50000"], {"cpu.max": "max 50000"}),
+    ([], {"memory.max": "max", "cpu.max": "max 100000", "pids.max": "max", "cpu.weight": "100"}),
+]
+
+
+def test_every_flag_has_a_case() -> None:
+    covered = {arg for argv, _ in V2_FLAG_FILES for arg in argv if arg.startswith("--")}
+    offered = {name for names, _, _ in FLAGS.values() for name in names if name.startswith("--")}
+    assert offered <= covered, offered - covered
+
+
+@pytest.mark.parametrize(("argv", "expected"), V2_FLAG_FILES)
 def test_each_flag_writes_its_v2_file(fake_fs: FakeCgroupfs, argv: list[str], expected: dict[str, str]) -> None:
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create(from_flags(*argv))
@@ -260,3 +268,26 @@ def test_destroy_survives_thousands_of_nested_cgroups(fake_fs: FakeCgroupfs) -> 
         fake_fs.populate(deep)
     cg.destroy()
     assert not cg.path.exists()
+
+
+def test_device_rules_go_to_the_ebpf_hook(fake_fs: FakeCgroupfs) -> None:
+    """A plain directory cannot take a BPF program; the hook receives the parsed rules (the real attach runs in
+    test_cgroup_v2_kernel.py, on this machine's controller-less cgroup2 mount)."""
+    cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
+    cg.create({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3}]})
+    assert cg.device_rules == ((False, "a *:* rwm"), (True, "c 1:3 rwm"))
+    assert not list(cg.path.glob("devices.*"))  # v2 has no devices files
+
+
+def test_a_refused_device_program_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    """Where the kernel refuses the program (no CONFIG_CGROUP_BPF, not a cgroup2 directory, ...) the container
+    still runs, and says the allowlist is not enforced."""
+    from minirun.cgroups.v2 import V2Cgroup
+
+    fs = FakeCgroupfs(tmp_path)
+    try:
+        cg = FakeV2Cgroup("c1", "minicontainer", fs)
+        with pytest.warns(CgroupWarning, match="device allowlist is not enforced"):
+            V2Cgroup._attach_device_filter(cg, ((False, "a *:* rwm"),))  # the real hook, on a plain directory
+    finally:
+        fs.stop_kernel()

@@ -1,14 +1,17 @@
 """The v2 driver on the real kernel.
 
 On this machine (a v1/v2 hybrid) the cgroup2 hierarchy at /sys/fs/cgroup/unified has no controllers, so
-only the core v2 features run here: directories, joining, cgroup.freeze with cgroup.events, cgroup.kill
-and removal. The controller tests (memory, cpu, pids) run where the host has real v2 controllers and are
-skipped otherwise, with the reason; the fake tree in test_cgroup_v2_fake.py covers what they write.
+only the core v2 features run here: directories, joining, cgroup.freeze with cgroup.events, cgroup.kill,
+removal, and the device allowlist's eBPF program (it needs no controller). The controller tests (memory,
+cpu, pids) run where the host has real v2 controllers and are skipped otherwise, with the reason; the fake
+tree in test_cgroup_v2_fake.py covers what they write.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -134,3 +137,61 @@ def test_v2_pids_limit(cgroup_parent: str, workloads) -> None:
     finally:
         cg.destroy()
     assert not cg.exists()
+
+
+DEVICE_PROBE = """
+import os, sys
+out, node = sys.argv[1], sys.argv[2]
+results = []
+for path, flags in (("/dev/null", os.O_RDONLY), ("/dev/null", os.O_WRONLY), (node, os.O_RDONLY)):
+    try:
+        os.close(os.open(path, flags))
+        results.append("ok")
+    except OSError as e:
+        results.append(e.strerror)
+try:
+    os.mknod(node + "2", 0o600 | 0o020000, os.makedev(1, 3))
+    results.append("ok")
+except OSError as e:
+    results.append(e.strerror)
+open(out, "w").write("|".join(results))
+"""
+
+
+def _free_char_major() -> int:
+    with open("/proc/devices") as f:
+        text = f.read().split("Block devices:")[0]
+    used = {int(line.split()[0]) for line in text.splitlines() if line.strip()[:1].isdigit()}
+    return next(m for m in range(240, 255) if m not in used)
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        # Docker's list: the standard nodes, mknod of any; a node without a rule is refused (EPERM), not
+        # passed to the kernel (which would say ENXIO: no driver has that major).
+        ("docker", ["ok", "ok", "Operation not permitted", "ok"]),
+        ([{"allow": True, "access": "rwm"}], ["ok", "ok", "No such device or address", "ok"]),  # --privileged
+        (
+            [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"}],
+            ["ok", "Operation not permitted", "Operation not permitted", "Operation not permitted"],
+        ),
+    ],
+    ids=["docker", "privileged", "read-only-null"],
+)
+def test_device_allowlist_is_an_ebpf_program_on_the_real_kernel(
+    unified_cgroup: V2Cgroup, workloads, tmp_path: Path, devices, expected: list[str]
+) -> None:
+    """cgroup v2 has no devices controller: the rules become a BPF_PROG_TYPE_CGROUP_DEVICE program. eBPF
+    programs attach to any cgroup2 directory, controllers or not, so this runs on the hybrid's too."""
+    from minirun.spec import DEVICE_RULES
+
+    rules = [dict(r) for r in DEVICE_RULES] if devices == "docker" else devices
+    node = tmp_path / "probe"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(_free_char_major(), 0))
+    unified_cgroup.create({"devices": rules})
+    out = tmp_path / "out"
+    w = Workload(unified_cgroup, DEVICE_PROBE, str(out), str(node))
+    workloads.append(w)
+    assert w.wait() == 0
+    assert out.read_text().split("|") == expected
