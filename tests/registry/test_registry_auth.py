@@ -31,7 +31,7 @@ def small_image(tag: bytes) -> imagekit.Image:
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory) -> Iterator[tuple[registrykit.RegistryServer, registrykit.TokenServer, dict]]:
     work = tmp_path_factory.mktemp("token-registry")
-    tokens = registrykit.TokenServer(work / "token", users=USERS).start()
+    tokens = registrykit.TokenServer(work / "token", users=USERS, refresh_tokens=("refresh-abc",)).start()
     server = registrykit.RegistryServer(work / "registry", auth=tokens.registry_auth()).start()
     images = {name: small_image(name.encode()) for name in ("public", "private")}
     for name, img in images.items():
@@ -91,6 +91,16 @@ def test_bearer_with_config_json_credentials(store: Store, token_registry, token
     write_auths(_docker_config, {server.endpoint: "alice:wonderland-1"})
     assert do_pull(store, f"{server.endpoint}/test/private:v1").image_id == images["private"].config_digest
     assert tokens.requests[-1]["user"] == "alice"
+
+
+def test_bearer_with_an_identity_token(store: Store, token_registry, tokens, _docker_config: Path) -> None:
+    """An `identitytoken` (OAuth2 refresh token, as `docker login` stores for some registries) is POSTed."""
+    server, _, images = token_registry
+    tokens.anonymous = False
+    doc = {"auths": {server.endpoint: {"auth": "", "identitytoken": "refresh-abc"}}}
+    (_docker_config / "config.json").write_text(json.dumps(doc))
+    assert do_pull(store, f"{server.endpoint}/test/private:v1").image_id == images["private"].config_digest
+    assert tokens.requests[-1]["method"] == "POST" and tokens.requests[-1]["user"] == "refresh-user"
 
 
 def test_bearer_wrong_password_is_a_clear_error(store: Store, token_registry, tokens, _docker_config: Path) -> None:
