@@ -146,23 +146,28 @@ def test_loopback_registries_are_never_proxied(store: Store, registry, proxy, bi
     assert proxy.log == []
 
 
-def test_no_proxy_is_honoured(store: Store, registry, proxy, big, monkeypatch) -> None:
-    """A name of 127.0.0.1 in /etc/hosts that is not `localhost` is remote to us, so a proxy would apply."""
-    aliases = [
-        name
-        for line in Path("/etc/hosts").read_text().splitlines()
-        if line.split() and line.split()[0] == "127.0.0.1"
-        for name in line.split()[1:]
-        if name != "localhost" and not name.endswith(".localhost")
-    ]
-    if not aliases:
-        pytest.skip("/etc/hosts names 127.0.0.1 only `localhost`: no remote-looking name reaches the registry")
-    name = f"{aliases[0]}:{registry.port}"
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-    monkeypatch.setenv("NO_PROXY", aliases[0])
-    settings = replace(FAST, insecure=(name,))
-    assert do_pull(store, f"{name}/test/big:v1", settings=settings).image_id == big.config_digest
+def test_no_proxy_is_honoured(store: Store, registry, proxy, big, tmp_path: Path) -> None:
+    """A name other than `localhost` is remote to us, so a proxy would apply unless NO_PROXY names it.
+
+    The name resolves to 127.0.0.1 through a private /etc/hosts bind-mounted in a mount namespace of the
+    pull's own (unshare), so the test needs no alias on the host and no DNS.
+    """
+    alias = "registry-under-test.example"
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost {alias}\n")
+    name = f"{alias}:{registry.port}"
+    env = {**os.environ, "HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url, "NO_PROXY": alias}
+    pull_cmd = [*MINIBUILD, "--root", str(store.root), "pull", "-q", "--insecure-registry", name, f"{name}/test/big:v1"]
+    script = 'mount --make-rprivate / && mount --bind "$0" /etc/hosts && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, str(hosts), *pull_cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert store.images.ids() == [big.config_digest]
     assert proxy.log == []
 
 
