@@ -33,9 +33,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
+import benchkit  # noqa: E402
 import imagekit  # noqa: E402
+from benchkit import timed, unmount_under  # noqa: E402
 from minicache.store import Store  # noqa: E402
-from run import remove_cgroups, unmount_under  # noqa: E402
+from run import remove_cgroups  # noqa: E402
 from storekit import add_rootfs_image  # noqa: E402
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
@@ -58,12 +60,6 @@ def check(cmd: list[str], env: dict[str, str]) -> str:
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout.strip()
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    check(cmd, env)
-    return time.perf_counter() - start
 
 
 def reap_children() -> None:
@@ -92,20 +88,8 @@ def main() -> int:
     env["MINICONTAINER_CGROUP_PARENT"] = work.name
     store = work / "store"
     ours = [MINIRUN, "--root", str(store)]
-    podman = [
-        "podman",
-        "--root",
-        str(work / "podman-root"),
-        "--runroot",
-        str(work / "podman-run"),
-        "--storage-driver",
-        "overlay",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
-    ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+    podman = benchkit.podman(work / "podman-root", work / "podman-run")
+    ulimits = benchkit.PODMAN_ULIMITS
     our_id = peer_id = None
     try:
         rootfs = imagekit.busybox_rootfs(work / "rootfs")

@@ -24,12 +24,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
+
+import benchkit  # noqa: E402
+from benchkit import timed  # noqa: E402
 
 TARGET = 0.6
 PY = sys.executable
@@ -58,15 +60,6 @@ def import_times(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
     return out
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.decode().strip()}")
-    return elapsed
-
-
 def setup(work: Path) -> dict[str, list[str]]:
     import imagekit
     from minicache.store import Store
@@ -91,10 +84,9 @@ def setup(work: Path) -> dict[str, list[str]]:
     if shutil.which("podman"):
         tar = work / "busybox.tar"
         tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        podman = ["podman", "--root", str(work / "podman-root"), "--runroot", str(work / "podman-run")]
-        podman += ["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        podman = benchkit.podman(work / "podman-root", work / "podman-run")
         subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
-        run = [*podman, "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+        run = [*podman, "run", "--rm", *benchkit.PODMAN_ULIMITS]
         run += ["--cgroup-parent", f"/{work.name}"]
         commands["podman bridge"] = [*run, "localhost/bench-busybox:latest", "true"]
         commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
@@ -102,9 +94,10 @@ def setup(work: Path) -> dict[str, list[str]]:
 
 
 def teardown(work: Path) -> None:
+    from benchkit import unmount_under
     from minicache.store import Store
     from minirun import network
-    from run import remove_cgroups, unmount_under  # bench/run.py's helpers
+    from run import remove_cgroups  # bench/run.py's helper
 
     store = Store(work / "store")
     for net, _count in network.list_networks(store):

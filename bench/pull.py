@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -29,9 +28,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import benchkit  # noqa: E402
 import imagekit  # noqa: E402
 import registrykit  # noqa: E402
-from minicache import overlay  # noqa: E402
+from benchkit import timed, unmount_under  # noqa: E402
 
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 TARGET = 0.7
@@ -97,23 +97,6 @@ def build_image(layer_paths: list[list[str]]) -> imagekit.Image:
     return imagekit.Image(raw, imagekit.MEDIA_DOCKER_MANIFEST, img.config, all_blobs, img.diff_ids)
 
 
-def unmount_under(path: Path) -> None:
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        overlay.unmount(Path(point), lazy=True)
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.decode()[-2000:]}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -137,8 +120,7 @@ def main() -> None:
             tools = {
                 "minibuild": lambda d: [MINIBUILD, "--root", str(d), "pull", "-q", ref],
                 "podman": lambda d: [
-                    "podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "overlay",
-                    "--events-backend", "none", "pull", "-q", "--tls-verify=false", ref,
+                    *benchkit.podman(d / "root", d / "run", events="none"), "pull", "-q", "--tls-verify=false", ref,
                 ],
                 "skopeo": lambda d: [
                     "skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/oci"

@@ -29,38 +29,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import benchkit  # noqa: E402
 import imagekit  # noqa: E402
+from benchkit import timed, unmount_under  # noqa: E402
 from conftest import add_rootfs_image  # noqa: E402
-from minicache import overlay  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from minirun import spec  # noqa: E402
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 TARGETS = {"none": 0.4, "bridge": 0.6}
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])}... failed ({result.returncode}): {result.stderr.decode().strip()}")
-    return elapsed
-
-
-def unmount_under(path: Path) -> None:
-    """Unmount whatever the peers left mounted under our temp dir (podman keeps its overlay home mounted)."""
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        overlay.unmount(Path(point), lazy=True)
 
 
 def setup(work: Path) -> dict[str, list[str]]:
@@ -81,21 +63,9 @@ def setup(work: Path) -> dict[str, list[str]]:
     if shutil.which("podman"):
         tar = work / "busybox.tar"
         tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        podman = [
-            "podman",
-            "--root",
-            str(work / "podman-root"),
-            "--runroot",
-            str(work / "podman-run"),
-            "--storage-driver",
-            "overlay",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]
+        podman = benchkit.podman(work / "podman-root", work / "podman-run")
         subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
-        run = [*podman, "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+        run = [*podman, "run", "--rm", *benchkit.PODMAN_ULIMITS]
         run += ["--cgroup-parent", f"/{work.name}"]
         commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
         commands["podman bridge"] = [*run, "localhost/bench-busybox:latest", "true"]
