@@ -136,7 +136,7 @@ def _pull(
     progress.message(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
 
     config_raw = _config(store, client, manifest, progress)
-    config = _json(config_raw, ref.familiar)
+    config = manifests.json_object(config_raw, ref.familiar, "the image config")
     diff_ids = manifests.check_config(config, manifest, ref.familiar)
     image_platform = manifests.config_platform(config)
     if index is None and explicit and (image_platform is None or not platforms.matches(want, image_platform)):
@@ -185,18 +185,6 @@ def _pull(
         str(ref), image_id, top_digest, _size(record) + len(config_raw),
         "up to date" if up_to_date else "downloaded", str(image_platform or want), fetched,
     )  # fmt: skip
-
-
-def _json(raw: bytes, where: str) -> dict:
-    import json
-
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise RegistryError(f"{where}: the image config is not JSON") from None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{where}: the image config is not a JSON object")
-    return doc
 
 
 def _config(store: Store, client: RegistryClient, manifest: Manifest, progress: Progress) -> bytes:

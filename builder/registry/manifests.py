@@ -107,16 +107,22 @@ class Index:
         return min(candidates, key=lambda d: platforms.rank(want, d.platform))  # type: ignore[arg-type]
 
 
+def json_object(raw: bytes, where: str, what: str) -> dict:
+    """`raw` as a JSON object; RegistryError naming `what` (e.g. "the image config") otherwise."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise RegistryError(f"{where}: {what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{where}: {what} is not a JSON object")
+    return doc
+
+
 def parse(raw: bytes, content_type: str | None, where: str) -> Manifest | Index:
     """Parse a manifest or index; `content_type` is the HTTP header, used when the JSON names no mediaType."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise RegistryError(f"{where}: the manifest is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise RegistryError(f"{where}: the registry sent a manifest that is not JSON") from None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{where}: the manifest is not a JSON object")
+    doc = json_object(raw, where, "the manifest")
     media = doc.get("mediaType") if isinstance(doc.get("mediaType"), str) else None
     header = mt.base(content_type)
     if media is None:
