@@ -284,6 +284,8 @@ class Cgroup(ABC):
 
     def destroy(self, timeout: float = 10.0) -> None:
         """Kill what is left inside and remove the container's directories in every hierarchy. Idempotent."""
+        if self._remove_empty():
+            return
         deadline = time.monotonic() + timeout
         while self.exists():
             if self.pids():
@@ -297,6 +299,18 @@ class Cgroup(ABC):
                     + (f"processes {left[:10]} survive SIGKILL" if left else "the kernel reports it busy"),
                 )
             time.sleep(0.005)
+
+    def _remove_empty(self) -> bool:
+        """The usual case, in one rmdir per hierarchy: the container's directories are empty leaves (its init
+        is reaped and nothing else was left inside). False as soon as one is not: destroy() then kills and walks."""
+        for top in dict.fromkeys(self.paths.values()):
+            try:
+                self._rmdir(top)
+            except FileNotFoundError:
+                pass
+            except OSError:  # EBUSY: processes or sub-cgroups left inside
+                return False
+        return True
 
     def _remove_dirs(self) -> bool:
         """rmdir every directory below and including each container directory; False if one is still busy."""
