@@ -323,6 +323,9 @@ def start(
         container.set_state(state, durable=durable)
         import shutil  # noqa: F401 - store.discard needs it at cleanup; loading it now costs nothing
 
+    from minirun.cgroups import warmup
+
+    warmup.stop()  # no thread may run at the fork; its moves have made the init's join cheap
     return runtime_start(
         container.dir,
         container.id,

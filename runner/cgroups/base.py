@@ -118,14 +118,20 @@ def write(path: Path, value: str | int) -> None:
 def read(path: Path) -> str | None:
     """A cgroup file's content, stripped; None if the file does not exist."""
     try:
-        with open(path, "rb") as f:
-            return f.read().decode().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): its buffering costs more than the read
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None
     except OSError as err:
         if err.errno == errno.ENODEV:  # the cgroup was removed under us
             return None
         raise
+    return b"".join(chunks).decode().strip()
 
 
 def read_int(path: Path) -> int | None:
@@ -284,6 +290,8 @@ class Cgroup(ABC):
 
     def destroy(self, timeout: float = 10.0) -> None:
         """Kill what is left inside and remove the container's directories in every hierarchy. Idempotent."""
+        if self._remove_empty():
+            return
         deadline = time.monotonic() + timeout
         while self.exists():
             if self.pids():
@@ -297,6 +305,18 @@ class Cgroup(ABC):
                     + (f"processes {left[:10]} survive SIGKILL" if left else "the kernel reports it busy"),
                 )
             time.sleep(0.005)
+
+    def _remove_empty(self) -> bool:
+        """The usual case, in one rmdir per hierarchy: the container's directories are empty leaves (its init
+        is reaped and nothing else was left inside). False as soon as one is not: destroy() then kills and walks."""
+        for top in dict.fromkeys(self.paths.values()):
+            try:
+                self._rmdir(top)
+            except FileNotFoundError:
+                pass
+            except OSError:  # EBUSY: processes or sub-cgroups left inside
+                return False
+        return True
 
     def _remove_dirs(self) -> bool:
         """rmdir every directory below and including each container directory; False if one is still busy."""

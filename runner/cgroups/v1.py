@@ -68,6 +68,8 @@ class V1Cgroup(Cgroup):
                 hint="express the limits with linux.resources.memory/cpu/pids instead",
             )
         for mount in dict.fromkeys(self.mounts.values()):
+            if os.path.isdir(mount.joinpath(*self.parent_parts)):
+                continue  # made by an earlier container: one stat instead of a refused mkdir per level
             level = mount
             for part in self.parent_parts:
                 level = level / part

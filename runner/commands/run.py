@@ -225,11 +225,16 @@ def execute(args: argparse.Namespace) -> int:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(report["id"])
         return 0
-    from minirun import engine
-    from minirun.cgroups import show_warnings
-    from minirun.commands.common import open_store
+    from minirun.cgroups import show_warnings, warmup
 
-    show_warnings(PROG)
-    store = open_store(args)
-    container = create(store, args, attach=True)
-    return engine.run_attached(store, container, remove=args.rm)
+    warmup.start(args.cgroup_parent)  # the kernel's slow first cgroup move, paid while we get ready
+    try:
+        from minirun import engine
+        from minirun.commands.common import open_store
+
+        show_warnings(PROG)
+        store = open_store(args)
+        container = create(store, args, attach=True)
+        return engine.run_attached(store, container, remove=args.rm)
+    finally:
+        warmup.stop()
