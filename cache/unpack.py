@@ -285,6 +285,25 @@ def _octal(field: bytes, what: str) -> int:
     return value
 
 
+def _plain_octal(field: bytes, what: str) -> int:
+    """An octal field whose value rarely repeats (size, mtime, checksum): parsed, not cached."""
+    try:
+        return int(field.strip(b" \0"), 8)
+    except ValueError:
+        return _number(field, what)
+
+
+_IDS_SEEN: dict[bytes, tuple[int, int, int]] = {}  # the mode, uid and gid fields together, parsed once
+
+
+def _ids(raw: bytes, mode: bytes, uid: bytes, gid: bytes) -> tuple[int, int, int]:
+    """(mode & 0o7777, uid, gid) of a header whose 24 bytes of mode, uid and gid fields are `raw`."""
+    ids = (_octal(mode, "mode") & 0o7777, _octal(uid, "uid"), _octal(gid, "gid"))
+    if len(_IDS_SEEN) < 4096:
+        _IDS_SEEN[raw] = ids
+    return ids
+
+
 def _byte_sum(block: bytes) -> int:
     """sum(block) for a 512-byte block, fast: Adler-32's low half is 1 + the byte sum modulo 65521, and
     the sum of 256 bytes (at most 65280) never reaches the modulus."""
@@ -352,9 +371,9 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         name, mode, uid, gid, size_f, mtime, chksum, kind, link, magic, devmajor, devminor, prefix = _HEADER.unpack(
             header
         )
-        if _octal(chksum, "checksum") != _byte_sum(header) - sum(chksum) + 256:
+        if _plain_octal(chksum, "checksum") != _byte_sum(header) - sum(chksum) + 256:
             raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
-        size = _octal(size_f, "size")
+        size = _plain_octal(size_f, "size")
         if kind in _EXTENDED:
             if size > _MAX_HEADER_BYTES:
                 raise TooLarge(f"layer has a {size}-byte extended header; at most {_MAX_HEADER_BYTES} allowed")
@@ -382,7 +401,8 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         ):
             # The common entry of a layer, a plain file: no object, no PAX, straight to the unpacker.
             path = name.partition(b"\0")[0].decode("utf-8", "surrogateescape")
-            if fast(path, _octal(mode, "mode") & 0o7777, _octal(uid, "uid"), _octal(gid, "gid"), size, mtime):
+            ids = _IDS_SEEN.get(header[100:124]) or _ids(header[100:124], mode, uid, gid)
+            if fast(path, ids[0], ids[1], ids[2], size, mtime):
                 stream.skip(-size % BLOCK)
                 continue
         m = Member()
@@ -525,7 +545,7 @@ class _Unpacker:
                 os.fchown(fd, uid, gid)
             if mode != (mode & 0o777 & ~self.umask):
                 os.fchmod(fd, mode)
-            mtime = _octal(mtime_field, "mtime")
+            mtime = _plain_octal(mtime_field, "mtime")
             os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
