@@ -37,7 +37,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-CHUNK = 1 << 20
+# The reader thread hands the main thread this much at a time: every hand-off moves the GIL between the
+# two threads, which costs a wake-up on a busy machine (1 MB chunks: ~0.7 s of waiting on 459 MB).
+CHUNK = 4 << 20
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _SPACE_CHECK_EVERY = 64 << 20
@@ -109,7 +111,7 @@ class _Reader(threading.Thread):
         self.limit = limit
         self.hash = hashlib.sha256()
         self.size = 0
-        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
         self.stop = False
 
     def run(self) -> None:
