@@ -236,6 +236,10 @@ class _TarStream:
             n -= k
 
     def skip(self, n: int) -> None:
+        end = self.pos + n
+        if end <= len(self.buf):  # the common case: within the chunk at hand
+            self.pos = end
+            return
         while n:
             if self.pos == len(self.buf) and not self._fill():
                 raise self._truncated()
@@ -373,9 +377,14 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         name, mode, uid, gid, size_f, mtime, chksum, kind, link, magic, devmajor, devminor, prefix = _HEADER.unpack(
             header
         )
-        if _plain_octal(chksum, "checksum") != _byte_sum(header) - sum(chksum) + 256:
+        try:  # the plain octal of nearly every header, inline; anything else goes through _number
+            checksum, size = int(chksum.strip(b" \0"), 8), int(size_f.strip(b" \0"), 8)
+        except ValueError:
+            checksum, size = _plain_octal(chksum, "checksum"), _plain_octal(size_f, "size")
+        if checksum != _byte_sum(header) - sum(chksum) + 256:
             raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
-        size = _plain_octal(size_f, "size")
+        if size < 0:
+            raise InvalidArchive("layer is not a valid tar stream: an entry has a negative size")
         if kind in _EXTENDED:
             if size > _MAX_HEADER_BYTES:
                 raise TooLarge(f"layer has a {size}-byte extended header; at most {_MAX_HEADER_BYTES} allowed")
@@ -431,6 +440,8 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
                 if "linkpath" in records:
                     m.linkname = records["linkpath"].decode("utf-8", "surrogateescape")
                 size = int(records.get("size", size))
+                if size < 0:
+                    raise ValueError
                 m.uid = int(records.get("uid", m.uid))
                 m.gid = int(records.get("gid", m.gid))
             except ValueError:
