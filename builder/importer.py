@@ -77,9 +77,7 @@ class _Replay(io.RawIOBase):
             buf[:n] = self.prefix[:n]
             self.prefix = self.prefix[n:]
         else:
-            data = self.rest.read(len(buf))
-            n = len(data)
-            buf[:n] = data
+            n = self.rest.readinto(buf)  # type: ignore[attr-defined]
         if self.tee_fd is not None and n:
             view = memoryview(buf)[:n]
             while view:

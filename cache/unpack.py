@@ -37,7 +37,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-CHUNK = 1 << 20
+# The reader thread hands the main thread this much at a time: every hand-off moves the GIL between the
+# two threads, which costs a wake-up on a busy machine (1 MB chunks: ~0.7 s of waiting on 459 MB).
+CHUNK = 4 << 20
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 _SPACE_CHECK_EVERY = 64 << 20
@@ -109,7 +111,7 @@ class _Reader(threading.Thread):
         self.limit = limit
         self.hash = hashlib.sha256()
         self.size = 0
-        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
         self.stop = False
 
     def run(self) -> None:
@@ -234,6 +236,10 @@ class _TarStream:
             n -= k
 
     def skip(self, n: int) -> None:
+        end = self.pos + n
+        if end <= len(self.buf):  # the common case: within the chunk at hand
+            self.pos = end
+            return
         while n:
             if self.pos == len(self.buf) and not self._fill():
                 raise self._truncated()
@@ -283,6 +289,25 @@ def _octal(field: bytes, what: str) -> int:
     if len(_OCTAL_SEEN) < 4096:
         _OCTAL_SEEN[field] = value
     return value
+
+
+def _plain_octal(field: bytes, what: str) -> int:
+    """An octal field whose value rarely repeats (size, mtime, checksum): parsed, not cached."""
+    try:
+        return int(field.strip(b" \0"), 8)
+    except ValueError:
+        return _number(field, what)
+
+
+_IDS_SEEN: dict[bytes, tuple[int, int, int]] = {}  # the mode, uid and gid fields together, parsed once
+
+
+def _ids(raw: bytes, mode: bytes, uid: bytes, gid: bytes) -> tuple[int, int, int]:
+    """(mode & 0o7777, uid, gid) of a header whose 24 bytes of mode, uid and gid fields are `raw`."""
+    ids = (_octal(mode, "mode") & 0o7777, _octal(uid, "uid"), _octal(gid, "gid"))
+    if len(_IDS_SEEN) < 4096:
+        _IDS_SEEN[raw] = ids
+    return ids
 
 
 def _byte_sum(block: bytes) -> int:
@@ -352,9 +377,14 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         name, mode, uid, gid, size_f, mtime, chksum, kind, link, magic, devmajor, devminor, prefix = _HEADER.unpack(
             header
         )
-        if _octal(chksum, "checksum") != _byte_sum(header) - sum(chksum) + 256:
+        try:  # the plain octal of nearly every header, inline; anything else goes through _number
+            checksum, size = int(chksum.strip(b" \0"), 8), int(size_f.strip(b" \0"), 8)
+        except ValueError:
+            checksum, size = _plain_octal(chksum, "checksum"), _plain_octal(size_f, "size")
+        if checksum != _byte_sum(header) - sum(chksum) + 256:
             raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
-        size = _octal(size_f, "size")
+        if size < 0:
+            raise InvalidArchive("layer is not a valid tar stream: an entry has a negative size")
         if kind in _EXTENDED:
             if size > _MAX_HEADER_BYTES:
                 raise TooLarge(f"layer has a {size}-byte extended header; at most {_MAX_HEADER_BYTES} allowed")
@@ -382,7 +412,8 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         ):
             # The common entry of a layer, a plain file: no object, no PAX, straight to the unpacker.
             path = name.partition(b"\0")[0].decode("utf-8", "surrogateescape")
-            if fast(path, _octal(mode, "mode") & 0o7777, _octal(uid, "uid"), _octal(gid, "gid"), size, mtime):
+            ids = _IDS_SEEN.get(header[100:124]) or _ids(header[100:124], mode, uid, gid)
+            if fast(path, ids[0], ids[1], ids[2], size, mtime):
                 stream.skip(-size % BLOCK)
                 continue
         m = Member()
@@ -409,6 +440,8 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
                 if "linkpath" in records:
                     m.linkname = records["linkpath"].decode("utf-8", "surrogateescape")
                 size = int(records.get("size", size))
+                if size < 0:
+                    raise ValueError
                 m.uid = int(records.get("uid", m.uid))
                 m.gid = int(records.get("gid", m.gid))
             except ValueError:
@@ -525,7 +558,7 @@ class _Unpacker:
                 os.fchown(fd, uid, gid)
             if mode != (mode & 0o777 & ~self.umask):
                 os.fchmod(fd, mode)
-            mtime = _octal(mtime_field, "mtime")
+            mtime = _plain_octal(mtime_field, "mtime")
             os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)

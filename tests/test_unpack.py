@@ -504,6 +504,33 @@ def test_header_checksum_mismatch(store: Store) -> None:
     assert_nothing_committed(store)
 
 
+def _with_field(tar: bytes, offset: int, value: bytes) -> bytes:
+    """The first header of `tar` with the field at `offset` replaced and its checksum made valid again."""
+    header = bytearray(tar[:512])
+    header[offset : offset + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + tar[512:]
+
+
+def test_a_negative_size_is_refused(store: Store) -> None:
+    # "-1" parses as octal for int(); a negative size would move the stream backwards.
+    tar = _with_field(layer([Entry("a", data=b"a")]), 124, b"-0000000001\0")
+    with pytest.raises(InvalidArchive, match="negative size"):
+        unpack(store, tar)
+    assert_nothing_committed(store)
+
+
+def test_a_negative_pax_size_is_refused(store: Store) -> None:
+    info = tarfile.TarInfo("a")
+    info.size = 1
+    info.pax_headers = {"size": "-1"}
+    tar = _tar_with(tarfile.PAX_FORMAT, [(info, b"a")])
+    with pytest.raises(InvalidArchive, match="PAX"):
+        unpack(store, tar)
+    assert_nothing_committed(store)
+
+
 def test_missing_end_of_archive_marker_is_truncation(store: Store) -> None:
     tar = layer([Entry("a", data=b"a" * 600)])
     with pytest.raises(InvalidArchive, match="truncated"):
