@@ -38,3 +38,15 @@ def unmount_under(path: Path) -> None:
         points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
     for point in sorted(points, key=len, reverse=True):
         overlay.unmount(Path(point), lazy=True)
+
+
+def interleaved(commands: dict[str, list[str]], env: dict[str, str], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Time every command `runs` times, interleaved (a change of load hits all alike), after `warmup` runs each."""
+    for cmd in commands.values():
+        for _ in range(warmup):
+            timed(cmd, env)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, cmd in commands.items():
+            times[name].append(timed(cmd, env))
+    return times

@@ -31,7 +31,6 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-from benchkit import timed  # noqa: E402
 
 TARGET = 0.6
 PY = sys.executable
@@ -131,14 +130,7 @@ def main() -> int:
     imports = import_times(args.import_runs, env)
     work = Path(tempfile.mkdtemp(prefix="minirun-netbench-"))
     try:
-        commands = setup(work)
-        for cmd in commands.values():
-            for _ in range(args.warmup):
-                timed(cmd, env)
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):
-            for name, cmd in commands.items():
-                times[name].append(timed(cmd, env))
+        times = benchkit.interleaved(setup(work), env, args.runs, args.warmup)
     finally:
         teardown(work)
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import benchkit  # noqa: E402
 import imagekit  # noqa: E402
-from benchkit import timed, unmount_under  # noqa: E402
+from benchkit import unmount_under  # noqa: E402
 from conftest import add_rootfs_image  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from minirun import spec  # noqa: E402
@@ -113,14 +113,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "MINICONTAINER_DEFAULT_NETWORK")}
     work = Path(tempfile.mkdtemp(prefix="minirun-bench-"))
     try:
-        commands = setup(work)
-        for cmd in commands.values():
-            for _ in range(args.warmup):
-                timed(cmd, env)
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):
-            for name, cmd in commands.items():
-                times[name].append(timed(cmd, env))
+        times = benchkit.interleaved(setup(work), env, args.runs, args.warmup)
     finally:
         remove_networks(work / "store")
         unmount_under(work)
