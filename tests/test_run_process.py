@@ -265,7 +265,10 @@ def test_python_is_not_needed_in_the_image(store_root: Path, busybox_image: str)
 
 def test_terminal_is_restored_after_the_session(store_root: Path, busybox_image: str) -> None:
     pexpect = pytest.importorskip("pexpect")
-    shell = pexpect.spawn("/bin/sh", encoding="utf-8", timeout=20, env={"PS1": "host$ ", "PATH": "/usr/bin:/bin"})
+    # the session's settings (cgroup parent, no default bridge) must reach minirun through the shell
+    ours = {k: v for k, v in os.environ.items() if k.startswith("MINICONTAINER_")}
+    env = {**ours, "PS1": "host$ ", "PATH": "/usr/bin:/bin"}
+    shell = pexpect.spawn("/bin/sh", encoding="utf-8", timeout=20, env=env)
     try:
         shell.expect_exact("host$ ")
         shell.sendline("stty -a | grep -o -e '-\\?icanon' -e '-\\?echo ' | tr '\\n' ' '")
