@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
+import run  # noqa: E402  (bench/run.py: the same setup and teardown)
 
 TARGET = 0.6
 PY = sys.executable
@@ -59,53 +58,6 @@ def import_times(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
     return out
 
 
-def setup(work: Path) -> dict[str, list[str]]:
-    import imagekit
-    from minicache.store import Store
-    from minirun.network import settings
-    from storekit import add_rootfs_image
-
-    rootfs = imagekit.busybox_rootfs(work / "rootfs")
-    store_root = work / "store"
-    store = Store(store_root)
-    add_rootfs_image(store, rootfs, "bench/busybox:latest")
-    h = secrets.token_hex(2)  # names of our own: other sessions may run minicontainer on this machine
-    settings.save(
-        store,
-        settings.NetworkSettings(
-            table=f"mcbench{h}", bridge_prefix=f"mbb{h}", veth_prefix=f"mbv{h[:2]}", pool=["10.222.0.0/16:24"]
-        ),
-    )
-    commands = {
-        "minirun bridge": [MINIRUN, "--root", str(store_root), "--rm", "bench/busybox", "true"],
-        "minirun none": [MINIRUN, "--root", str(store_root), "--rm", "--network", "none", "bench/busybox", "true"],
-    }
-    if shutil.which("podman"):
-        tar = work / "busybox.tar"
-        tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        podman = benchkit.podman(work / "podman-root", work / "podman-run")
-        subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
-        run = [*podman, "run", "--rm", *benchkit.PODMAN_ULIMITS]
-        run += ["--cgroup-parent", f"/{work.name}"]
-        commands["podman bridge"] = [*run, "localhost/bench-busybox:latest", "true"]
-        commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
-    return commands
-
-
-def teardown(work: Path) -> None:
-    from benchkit import unmount_under
-    from minicache.store import Store
-    from minirun import network
-    from run import remove_cgroups  # bench/run.py's helper
-
-    store = Store(work / "store")
-    for net, _count in network.list_networks(store):
-        network.remove_network(store, net.id)
-    unmount_under(work)
-    remove_cgroups(work.name)
-    shutil.rmtree(work, ignore_errors=True)
-
-
 def report(title: str, times: dict[str, list[float]], unit: float) -> dict[str, float]:
     print(title)
     medians = {name: statistics.median(v) for name, v in times.items()}
@@ -130,9 +82,9 @@ def main() -> int:
     imports = import_times(args.import_runs, env)
     work = Path(tempfile.mkdtemp(prefix="minirun-netbench-"))
     try:
-        times = benchkit.interleaved(setup(work), env, args.runs, args.warmup)
+        times = benchkit.interleaved(run.setup(work, runc=False), env, args.runs, args.warmup)
     finally:
-        teardown(work)
+        run.teardown(work)
 
     report(f"import time, median of {args.import_runs} fresh interpreters each", imports, 1)
     medians = report(

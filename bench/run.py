@@ -45,7 +45,9 @@ MINIRUN = str(Path(sys.executable).with_name("minirun"))
 TARGETS = {"none": 0.4, "bridge": 0.6}
 
 
-def setup(work: Path) -> dict[str, list[str]]:
+def setup(work: Path, runc: bool = True) -> dict[str, list[str]]:
+    """The commands to time: minirun from a store of its own (network names and subnet of its own too),
+    podman from a throwaway root, and (with `runc`) runc on a bundle of the spec minirun generates."""
     rootfs = imagekit.busybox_rootfs(work / "rootfs")
     commands: dict[str, list[str]] = {}
 
@@ -70,7 +72,7 @@ def setup(work: Path) -> dict[str, list[str]]:
         commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
         commands["podman bridge"] = [*run, "localhost/bench-busybox:latest", "true"]
 
-    if shutil.which("runc"):
+    if runc and shutil.which("runc"):
         bundle = work / "bundle"
         bundle.mkdir()
         shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
@@ -102,6 +104,14 @@ def remove_cgroups(name: str) -> None:
             parent.rmdir()
 
 
+def teardown(work: Path) -> None:
+    """Remove what `setup` and the runs made: the bench network, leftover mounts, cgroups, the directory."""
+    remove_networks(work / "store")
+    unmount_under(work)
+    remove_cgroups(work.name)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -115,10 +125,7 @@ def main() -> int:
     try:
         times = benchkit.interleaved(setup(work), env, args.runs, args.warmup)
     finally:
-        remove_networks(work / "store")
-        unmount_under(work)
-        remove_cgroups(work.name)
-        shutil.rmtree(work, ignore_errors=True)
+        teardown(work)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"start-up of a no-op container, median of {args.runs} runs (after {args.warmup} warm-up runs each)")
