@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,3 +238,28 @@ def index(images: list[tuple[Image, dict]], *, oci: bool = True) -> tuple[bytes,
         ],
     }
     return json.dumps(doc).encode(), media
+
+
+def describe_tree(root: Path, *, exact: bool = False) -> dict[str, tuple]:
+    """Everything a root filesystem is made of, by relative path, for comparing two of them.
+
+    Type, mode, owner, mtime (whole seconds; nanoseconds and link counts too with `exact`), file contents,
+    symlink targets and device numbers.
+    """
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.lstat()
+            what: object = None
+            if stat.S_ISREG(st.st_mode):
+                what = (path.read_bytes(), st.st_nlink) if exact else path.read_bytes()
+            elif stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                what = st.st_rdev
+            mtime = None if stat.S_ISLNK(st.st_mode) else (st.st_mtime_ns if exact else int(st.st_mtime))
+            out[str(path.relative_to(root))] = (
+                stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, mtime, what,
+            )  # fmt: skip
+    return out

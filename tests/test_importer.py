@@ -14,7 +14,7 @@ from pathlib import Path
 import archivekit
 import imagekit
 import pytest
-from imagekit import Entry
+from imagekit import Entry, describe_tree
 from minibuild.changes import config_from_changes
 from minibuild.importer import import_tarball
 from minicache import digest as digests
@@ -29,27 +29,6 @@ def run_cli(store: Store, *args: str, stdin: bytes | None = None) -> subprocess.
     return subprocess.run(
         [*MINIBUILD, "--root", str(store.root), *args], input=stdin, capture_output=True, timeout=120, check=False
     )
-
-
-def tree(root: Path) -> dict[str, tuple]:
-    """Everything a root filesystem is made of, for comparing two of them."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISREG(st.st_mode):
-                extra: object = path.read_bytes()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                extra = st.st_rdev
-            else:
-                extra = None
-            mtime = None if stat.S_ISLNK(st.st_mode) else int(st.st_mtime)
-            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, mtime, extra)
-    return out
 
 
 def snapshot_counts(store: Store) -> tuple[int, int, int]:
@@ -78,7 +57,7 @@ def test_flat_export_import(store: Store, busybox_tar: bytes, busybox_rootfs: Pa
     manifest = store.blobs.read_json(record.manifest)
     assert manifest["config"]["digest"] == image_id
     assert manifest["layers"][0] == {"mediaType": imagekit.MEDIA_OCI_LAYER, "digest": diff_id, "size": len(busybox_tar)}
-    assert tree(store.layers.fs(record.layers[0].chain_id)) == tree(busybox_rootfs)
+    assert describe_tree(store.layers.fs(record.layers[0].chain_id)) == describe_tree(busybox_rootfs)
     assert gc.check(store) == []
     assert os.listdir(store.tmp_dir) == []
 

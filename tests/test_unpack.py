@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imagekit import Entry, gz, layer, sha256, zst
+from imagekit import Entry, describe_tree, gz, layer, sha256, zst
 from minicache.errors import DigestMismatch, InvalidArchive, TooLarge
 from minicache.store import Store
 from minicache.unpack import Limits, unpack_layer
@@ -366,23 +366,6 @@ def _dialect_tar(fmt: int) -> bytes:
     return buf.getvalue()
 
 
-def _snapshot(root: Path) -> dict[str, tuple]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            kind = stat.S_IFMT(st.st_mode)
-            what: object = None
-            if stat.S_ISLNK(st.st_mode):
-                what = os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                what = (path.read_bytes(), st.st_nlink)
-            mtime = None if stat.S_ISLNK(st.st_mode) else st.st_mtime_ns
-            out[str(path.relative_to(root))] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, mtime, what)
-    return out
-
-
 @pytest.mark.root
 @pytest.mark.parametrize(
     "fmt", [tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT], ids=["gnu", "ustar", "pax"]
@@ -395,7 +378,7 @@ def test_header_dialects_unpack_as_gnu_tar_extracts_them(store: Store, tmp_path:
     reference = tmp_path / "gnu-tar"
     reference.mkdir()
     subprocess.run(["tar", "--numeric-owner", "-xpf", "-", "-C", str(reference)], input=tar, check=True)
-    ours, theirs = _snapshot(fs), _snapshot(reference)
+    ours, theirs = describe_tree(fs, exact=True), describe_tree(reference, exact=True)
     assert ours == theirs
     assert any(v[2] >= 2_000_000 for v in ours.values())  # the big owners made it
     assert os.stat(reference).st_mode & 0o777 == fs.stat().st_mode & 0o777 == 0o755
