@@ -53,12 +53,18 @@ def test_sigkill_the_monitor_of_a_running_container(store_root: Path, busybox_im
     assert_nothing_left(store_root)
 
 
-def test_monitor_killed_then_the_container_ends(store_root: Path, busybox_image: str) -> None:
-    cid = run_d(store_root, "--name", "lost", IMAGE, "sleep", "60")
+def _detached_then_both_killed(store_root: Path, name: str) -> str:
+    """A detached container whose monitor and init were SIGKILLed (nobody saw the exit); its ID."""
+    cid = run_d(store_root, "--name", name, IMAGE, "sleep", "60")
     state = state_file(store_root, cid)
     os.kill(state["MonitorPid"], signal.SIGKILL)
     os.kill(state["Pid"], signal.SIGKILL)
     wait_until(lambda: not alive(state["Pid"]), what="the container's death")
+    return cid
+
+
+def test_monitor_killed_then_the_container_ends(store_root: Path, busybox_image: str) -> None:
+    _detached_then_both_killed(store_root, "lost")
     rows = assert_ps_truthful(store_root)
     assert rows[0]["State"] == "exited" and rows[0]["Status"].startswith("Exited (255)")
     # what the dead monitor would have cleaned is still there until a command settles it
@@ -68,11 +74,7 @@ def test_monitor_killed_then_the_container_ends(store_root: Path, busybox_image:
 
 def test_after_a_reboot_a_running_record_is_exited(store_root: Path, busybox_image: str) -> None:
     """A state from another boot (its PIDs mean nothing now) reads as exited; rm cleans the rest."""
-    cid = run_d(store_root, "--name", "reboot", IMAGE, "sleep", "60")
-    state = state_file(store_root, cid)
-    os.kill(state["MonitorPid"], signal.SIGKILL)
-    os.kill(state["Pid"], signal.SIGKILL)
-    wait_until(lambda: not alive(state["Pid"]), what="the container's death")
+    cid = _detached_then_both_killed(store_root, "reboot")
     path = store_root / "containers" / cid / "state.json"
     forged = json.loads(path.read_text())
     forged["BootId"] = "00000000-0000-0000-0000-000000000000"
