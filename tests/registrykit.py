@@ -40,16 +40,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- the registry
-class RegistryServer:
-    """One docker-registry process; `auth` is the registry config's `auth:` section (None: no auth)."""
+class _OnLoopback:
+    """A test server listening on 127.0.0.1:`port`."""
 
-    def __init__(self, workdir: Path, auth: dict | None = None) -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.auth = auth
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
+    port: int
 
     @property
     def endpoint(self) -> str:
@@ -58,6 +52,18 @@ class RegistryServer:
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
+
+
+# -- the registry
+class RegistryServer(_OnLoopback):
+    """One docker-registry process; `auth` is the registry config's `auth:` section (None: no auth)."""
+
+    def __init__(self, workdir: Path, auth: dict | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.auth = auth
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
 
     def start(self) -> RegistryServer:
         for _ in range(5):  # a free port may be taken by someone else before the registry binds it
@@ -339,7 +345,7 @@ def any_get_of(fragment: str):
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade", "trailer"}
 
 
-class FaultProxy:
+class FaultProxy(_OnLoopback):
     """An HTTP/1.1 proxy to `upstream` (host:port) on 127.0.0.1 that follows `rules` and logs requests."""
 
     def __init__(self, upstream: str) -> None:
@@ -373,14 +379,6 @@ class FaultProxy:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoint}"
 
     def add(self, rule: Rule) -> Rule:
         with self.lock:
