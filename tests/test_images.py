@@ -13,13 +13,13 @@ from pathlib import Path
 import archivekit
 import imagekit
 import pytest
-from imagekit import Entry
+from imagekit import Entry, describe_tree
 from minibuild import images
 from minibuild.importer import import_tarball
 from minicache import gc, overlay, usage
 from minicache.errors import Conflict, NotFound
 from minicache.store import Store
-from test_importer import run_cli, tree
+from test_importer import run_cli
 
 
 @pytest.fixture
@@ -216,7 +216,7 @@ def test_export_round_trip(store: Store, busybox_tar: bytes, tmp_path: Path, mou
     again = flat(store, out.read_bytes(), "rt:2")
     a = store.layers.fs(store.images.get(image_id).layers[0].chain_id)
     b = store.layers.fs(store.images.get(again).layers[0].chain_id)
-    assert tree(a) == tree(b)
+    assert describe_tree(a) == describe_tree(b)
 
 
 @pytest.mark.root

@@ -14,9 +14,9 @@ from pathlib import Path
 import archivekit
 import imagekit
 import pytest
+from imagekit import describe_tree
 from minicache import gc
 from minicache.store import Store
-from test_importer import tree
 
 
 def _rootfs_tar(n_files: int = 1500, size: int = 16_000) -> bytes:
@@ -66,7 +66,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, kind: str) -> None:
     probe = _import(probe_root, path, *extra)
     assert probe.wait(120) == 0, probe.stderr.read()
     duration = time.monotonic() - start
-    expected = tree(Store(probe_root).layers.fs(Store(probe_root).images.resolve("killed:1").chain_ids[-1]))
+    expected = describe_tree(Store(probe_root).layers.fs(Store(probe_root).images.resolve("killed:1").chain_ids[-1]))
 
     root = tmp_path / "store"
     seed = random.randrange(1 << 30)
@@ -86,5 +86,5 @@ def test_sigkill_at_random_moments(tmp_path: Path, kind: str) -> None:
     assert final.wait(120) == 0, (seed, final.stderr.read())
     final.stderr.close()
     store = _consistent(root)
-    assert tree(store.layers.fs(store.images.resolve("killed:1").chain_ids[-1])) == expected, (seed, outcomes)
+    assert describe_tree(store.layers.fs(store.images.resolve("killed:1").chain_ids[-1])) == expected, (seed, outcomes)
     assert any(status == -9 for _, status, _ in outcomes), outcomes  # at least some kills landed mid-import

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from imagekit import describe_tree
 from minibuild.importer import import_tarball
 from minicache import gc
 from minicache.store import Store
-from test_importer import tree
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("umoci") and shutil.which("skopeo")), reason="needs umoci and skopeo (apt-get install)"
@@ -57,7 +57,7 @@ def _merged(store: Store, image_id: str, tmp_path: Path) -> dict:
     # Python's extractall sets directory times last; GNU tar's delayed symlinks can touch them after that.
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
         tar.extractall(out, numeric_owner=True, filter="fully_trusted")
-    return tree(out)
+    return describe_tree(out)
 
 
 @pytest.mark.root
@@ -78,7 +78,7 @@ def test_skopeo_archives(store: Store, tmp_path: Path, oci_image: tuple[Path, Pa
     merged = _merged(store, image_id, tmp_path)
 
     assert "etc/deleted-later" not in merged
-    source = tree(rootfs)
+    source = describe_tree(rootfs)
     # Go's archive/tar rounds mtimes to whole seconds (umoci writes no PAX times): allow that one second.
     assert {k: v[:4] + v[5:] for k, v in merged.items()} == {k: v[:4] + v[5:] for k, v in source.items()}
     off = {k: (merged[k][4], v[4]) for k, v in source.items() if v[4] is not None and abs(merged[k][4] - v[4]) > 1}
