@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,24 @@ def _session_cgroup_parent():
     """Every test's container cgroups go under the session's own parent (see sessionkit); removed at the end."""
     yield
     sessionkit.remove_parent()
+
+
+def _threads() -> set[int]:
+    return {int(t) for t in os.listdir("/proc/self/task")} - {os.getpid()}
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_outlives_its_test():
+    """A thread left running by one test (a reader, a pool, a warm-up) makes the next in-process container
+    start refuse ("a process that runs threads"): fail the test that left it instead, after a short grace."""
+    before = _threads()
+    yield
+    deadline = time.monotonic() + 3
+    while (_threads() - before) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = _threads() - before
+    names = [t.name for t in threading.enumerate() if t.native_id in left]
+    assert not left, f"threads outlived the test: {sorted(left)} {names}"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ All traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -52,6 +53,36 @@ class _OnLoopback:
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
+
+
+class _ClosingHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose server_close() also ends every handler: it shuts down the connections
+    they still serve (a client's idle keep-alive socket would otherwise hold a thread until the client's
+    objects are collected) and joins their threads, so no thread of a stopped server outlives its test."""
+
+    daemon_threads = False  # the threads are tracked, and joined by server_close()
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        with self.connections_lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        super().server_close()
 
 
 # -- the registry
@@ -220,8 +251,7 @@ class TokenServer:
                 scopes = " ".join(form.get("scope", [])).split()
                 server._answer(self, scopes, None, form.get("refresh_token", [None])[0])
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _ClosingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.realm = f"http://127.0.0.1:{self.port}/token"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -375,8 +405,7 @@ class FaultProxy(_OnLoopback):
                 self.end_headers()
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _ClosingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
