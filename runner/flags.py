@@ -10,7 +10,7 @@ import posixpath
 import re
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

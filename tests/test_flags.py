@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
+from minicache.record import Record
 from minirun import flags
-from minirun.record import Record
 from minirun.securepath import is_within, secure_join
 
 
