@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -11,6 +13,31 @@ from minicache import overlay
 
 # This machine lacks CAP_SYS_RESOURCE: podman's default rlimits are above the hard limit, so set them.
 PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+
+
+def installed_minirun(work: Path) -> str:
+    """The `minirun` console script of a non-editable install of this checkout in a throwaway venv under `work`.
+
+    What a user runs: pip's console script and our packages as plain directories in site-packages. The
+    development venv's editable install instead puts an import hook (setuptools' finder for our renamed
+    packages) into every start: it imports pathlib, importlib.util and more before minirun runs, and
+    hides what minirun's own start-up costs. The dependencies are taken from the running venv through a
+    .pth path entry (its own .pth files, the finder's, are not run). pip builds the wheel as in CI.
+    """
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    deps = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site / "bench-dependencies.pth").write_text("".join(f"{path}\n" for path in deps))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: bytecode
+    checkout = Path(__file__).resolve().parent.parent
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(checkout)]
+    result = subprocess.run(install, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"installing minicontainer into {venv} failed: {result.stderr[-2000:]}")
+    subprocess.run([python, "-m", "compileall", "-q", str(site)], env=env, check=True, capture_output=True)
+    return str(venv / "bin" / "minirun")
 
 
 def podman(root: Path | str, runroot: Path | str, events: str = "file") -> list[str]:

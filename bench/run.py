@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Start-up benchmark: `minirun --rm IMAGE true` beside podman and runc, in the same run.
 
-    .venv/bin/python bench/run.py [--runs N]
+    .venv/bin/python bench/run.py [--runs N] [--editable]
 
 All three start the same busybox root filesystem (built from the host's busybox-static) with a
 no-op command and clean up after themselves:
-  minirun  from a throwaway store (overlay of the image layer + the container's upper dir)
+  minirun  from a throwaway store (overlay of the image layer + the container's upper dir), as a user's
+           install runs it: a non-editable `pip install` of this checkout into a throwaway venv
+           (benchkit.installed_minirun; ~30 s of set-up while pip builds the wheel). `--editable` times the
+           development venv's console script instead, whose editable-install import hook costs every
+           start pathlib, importlib.util and more before minirun runs (minirun imports pathlib anyway,
+           but defers what pathlib imports for as_uri(); the hook gets there first)
   podman   from a throwaway --root/--runroot, image made by `podman import` of the same rootfs, with the
            `--ulimit nofile=1024:1024 --ulimit nproc=1000:1000` this machine needs (no CAP_SYS_RESOURCE)
   runc     `runc run` of a bundle with the spec minirun generates (same hardening) and a plain rootfs dir
@@ -41,13 +46,15 @@ from minicache.store import Store  # noqa: E402
 from minirun import spec  # noqa: E402
 from storekit import add_rootfs_image  # noqa: E402
 
-MINIRUN = str(Path(sys.executable).with_name("minirun"))
+EDITABLE_MINIRUN = str(Path(sys.executable).with_name("minirun"))
 TARGETS = {"none": 0.4, "bridge": 0.6}
 
 
-def setup(work: Path, runc: bool = True) -> dict[str, list[str]]:
+def setup(work: Path, runc: bool = True, editable: bool = False) -> dict[str, list[str]]:
     """The commands to time: minirun from a store of its own (network names and subnet of its own too),
-    podman from a throwaway root, and (with `runc`) runc on a bundle of the spec minirun generates."""
+    podman from a throwaway root, and (with `runc`) runc on a bundle of the spec minirun generates.
+    minirun is a non-editable install in a throwaway venv, or (`editable`) the development venv's."""
+    minirun = EDITABLE_MINIRUN if editable else benchkit.installed_minirun(work)
     rootfs = imagekit.busybox_rootfs(work / "rootfs")
     commands: dict[str, list[str]] = {}
 
@@ -59,8 +66,8 @@ def setup(work: Path, runc: bool = True) -> dict[str, list[str]]:
     conf = settings.NetworkSettings(table=f"mcbench{h}", bridge_prefix=f"mbb{h}", veth_prefix=f"mbv{h[:2]}")
     conf.pool = ["10.222.0.0/16:24"]
     settings.save(Store(store), conf)
-    commands["minirun none"] = [MINIRUN, "--root", str(store), "--rm", "--network", "none", "bench/busybox", "true"]
-    commands["minirun bridge"] = [MINIRUN, "--root", str(store), "--rm", "bench/busybox", "true"]
+    commands["minirun none"] = [minirun, "--root", str(store), "--rm", "--network", "none", "bench/busybox", "true"]
+    commands["minirun bridge"] = [minirun, "--root", str(store), "--rm", "bench/busybox", "true"]
 
     if shutil.which("podman"):
         tar = work / "busybox.tar"
@@ -116,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--editable", action="store_true", help="time the development venv's minirun")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/run.py needs root (namespaces, mounts)")
@@ -123,7 +131,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "MINICONTAINER_DEFAULT_NETWORK")}
     work = Path(tempfile.mkdtemp(prefix="minirun-bench-"))
     try:
-        times = benchkit.interleaved(setup(work), env, args.runs, args.warmup)
+        times = benchkit.interleaved(setup(work, editable=args.editable), env, args.runs, args.warmup)
     finally:
         teardown(work)
 

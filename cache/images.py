@@ -10,12 +10,12 @@ so readers never lock and never see a torn index.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 
 from minicache import digest as digests
 from minicache import reference
 from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import InvalidReference, NotFound
+from minicache.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ REFS_FILE = "refs.json"
 NOT_FOUND_HINT = "pull it with `minibuild pull IMAGE` or import it with `minibuild from-tar FILE`"
 
 
-@dataclass(frozen=True)
-class LayerRef:
+class LayerRef(Record, frozen=True):
     """One layer of an image, bottom first."""
 
     diff_id: str  # sha256 of the uncompressed tar
@@ -39,8 +38,7 @@ class LayerRef:
     size: int | None = None  # size of the blob
 
 
-@dataclass(frozen=True)
-class ImageRecord:
+class ImageRecord(Record, frozen=True):
     """An image in the store: its config digest (the ID), its layers and where its manifest came from."""
 
     id: str  # config digest
@@ -48,7 +46,7 @@ class ImageRecord:
     manifest: str | None = None  # digest of the stored manifest blob
     manifest_media_type: str | None = None
     created: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form facts (source, platform, ...)
+    extra: dict[str, Any] = {}  # copied per instance; free-form facts (source, platform, ...)
 
     @property
     def chain_ids(self) -> list[str]:
@@ -103,7 +101,7 @@ class ImageStore:
         for layer in record.layers:
             if not self.store.layers.has(layer.chain_id):
                 raise NotFound(f"layer {layer.chain_id} of image {record.id} is not in the store")
-        atomic_write_json(self._record_path(record.id), asdict(record))
+        atomic_write_json(self._record_path(record.id), record.as_dict())
         if names:
             with self.store.lock("refs"):
                 refs = self.refs()

@@ -7,12 +7,12 @@ tmp/ and appears under its final name by one rename, so its presence means it is
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from minicache import digest as digests
 from minicache.atomic import atomic_write_json, fsync_dir, read_json
 from minicache.errors import NotFound
+from minicache.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
 if TYPE_CHECKING:
@@ -22,8 +22,7 @@ FS_DIR = "fs"
 META_FILE = "layer.json"
 
 
-@dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(Record, frozen=True):
     """What layer.json records about one unpacked layer."""
 
     chain_id: str
@@ -69,7 +68,7 @@ class LayerStore:
         With `durable`, the whole filesystem is synced first (one syncfs instead of an fsync per file),
         so a power cut after the rename can never expose a snapshot with missing data.
         """
-        atomic_write_json(staging / META_FILE, asdict(info), durable=False)
+        atomic_write_json(staging / META_FILE, info.as_dict(), durable=False)
         final = self.path(info.chain_id)
         if durable:
             from minicache.syscalls import syncfs

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from minicache import process
 from minicache.locks import FileLock
+from minicache.rmtree import remove_tree
 
 DEFAULT_ROOT = Path("/var/lib/minicontainer")
 DEFAULT_RUN_ROOT = Path("/run/minicontainer")
@@ -107,12 +108,7 @@ class Store:
             retired = self.staging_path("retired")
             os.rename(path, retired)
             path = retired
-        if path.is_dir() and not path.is_symlink():
-            import shutil  # imported here: shutil (with bz2, lzma) is a few ms of `minirun` start-up
-
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_tree(path, ignore_errors=True)
 
     def clear_debris(self) -> None:
         """Delete what dead processes left in tmp/ (named `<kind>-<pid>-<starttime>-<random>`)."""
@@ -127,10 +123,4 @@ class Store:
             except (IndexError, ValueError):
                 pid, started = -1, None
             if not process.is_alive(pid, started):
-                path = self.tmp_dir / name
-                if path.is_dir() and not path.is_symlink():
-                    import shutil
-
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+                remove_tree(self.tmp_dir / name, ignore_errors=True)

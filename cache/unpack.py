@@ -28,6 +28,7 @@ from zlib import adler32
 from minicache import digest as digests
 from minicache.errors import DigestMismatch, InvalidArchive, MiniError, TooLarge
 from minicache.layers import LayerInfo
+from minicache.rmtree import empty_dir_at
 from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
 
 if TYPE_CHECKING:
@@ -700,7 +701,7 @@ class _Unpacker:
             self.tree.forget((*key, name))
             fd = os.open(name, _DIR_FD, dir_fd=dfd)
             try:
-                _rmtree_at(fd)
+                empty_dir_at(fd)
             finally:
                 os.close(fd)
             os.rmdir(name, dir_fd=dfd)
@@ -760,20 +761,6 @@ def _lstat(name: str, dfd: int) -> os.stat_result | None:
         return os.lstat(name, dir_fd=dfd)
     except FileNotFoundError:
         return None
-
-
-def _rmtree_at(fd: int) -> None:
-    """Empty the directory open at `fd` without following symlinks (shutil.rmtree takes no descriptor)."""
-    for entry in os.scandir(fd):
-        if entry.is_dir(follow_symlinks=False):
-            sub = os.open(entry.name, _DIR_FD, dir_fd=fd)
-            try:
-                _rmtree_at(sub)
-            finally:
-                os.close(sub)
-            os.rmdir(entry.name, dir_fd=fd)
-        else:
-            os.unlink(entry.name, dir_fd=fd)
 
 
 # -- the entry point ----------------------------------------------------------------------------------------

@@ -2,12 +2,12 @@
 
 Built on argparse rather than typer: `minirun --rm IMAGE true` has a start-up budget of a few tens of
 milliseconds and importing typer alone takes ~100 ms here. Only the invoked command's module is imported
-and only its parser is built.
+and only its parser is built. argparse itself is imported on first use, so that the console script
+(`entry`) can first stand in for what argparse would import and never use (see `_plain_gettext`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import os
@@ -15,6 +15,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import NoReturn
 
 PROG = "minirun"
@@ -51,9 +52,33 @@ USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start", "create"})
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_EXIT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+def _terminal_width() -> int:
+    """shutil.get_terminal_size().columns without importing shutil (and with it bz2 and lzma, ~4 ms)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.exit(USAGE_EXIT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # argparse makes a formatter for every add_argument (to check metavars), and without a width
+            # each one imports shutil for the terminal's (with bz2 and lzma, ~4 ms of `minirun run`)
+            return self.formatter_class(prog=self.prog, width=_terminal_width() - 2)
+
+    return _Parser
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
@@ -78,12 +103,13 @@ def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
     return argv, None, []
 
 
-def build_parser(only: str | None) -> _Parser:
-    parser = _Parser(prog=PROG, description="Run containers from the minicontainer store.")
+def build_parser(only: str | None) -> argparse.ArgumentParser:
+    parser_class = _parser_class()
+    parser = parser_class(prog=PROG, description="Run containers from the minicontainer store.")
     parser.add_argument("--root", help="store root (default: $MINICONTAINER_ROOT or /var/lib/minicontainer)")
     parser.add_argument("--runroot", help="run-time state (default: /run/minicontainer for the default root)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for name, (module, help_) in COMMANDS.items():
         if only is None or name == only:
             cmd = sub.add_parser(name, help=help_, description=help_)
@@ -91,21 +117,52 @@ def build_parser(only: str | None) -> _Parser:
     return parser
 
 
-class _DeferredInspect(type(sys)):  # a module type
-    """Stands in for `inspect` until something uses it. `dataclasses` imports inspect (~8 ms with ast, dis,
-    tokenize) but calls it only for classes without a docstring; `minirun run` never needs it."""
+class _Deferred(type(sys)):  # a module type
+    """Stands in for a module until something uses a name the stand-in lacks, then loads the real one."""
+
+    def load(self) -> object:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return importlib.import_module(self.__name__)  # also sets it on its package, in place of the stand-in
 
     def __getattr__(self, name: str) -> object:
-        if sys.modules.get("inspect") is self:
-            del sys.modules["inspect"]
-        return getattr(importlib.import_module("inspect"), name)
+        if name.startswith("__"):  # the import system asks for __path__ etc.: that is no use of the module
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+def _defer(name: str, **names: object) -> _Deferred | None:
+    if name in sys.modules:
+        return None
+    stub = _Deferred(name)
+    stub.__spec__ = None  # the import system reads __spec__ of modules it finds in sys.modules
+    stub.__dict__.update(names)
+    sys.modules[name] = stub
+    package, _, child = name.rpartition(".")
+    if package:  # `import urllib.parse; urllib.parse.x` looks the stand-in up on its package
+        setattr(importlib.import_module(package), child, stub)
+    return stub
 
 
 def _defer_inspect() -> None:
-    if "inspect" not in sys.modules:
-        stub = _DeferredInspect("inspect")
-        stub.__spec__ = None  # the import system reads __spec__ of modules it finds in sys.modules
-        sys.modules["inspect"] = stub
+    """`dataclasses` imports inspect (~8 ms with ast, dis, tokenize) but calls it only for classes without a
+    docstring; `minirun run` never needs it."""
+    _defer("inspect")
+
+
+def _plain_gettext() -> None:
+    """argparse imports gettext, and gettext imports locale (~3.5 ms), to look its messages up in a
+    `messages` catalog that Python does not ship (each lookup probes the locale directories): stand in
+    with untranslated messages. Any other use of gettext loads the real module."""
+    _defer("gettext", gettext=lambda message: message, ngettext=lambda one, many, n: one if n == 1 else many)
+
+
+def _defer_urllib_parse() -> None:
+    """pathlib imports urllib.parse (and with it ipaddress, ~3.5 ms) for Path.as_uri() alone, which minirun
+    never calls: it gets a quote_from_bytes that loads the real module when called."""
+    stub = _defer("urllib.parse")
+    if stub is not None:
+        stub.quote_from_bytes = lambda bs, safe="/": stub.load().quote_from_bytes(bs, safe)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> NoReturn:
     """The console script: main(), then exit without the interpreter's teardown (~10 ms of freeing modules
     on the `minirun --rm IMAGE true` path). Output is flushed here; nothing in minirun relies on atexit."""
+    _plain_gettext()
+    _defer_urllib_parse()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -25,9 +25,9 @@ import time
 from minicache import process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
 from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
+from minicache.record import Record
 from minicache.store import Store
 from minirun.flags import validate_name
-from minirun.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -321,7 +321,6 @@ def start(
             RestartCount=old.RestartCount + (1 if restarted else 0),
         )
         container.set_state(state, durable=durable)
-        import shutil  # noqa: F401 - store.discard needs it at cleanup; loading it now costs nothing
 
     from minirun.cgroups import warmup
 

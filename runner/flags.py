@@ -10,14 +10,15 @@ import posixpath
 import re
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_ENV_KEY_RE = re.compile(r"^[^=\s]+$")
+# patterns compiled (and cached by `re`) on first use: most runs give neither --name nor -e
+_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
+_ENV_KEY = r"[^=\s]+"
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 ULIMITS = {
     "core": "RLIMIT_CORE",
@@ -65,7 +66,7 @@ def container_path(path: str, what: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not re.fullmatch(_NAME, name):
         raise InvalidSpec(
             f"invalid container name {name!r}",
             hint="names are [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two characters)",
@@ -76,7 +77,7 @@ def validate_name(name: str) -> str:
 def env_entry(item: str, environ: Mapping[str, str]) -> str | None:
     """`KEY=VALUE` stays; a bare `KEY` takes the caller's value, or is dropped when unset (as Docker does)."""
     key, eq, _value = item.partition("=")
-    if not key or not _ENV_KEY_RE.match(key):
+    if not key or not re.fullmatch(_ENV_KEY, key):
         raise InvalidSpec(f"invalid environment variable {item!r}", hint="use KEY=VALUE or KEY")
     if eq:
         return item

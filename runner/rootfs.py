@@ -13,6 +13,7 @@ import stat
 import sys
 
 from minicache import overlay
+from minicache.rmtree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,12 +70,7 @@ def unmount(container: Container) -> None:
 
 # -- the copy fallback --------------------------------------------------------------------------------------------
 def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        import shutil
-
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+    remove_tree(path)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import posixpath
 
 from minicache.errors import InvalidSpec
+from minicache.record import Record
 from minirun import seccomp_profile
 from minirun.flags import Tmpfs, Ulimit, Volume
-from minirun.record import Record
 from minirun.runtime import caps as capabilities
 from minirun.runtime.config import BUILTIN_INIT_ANNOTATION
 from minirun.users import User

@@ -7,7 +7,7 @@ are read inside the container's root (symlinks cannot point them at the host's).
 from __future__ import annotations
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 from minirun.securepath import secure_join
 
 TYPE_CHECKING = False

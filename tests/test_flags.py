@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
+from minicache.record import Record
 from minirun import flags
-from minirun.record import Record
 from minirun.securepath import is_within, secure_join
 
 
@@ -127,3 +127,18 @@ def test_record_behaves_like_a_small_dataclass() -> None:
     with pytest.raises(TypeError):
         Point(1, x=2)
     assert os.environ is not None
+
+
+def test_frozen_record_is_immutable_and_hashable_like_a_frozen_dataclass() -> None:
+    class Ref(Record, frozen=True):
+        name: str
+        tag: str | None = None
+
+    a = Ref("busybox", "1")
+    assert a == Ref(name="busybox", tag="1") and hash(a) == hash(Ref("busybox", "1"))
+    assert len({a, Ref("busybox", "1"), Ref("busybox")}) == 2
+    with pytest.raises(AttributeError, match="cannot assign to field 'tag'"):
+        a.tag = "2"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del a.name
+    assert a.tag == "1"

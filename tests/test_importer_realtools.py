@@ -55,8 +55,10 @@ def _merged(store: Store, image_id: str, tmp_path: Path) -> dict:
     import tarfile
 
     # Python's extractall sets directory times last; GNU tar's delayed symlinks can touch them after that.
+    # filter= came in Python 3.11.4 (Debian 12 has 3.11.2), where extracting without one is the same thing
+    trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
-        tar.extractall(out, numeric_owner=True, filter="fully_trusted")
+        tar.extractall(out, numeric_owner=True, **trusted)
     return describe_tree(out)
 
 

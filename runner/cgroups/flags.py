@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
-_SIZE = re.compile(r"([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?", re.IGNORECASE)
+# patterns compiled (and cached by `re`) on first use: most runs give none of these flags
+_SIZE = r"(?i)([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_DECIMAL = re.compile(r"[0-9]{0,20}\.?[0-9]{1,20}")
+_DECIMAL = r"[0-9]{0,20}\.?[0-9]{1,20}"
 _INT64_MAX = 2**63 - 1
 _SIZE_HINT = "use a number with an optional unit b, k, m or g, e.g. 512m or 1.5g"
 
@@ -72,7 +73,7 @@ def parse_bytes(flag: str, value: str) -> int:
     """Docker's RAMInBytes: "512m" -> 536870912; units are powers of 1024."""
     from fractions import Fraction  # imported here: only a resource flag needs it
 
-    m = _SIZE.fullmatch(value.strip())
+    m = re.fullmatch(_SIZE, value.strip())
     if not m:
         raise InvalidSpec(f"invalid value {value!r} for {flag}", hint=_SIZE_HINT)
     number, unit = Fraction(m.group(1)), (m.group(2) or "").lower()
@@ -146,7 +147,7 @@ def resources_from_args(
         raise InvalidSpec("--cpus and --cpu-period/--cpu-quota cannot both be set", hint="use one or the other")
     if cpus is not None:
         count = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
-        if not _DECIMAL.fullmatch(cpus.strip()):
+        if not re.fullmatch(_DECIMAL, cpus.strip()):
             raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
         from fractions import Fraction
 

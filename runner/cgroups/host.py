@@ -13,7 +13,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from minirun.record import Record
+from minicache.record import Record
 
 # The v1 controllers a container's cgroup is made in (devices: the spec's device allowlist). net_cls and
 # friends are not used.

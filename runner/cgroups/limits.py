@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:

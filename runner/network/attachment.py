@@ -18,8 +18,8 @@ import os
 from ipaddress import IPv4Address, IPv4Network
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
+from minicache.record import Record
 from minirun.network import hosts, hostsfiles, modes, networks, ports, resolv, settings, state
-from minirun.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

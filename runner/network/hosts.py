@@ -16,7 +16,7 @@ import os
 import re
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 HOST_GATEWAY = "host-gateway"  # Docker's magic --add-host value: the host, as the container sees it

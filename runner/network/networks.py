@@ -12,8 +12,8 @@ import re
 from ipaddress import IPv4Network
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
+from minicache.record import Record
 from minirun.network import ipam, settings, state
-from minirun.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from minicache.errors import Conflict, InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 PROTOCOLS = ("tcp", "udp")
 ANY = "0.0.0.0"

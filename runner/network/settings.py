@@ -17,7 +17,7 @@ import os
 import re
 
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ anything of the network package (the engine writes its own defaults), so that pa
 
 from __future__ import annotations
 
-from minirun.record import Record
+from minicache.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -5,13 +5,14 @@ is how the child hands the parent the pty master it opened inside the container.
 O_CLOEXEC: when the child's execve succeeds its end closes, and the parent reads end-of-file.
 
 Built on `_socket`, the C module under `socket`: `socket.py` spends ~4 ms of start-up building enums.
+Descriptors are packed with `struct` (loaded anyway by ctypes), not `array` (one more shared library).
 """
 
 from __future__ import annotations
 
 import _socket
-import array
 import json
+import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 MAX_MESSAGE = 65536
 MAX_FDS = 4
 _SOCK_CLOEXEC = 0o2000000
+_FD_SIZE = 4  # a C int
 
 # Message types
 READY = "ready"  # child → parent: namespaces exist; the parent may set up what needs the child's PID
@@ -42,21 +44,22 @@ class Channel:
 
     def send(self, kind: str, fds: list[int] | tuple[int, ...] = (), **fields: Any) -> None:
         data = json.dumps({"t": kind, **fields}).encode()
-        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
         self.sock.sendmsg([data], ancillary)
 
     def recv(self) -> tuple[dict[str, Any] | None, list[int]]:
         """The next message and the fds it carried; (None, []) at end-of-file (the peer closed or exec'ed)."""
-        fds = array.array("i")
+        fds: list[int] = []
         data, ancdata, _flags, _addr = self.sock.recvmsg(
-            MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * fds.itemsize), _socket.MSG_CMSG_CLOEXEC
+            MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC
         )
         for level, kind, payload in ancdata:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+                count = len(payload) // _FD_SIZE
+                fds += struct.unpack(f"{count}i", payload[: count * _FD_SIZE])
         if not data:
-            return None, list(fds)
-        return json.loads(data), list(fds)
+            return None, fds
+        return json.loads(data), fds
 
     def peer_closed(self) -> bool:
         """True if the other end is closed (its process died), without waiting or consuming a message."""

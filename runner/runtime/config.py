@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 from minirun.runtime import caps as capabilities
 from minirun.runtime.mounts import PROPAGATION, Device, Mount, plan, plan_devices
 

@@ -13,7 +13,7 @@ import stat
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
-from minirun.record import Record
+from minicache.record import Record
 from minirun.securepath import secure_join
 
 TYPE_CHECKING = False

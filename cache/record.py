@@ -1,15 +1,19 @@
 """`Record`: a small stand-in for `dataclasses.dataclass` on the `minirun run` hot path.
 
-Importing `dataclasses` costs ~15 ms here (it pulls in `inspect`, `ast`, `dis`, ...) and every decorated
-class another ~1 ms (generated code is exec'ed): a third of the start-up budget of `minirun --rm IMAGE
-true`. A Record takes its fields from the class annotations (inherited ones first), its defaults from the
-class attributes (a list or dict default is copied per instance), and offers __init__ (positional or
-keyword), __eq__, __repr__ and `as_dict()`.
+Importing `dataclasses` costs ~3-15 ms here (it pulls in `copy`, `weakref`, and `inspect` unless deferred)
+and every decorated class another ~1 ms (generated code is exec'ed): a good share of the start-up budget
+of `minirun --rm IMAGE true`. A Record takes its fields from the class annotations (inherited ones
+first), its defaults from the class attributes (a list or dict default is copied per instance), and
+offers __init__ (positional or keyword), __eq__, __repr__ and `as_dict()`. `frozen=True` makes it
+immutable and hashable, like `@dataclass(frozen=True)`.
 
     class Volume(Record):
         source: str
         destination: str
         readonly: bool = False
+
+    class LayerInfo(Record, frozen=True):
+        chain_id: str
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ _MISSING = object()
 class Record:
     _fields: tuple[str, ...] = ()
 
-    def __init_subclass__(cls) -> None:
+    def __init_subclass__(cls, frozen: bool = False) -> None:
+        if frozen:
+            cls.__setattr__ = _refuse_change  # type: ignore[assignment]
+            cls.__delattr__ = _refuse_change  # type: ignore[assignment]
+            cls.__hash__ = _hash_fields  # type: ignore[assignment]
         names: list[str] = []
         for klass in reversed(cls.__mro__):
             for name in klass.__dict__.get("__annotations__", {}):  # noqa: RUF063 - inspect is what we avoid
@@ -62,6 +70,14 @@ class Record:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
         return f"{type(self).__name__}({inner})"
+
+
+def _refuse_change(self: Record, name: str, *_value: object) -> None:
+    raise AttributeError(f"cannot assign to field {name!r} of a frozen {type(self).__name__}")
+
+
+def _hash_fields(self: Record) -> int:
+    return hash(tuple(getattr(self, n) for n in self._fields))
 
 
 def _plain(value: object) -> object:
