@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from zlib import adler32
 
 from minicache import digest as digests
+from minicache import tarsplit
 from minicache.errors import DigestMismatch, InvalidArchive, MiniError, TooLarge
 from minicache.layers import LayerInfo
 from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
@@ -181,16 +182,25 @@ class _Flusher(threading.Thread):
 class _TarStream:
     """The uncompressed tar bytes as exact reads (headers) and copies to files (contents)."""
 
-    def __init__(self, reader: _Reader) -> None:
+    def __init__(self, reader: _Reader, recorder: tarsplit.Recorder | None = None) -> None:
         self.reader = reader
         self.buf = memoryview(b"")
         self.pos = 0
+        # With a recorder, every byte that is not file content goes to it verbatim: buf[raw_from:] is
+        # what this chunk has not handed over yet (None while a file's content is being copied).
+        self.recorder = recorder
+        self.raw_from: int | None = 0
 
     def _fill(self) -> bool:
+        if self.recorder is not None and self.raw_from is not None:
+            self.recorder.raw(self.buf[self.raw_from :])
+            self.raw_from = len(self.buf)
         chunk = self.reader.next_chunk()
         if chunk is None:
             return False
         self.buf, self.pos = memoryview(chunk), 0
+        if self.raw_from is not None:
+            self.raw_from = 0
         return True
 
     @staticmethod
@@ -219,7 +229,19 @@ class _TarStream:
             return None
         return self.read(BLOCK)
 
-    def copy_to(self, fd: int, n: int, name: str) -> None:
+    def copy_to(self, fd: int, n: int, name: str, written_at: str = "") -> None:
+        """Copy the next `n` bytes (the content of entry `name`) into `fd`, the file at `written_at`."""
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.raw(self.buf[self.raw_from : self.pos])  # type: ignore[misc]
+            recorder.file(written_at, n)
+            self.raw_from = None
+            self._copy(fd, n, name)
+            self.raw_from = self.pos
+        else:
+            self._copy(fd, n, name)
+
+    def _copy(self, fd: int, n: int, name: str) -> None:
         end = self.pos + n
         if end <= len(self.buf):
             written = os.write(fd, self.buf[self.pos : end])
@@ -553,7 +575,7 @@ class _Unpacker:
             fd = os.open(name, _NEW_FILE, mode & 0o777, dir_fd=dfd)
         try:
             if size:
-                self.stream.copy_to(fd, size, path)
+                self.stream.copy_to(fd, size, path, "/".join((*key, name)))
             if self.is_root and (self.setgid_possible or uid != self.owner[0] or gid != self.owner[1]):
                 os.fchown(fd, uid, gid)
             if mode != (mode & 0o777 & ~self.umask):
@@ -606,7 +628,7 @@ class _Unpacker:
         fd = self._create(lambda: os.open(name, _NEW_FILE, m.mode & 0o777, dir_fd=dfd), dfd, key, name)
         try:
             if m.size:
-                self.stream.copy_to(fd, m.size, m.name)
+                self.stream.copy_to(fd, m.size, m.name, "/".join((*key, name)))
             self.consumed = True
             if self._needs_chown(m):
                 os.fchown(fd, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
@@ -696,6 +718,8 @@ class _Unpacker:
         os.mknod(name, stat.S_IFCHR | 0o600, 0, dir_fd=dfd)
 
     def _remove(self, dfd: int, key: tuple[str, ...], name: str, st: os.stat_result) -> None:
+        if self.stream.recorder is not None:  # the tar-split record may still need what is removed
+            self.stream.recorder.removing(self.tree.root_fd, "/".join((*key, name)), stat.S_ISDIR(st.st_mode))
         if stat.S_ISDIR(st.st_mode):
             self.tree.forget((*key, name))
             fd = os.open(name, _DIR_FD, dir_fd=dfd)
@@ -784,12 +808,14 @@ def unpack_layer(
     parent: str | None = None,
     expected_diff_id: str | None = None,
     limits: Limits | None = None,
+    record: bool = False,
 ) -> LayerInfo:
     """Stream one layer (plain tar, gzip or zstd, told by magic bytes) into a new snapshot.
 
     `parent` is the chain ID of the layer below (already in the store) or None. The diff_id is computed
     while streaming; a mismatch with `expected_diff_id` raises DigestMismatch at the end of the stream and
-    commits nothing. If the layer is already in the store it is not unpacked again.
+    commits nothing. If the layer is already in the store it is not unpacked again. With `record`, a
+    tar-split record is kept with the snapshot (`minicache.tarsplit`): the layer tar can be rebuilt from it.
     """
     limits = limits or Limits()
     if expected_diff_id is not None:
@@ -799,10 +825,11 @@ def unpack_layer(
     lowers = _lowers(store, parent)
     staging = store.layers.new_staging()
     reader: _Reader | None = None
+    recorder = tarsplit.Recorder(staging) if record else None
     try:
         reader = _Reader(source, limits.max_bytes)
         reader.start()
-        stream = _TarStream(reader)
+        stream = _TarStream(reader, recorder)
         with SafeTree(staging / "fs", lowers) as tree:
             unpacker = _Unpacker(tree, stream, limits)
             unpacker.flusher = flusher = _Flusher(tree.root_fd)
@@ -825,13 +852,19 @@ def unpack_layer(
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise DigestMismatch(f"layer content has diff_id {diff_id}, but the image config says {expected_diff_id}")
         info = LayerInfo(chain_id=_chain(parent, diff_id), diff_id=diff_id, parent=parent, size=unpacker.content_bytes)
+        if recorder is not None:
+            recorder.finish(reader.size, diff_id)
         with store.layers.lock(info.chain_id):
             if store.layers.has(info.chain_id):
+                if recorder is not None:
+                    tarsplit.adopt(staging, store.layers.path(info.chain_id))
                 store.discard(staging)
                 return store.layers.info(info.chain_id)
             store.layers.commit(staging, info)
         return info
     except BaseException:
+        if recorder is not None:
+            recorder.abort()
         if reader is not None and reader.is_alive():
             reader.close()
         store.discard(staging)
