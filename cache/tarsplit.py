@@ -2,20 +2,21 @@
 
 An imported root filesystem is one uncompressed layer tar, which `push` must send exactly as it was (its
 digest is the layer's diff_id). Instead of storing those bytes a second time as a blob, the unpacker
-writes a record beside the snapshot (`layers/<chain-id-hex>/tar-split.gz`) while it streams: every byte
-of the tar that is not file content (headers, PAX/GNU extended headers, padding, the end-of-archive
-marker and whatever trails it) verbatim, and for each file's content only its size and where it was
-written in `fs/`. `open_layer_tar` replays the record, reading the contents from the snapshot, and
-verifies the result against the diff_id: a snapshot changed since the import is refused, never sent.
+writes a record beside the snapshot (`layers/<chain-id-hex>/tar-split/`) while it streams:
 
-A file the layer itself replaces later in the same tar (a duplicate name, a directory replaced by a
-file) is hard-linked into `tar-split.saved/<n>` before it is removed, so the record still finds the
-bytes it had. The record is written into the layer's staging folder and published with it (one syncfs,
-one rename), so it is exactly as durable as the snapshot.
+- `raw.gz`: every byte of the tar that is not file content (headers, PAX/GNU extended headers, padding,
+  the end-of-archive marker and whatever trails it), verbatim and concatenated;
+- `index.gz` (written last; its presence means the record is complete): a line `minicontainer
+  tar-split 1 <tar size> <diff_id>`, then for each file's content, in tar order, `<offset in raw>
+  <size> <path in fs/>` ended by a NUL (paths are the resolved ones: no symlink on the way);
+- `saved/<n>`: the n-th file's content, when the layer itself replaced or removed that file later in the
+  same tar (a duplicate name, a directory replaced by a file): hard-linked aside before the removal.
 
-Format (gzip; inside, after the magic line): `R <len> <bytes>` for verbatim bytes, `F <size> <len>
-<path>` for a file's content (the n-th F is saved/<n> when that exists), and a final `E <total size>
-<sha256>`; numbers are unsigned LEB128 varints.
+`open_layer_tar` replays the record, reading the contents from the snapshot, and verifies the result
+against the diff_id before handing out its last bytes: a snapshot changed since the import is refused,
+never sent. The record is written into the layer's staging folder and published with it (one syncfs,
+one rename), so it is exactly as durable as the snapshot. Its cost while unpacking is one bytearray
+append and one list append per file; compression runs in a thread of its own (zlib releases the GIL).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import stat
+import threading
 import zlib
 from pathlib import Path
 
@@ -33,82 +36,133 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
 
-RECORD_FILE = "tar-split.gz"
-SAVED_DIR = "tar-split.saved"
-MAGIC = b"minicontainer tar-split 1\n"
-_FLUSH_AT = 1 << 20
+RECORD_DIR = "tar-split"
+RAW_FILE = "raw.gz"
+INDEX_FILE = "index.gz"
+SAVED_DIR = "saved"
+MAGIC = b"minicontainer tar-split 1"
+_FLUSH_AT = 4 << 20
 _READ = 1 << 20
 _DIR_FD = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FD = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO in the way never hangs
 _REBUILD_HINT = "the layer's files were changed after the import; remove the image and import it again"
 
+Key = tuple[str, ...]
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+
+class _Compressor(threading.Thread):
+    """Gzips what it is given into one file, off the unpacking thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="tar-split", daemon=True)
+        self.file = open(path, "xb")  # noqa: SIM115 - closed by run
+        self.todo: queue.SimpleQueue[bytes | bytearray | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        z = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: tar headers still shrink ~10x
+        try:
+            while (data := self.todo.get()) is not None:
+                if self.error is None:
+                    self.file.write(z.compress(data))
+            if self.error is None:
+                self.file.write(z.flush())
+        except BaseException as e:
+            self.error = e
+            while self.todo.get() is not None:
+                pass
+        finally:
+            self.file.close()
+
+    def finish(self) -> None:
+        self.todo.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 class Recorder:
-    """Writes one layer's record while the unpacker streams its tar (see the module docstring)."""
+    """Writes one layer's record while the unpacker streams its tar (see the module docstring).
 
-    def __init__(self, layer_dir: Path) -> None:
-        self.layer_dir = layer_dir
-        self._file = open(layer_dir / RECORD_FILE, "xb")  # noqa: SIM115 - closed by finish/abort
-        self._z = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: headers compress ~10x even so
-        self._pending = bytearray(MAGIC)
-        self._files = 0
-        self._at: dict[str, int] = {}  # resolved path in fs/ -> index of the last F op whose bytes are there
+    The unpacker appends the verbatim bytes to `raw` itself and calls `file()` for each content it writes.
+    """
 
-    def raw(self, data: bytes | memoryview) -> None:
-        if data:
-            self._pending += b"R" + _varint(len(data))
-            self._pending += data
-            if len(self._pending) >= _FLUSH_AT:
-                self._flush()
+    def __init__(self, staging: Path) -> None:
+        self.dir = staging / RECORD_DIR
+        self.dir.mkdir(mode=0o700)
+        self.raw = bytearray()
+        self._flushed = 0  # bytes of raw handed to the compressor
+        self.files: list[tuple[int, int, Key, str]] = []  # (offset in raw, size, parent key, name)
+        self._at: dict[Key, int] | None = None  # path -> index of its file; made at the first removal
+        self._compressor = _Compressor(self.dir / RAW_FILE)
+        self._compressor.start()
 
-    def file(self, path: str, size: int) -> None:
-        encoded = path.encode("utf-8", "surrogateescape")
-        self._pending += b"F" + _varint(size) + _varint(len(encoded)) + encoded
-        self._at[path] = self._files
-        self._files += 1
+    def file(self, size: int, key: Key, name: str) -> None:
+        """The next `size` bytes of the tar are the content written to fs/KEY/NAME."""
+        if self._at is not None:
+            self._at[(*key, name)] = len(self.files)
+        self.files.append((self._flushed + len(self.raw), size, key, name))
 
-    def _flush(self) -> None:
-        self._file.write(self._z.compress(self._pending))
-        self._pending.clear()
+    def flush(self) -> None:
+        """Hand the verbatim bytes gathered so far to the compressor (call when `raw` has grown)."""
+        if len(self.raw) >= _FLUSH_AT:
+            self._flushed += len(self.raw)
+            self._compressor.todo.put(self.raw)
+            self.raw = bytearray()
 
-    def removing(self, root_fd: int, path: str, is_dir: bool) -> None:
-        """`path` (resolved, relative to fs/) is about to be removed: keep the contents the record needs."""
-        if is_dir:
-            prefix = path + "/"
-            paths = [p for p in self._at if p.startswith(prefix)]
-        else:
-            paths = [path] if path in self._at else []
-        for p in paths:
-            saved = self.layer_dir / SAVED_DIR
-            saved.mkdir(mode=0o700, exist_ok=True)
-            os.link(p, saved / str(self._at.pop(p)), src_dir_fd=root_fd, follow_symlinks=False)
+    def removing(self, root_fd: int, key: Key, name: str, is_dir: bool) -> None:
+        """fs/KEY/NAME is about to be removed: keep aside the contents the record will need."""
+        if self._at is None:
+            self._at = {(*k, n): i for i, (_, _, k, n) in enumerate(self.files)}
+        path = (*key, name)
+        doomed = _files_under(root_fd, path) if is_dir else [path]
+        for p in doomed:
+            index = self._at.pop(p, None)
+            if index is not None:
+                saved = self.dir / SAVED_DIR
+                saved.mkdir(mode=0o700, exist_ok=True)
+                os.link("/".join(p), saved / str(index), src_dir_fd=root_fd, follow_symlinks=False)
 
     def finish(self, size: int, diff_id: str) -> None:
-        self._pending += b"E" + _varint(size) + bytes.fromhex(diff_id.removeprefix("sha256:"))
-        self._flush()
-        self._file.write(self._z.flush())
-        self._file.close()
+        """Complete the record: the rest of the raw bytes, then the index (whose presence marks it whole)."""
+        self._compressor.todo.put(self.raw)
+        self._compressor.finish()
+        lines = [b"%s %d %s\n" % (MAGIC, size, diff_id.encode())]
+        lines += [
+            b"%d %d %s\0" % (offset, n, "/".join((*key, name)).encode("utf-8", "surrogateescape"))
+            for offset, n, key, name in self.files
+        ]
+        data = zlib.compress(b"".join(lines), 1, wbits=31)
+        with open(self.dir / INDEX_FILE, "xb") as f:
+            f.write(data)
 
     def abort(self) -> None:
-        self._file.close()
+        """Stop the compressor after an error (the staging folder, record included, is discarded)."""
+        if self._compressor.is_alive():
+            self._compressor.error = self._compressor.error or InterruptedError("record aborted")
+            self._compressor.todo.put(None)
+            self._compressor.join()
+
+
+def _files_under(root_fd: int, path: Key) -> list[Key]:
+    """The paths of the regular files below the directory fs/PATH (about to be removed)."""
+    out: list[Key] = []
+    fd = os.open("/".join(path), _DIR_FD, dir_fd=root_fd)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                out += _files_under(root_fd, (*path, entry.name))
+            elif entry.is_file(follow_symlinks=False):
+                out.append((*path, entry.name))
+    finally:
+        os.close(fd)
+    return out
 
 
 def adopt(staging: Path, layer_dir: Path) -> None:
     """Give an existing layer without a record (say, imported with --no-layer-blob) the record of a new
-    unpacking of the same tar: made durable first, then moved in by rename."""
-    if (layer_dir / RECORD_FILE).exists():
+    unpacking of the same tar: made durable first, then moved in by one rename."""
+    if (layer_dir / RECORD_DIR).exists():
         return
     from minicache.atomic import fsync_dir
     from minicache.syscalls import syncfs
@@ -118,39 +172,32 @@ def adopt(staging: Path, layer_dir: Path) -> None:
         syncfs(fd)
     finally:
         os.close(fd)
-    if (staging / SAVED_DIR).exists():
-        os.replace(staging / SAVED_DIR, layer_dir / SAVED_DIR)  # before the record, which names what is in it
-    os.replace(staging / RECORD_FILE, layer_dir / RECORD_FILE)
+    os.rename(staging / RECORD_DIR, layer_dir / RECORD_DIR)
     fsync_dir(layer_dir)
 
 
 # -- rebuilding ---------------------------------------------------------------------------------------------
 def has_record(store: Store, chain_id: str) -> bool:
-    return (store.layers.path(chain_id) / RECORD_FILE).is_file()
+    return (store.layers.path(chain_id) / RECORD_DIR / INDEX_FILE).is_file()
 
 
-class _Ops:
-    """The decompressed record, read op by op."""
+def _index(path: Path):
+    """(tar size, diff_id), then each (offset, size, path) of the index, read as it goes."""
+    import gzip
 
-    def __init__(self, path: Path) -> None:
-        import gzip
-
-        self.f = gzip.open(path, "rb")  # noqa: SIM115 - closed by the reader
-
-    def exact(self, n: int) -> bytes:
-        data = self.f.read(n)
-        if len(data) != n:
-            raise EOFError
-        return data
-
-    def varint(self) -> int:
-        shift = n = 0
-        while True:
-            byte = self.exact(1)[0]
-            n |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return n
-            shift += 7
+    with gzip.open(path, "rb") as f:
+        head = f.readline().split()
+        if len(head) != 5 or b" ".join(head[:3]) != MAGIC:
+            raise ValueError("not a tar-split index this version reads")
+        yield int(head[3]), head[4].decode()
+        rest = b""
+        while block := f.read(_READ):
+            *entries, rest = (rest + block).split(b"\0")
+            for entry in entries:
+                offset, size, name = entry.split(b" ", 2)
+                yield int(offset), int(size), name.decode("utf-8", "surrogateescape")
+        if rest:
+            raise ValueError("the tar-split index ends inside an entry")
 
 
 class LayerTar(io.RawIOBase):
@@ -161,15 +208,16 @@ class LayerTar(io.RawIOBase):
     """
 
     def __init__(self, store: Store, chain_id: str) -> None:
+        import gzip
+
         layer = store.layers.path(chain_id)
         self.chain_id = chain_id
         self.diff_id = store.layers.info(chain_id).diff_id
         self.fs = layer / "fs"
-        self.saved = layer / SAVED_DIR
-        try:
-            self.ops = _Ops(layer / RECORD_FILE)
-        except FileNotFoundError:
-            raise NotFound(f"layer {chain_id} has no tar-split record") from None
+        self.record = layer / RECORD_DIR
+        if not (self.record / INDEX_FILE).is_file():
+            raise NotFound(f"layer {chain_id} has no tar-split record")
+        self.raw = gzip.open(self.record / RAW_FILE, "rb")  # noqa: SIM115 - closed by close()
         self.hash = hashlib.sha256()
         self.size = 0
         self._chunks = self._generate()
@@ -180,7 +228,8 @@ class LayerTar(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self.ops.f.close()
+            self._chunks.close()
+            self.raw.close()
         super().close()
 
     def readinto(self, buf) -> int:  # type: ignore[override]
@@ -197,47 +246,55 @@ class LayerTar(io.RawIOBase):
     def _mismatch(self, why: str) -> DigestMismatch:
         return DigestMismatch(f"layer {self.chain_id} cannot be rebuilt from its snapshot: {why}", hint=_REBUILD_HINT)
 
+    def _raw(self, n: int):
+        while n > 0:
+            data = self.raw.read(min(n, _READ))
+            if not data:
+                raise EOFError
+            n -= len(data)
+            yield data
+
+    def _pieces(self):
+        """The tar's bytes in order: verbatim runs from raw.gz and contents from the snapshot; then (size, diff_id)."""
+        entries = _index(self.record / INDEX_FILE)
+        size, diff_id = next(entries)
+        done = 0
+        for index, (offset, n, path) in enumerate(entries):
+            if offset < done:
+                raise ValueError("the tar-split index goes backwards")
+            yield from self._raw(offset - done)
+            done = offset
+            yield from self._content(index, path, n)
+        while data := self.raw.read(_READ):
+            yield data
+        yield size, diff_id
+
     def _generate(self):
-        """The tar's bytes, piece by piece, each hashed; the last piece only once the whole is verified."""
+        """The pieces, hashed; the last one only once the whole is verified."""
         held = b""
         try:
-            if self.ops.exact(len(MAGIC)) != MAGIC:
-                raise self._mismatch("its tar-split record is not one this version reads")
-            index = 0
-            while True:
-                op = self.ops.exact(1)
-                if op == b"R":
-                    pieces = [self.ops.exact(self.ops.varint())]
-                elif op == b"F":
-                    size = self.ops.varint()
-                    path = self.ops.exact(self.ops.varint()).decode("utf-8", "surrogateescape")
-                    pieces = self._content(index, path, size)
-                    index += 1
-                elif op == b"E":
-                    size, digest = self.ops.varint(), self.ops.exact(32)
+            for piece in self._pieces():
+                if isinstance(piece, tuple):
+                    size, diff_id = piece
                     break
-                else:
-                    raise self._mismatch("its tar-split record is corrupt")
-                for piece in pieces:
-                    self.hash.update(piece)
-                    self.size += len(piece)
-                    if held:
-                        yield held
-                    held = piece
-        except (EOFError, OSError, zlib.error) as e:
+                self.hash.update(piece)
+                self.size += len(piece)
+                if held:
+                    yield held
+                held = piece
+        except (EOFError, ValueError, OSError, zlib.error) as e:
             if isinstance(e, OSError) and e.errno is not None:
                 raise
-            raise self._mismatch("its tar-split record is truncated or corrupt") from None
+            raise self._mismatch(f"its tar-split record is truncated or corrupt ({e or type(e).__name__})") from None
         got = "sha256:" + self.hash.hexdigest()
-        if got != self.diff_id or self.size != size or "sha256:" + digest.hex() != self.diff_id:
+        if got != self.diff_id or self.size != size or diff_id != self.diff_id:
             raise self._mismatch(f"the rebuilt tar has digest {got} ({self.size} bytes), not {self.diff_id}")
         if held:
             yield held
 
     def _content(self, index: int, path: str, size: int):
-        saved = self.saved / str(index)
         try:
-            fd = os.open(saved, _FILE_FD)
+            fd = os.open(self.record / SAVED_DIR / str(index), _FILE_FD)
         except FileNotFoundError:
             fd = self._open_in_fs(path)
         try:

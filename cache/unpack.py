@@ -193,8 +193,9 @@ class _TarStream:
 
     def _fill(self) -> bool:
         if self.recorder is not None and self.raw_from is not None:
-            self.recorder.raw(self.buf[self.raw_from :])
+            self.recorder.raw += self.buf[self.raw_from :]
             self.raw_from = len(self.buf)
+            self.recorder.flush()
         chunk = self.reader.next_chunk()
         if chunk is None:
             return False
@@ -229,12 +230,12 @@ class _TarStream:
             return None
         return self.read(BLOCK)
 
-    def copy_to(self, fd: int, n: int, name: str, written_at: str = "") -> None:
-        """Copy the next `n` bytes (the content of entry `name`) into `fd`, the file at `written_at`."""
+    def copy_to(self, fd: int, n: int, name: str, key: tuple[str, ...] = (), leaf: str = "") -> None:
+        """Copy the next `n` bytes (the content of entry `name`) into `fd`, the file KEY/LEAF of the tree."""
         recorder = self.recorder
         if recorder is not None:
-            recorder.raw(self.buf[self.raw_from : self.pos])  # type: ignore[misc]
-            recorder.file(written_at, n)
+            recorder.raw += self.buf[self.raw_from : self.pos]  # type: ignore[misc]
+            recorder.file(n, key, leaf)
             self.raw_from = None
             self._copy(fd, n, name)
             self.raw_from = self.pos
@@ -575,7 +576,7 @@ class _Unpacker:
             fd = os.open(name, _NEW_FILE, mode & 0o777, dir_fd=dfd)
         try:
             if size:
-                self.stream.copy_to(fd, size, path, "/".join((*key, name)))
+                self.stream.copy_to(fd, size, path, key, name)
             if self.is_root and (self.setgid_possible or uid != self.owner[0] or gid != self.owner[1]):
                 os.fchown(fd, uid, gid)
             if mode != (mode & 0o777 & ~self.umask):
@@ -628,7 +629,7 @@ class _Unpacker:
         fd = self._create(lambda: os.open(name, _NEW_FILE, m.mode & 0o777, dir_fd=dfd), dfd, key, name)
         try:
             if m.size:
-                self.stream.copy_to(fd, m.size, m.name, "/".join((*key, name)))
+                self.stream.copy_to(fd, m.size, m.name, key, name)
             self.consumed = True
             if self._needs_chown(m):
                 os.fchown(fd, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
@@ -719,7 +720,7 @@ class _Unpacker:
 
     def _remove(self, dfd: int, key: tuple[str, ...], name: str, st: os.stat_result) -> None:
         if self.stream.recorder is not None:  # the tar-split record may still need what is removed
-            self.stream.recorder.removing(self.tree.root_fd, "/".join((*key, name)), stat.S_ISDIR(st.st_mode))
+            self.stream.recorder.removing(self.tree.root_fd, key, name, stat.S_ISDIR(st.st_mode))
         if stat.S_ISDIR(st.st_mode):
             self.tree.forget((*key, name))
             fd = os.open(name, _DIR_FD, dir_fd=dfd)

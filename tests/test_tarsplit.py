@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -122,7 +123,13 @@ def test_files_the_layer_replaces_or_removes_are_saved(store: Store) -> None:
     chain = round_trip(store, tar)
     fs = store.layers.fs(chain)
     assert (fs / "dup").read_bytes() == b"second version, longer" and (fs / "dir").read_bytes() == b"now a file"
-    assert sorted(os.listdir(store.layers.path(chain) / tarsplit.SAVED_DIR)) == ["0", "2", "3", "5", "6"]
+    assert sorted(os.listdir(store.layers.path(chain) / tarsplit.RECORD_DIR / tarsplit.SAVED_DIR)) == [
+        "0",
+        "2",
+        "3",
+        "5",
+        "6",
+    ]
 
 
 def test_files_written_through_symlinked_directories(store: Store) -> None:
@@ -201,12 +208,20 @@ def test_a_directory_swapped_for_a_symlink_is_refused(store: Store, tmp_path: Pa
     read_until_error(store, chain)
 
 
-def test_a_corrupt_record_is_refused(store: Store) -> None:
+@pytest.mark.parametrize("part", [tarsplit.RAW_FILE, tarsplit.INDEX_FILE])
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_a_corrupt_record_is_refused(store: Store, part: str, damage: str) -> None:
     chain = round_trip(store, TAMPER_TAR)
-    record = store.layers.path(chain) / tarsplit.RECORD_FILE
-    record.write_bytes(record.read_bytes()[:-20])
+    path = store.layers.path(chain) / tarsplit.RECORD_DIR / part
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        plain = bytearray(gzip.decompress(data))
+        plain[len(plain) // 3] ^= 0x41
+        path.write_bytes(gzip.compress(bytes(plain)))
     _, err = read_until_error(store, chain)
-    assert "record" in str(err)
+    assert "cannot be rebuilt" in str(err)
 
 
 # -- the importer -------------------------------------------------------------------------------------------
