@@ -924,8 +924,9 @@ def unpack_layer(
     lowers = _lowers(store, parent)
     staging = store.layers.new_staging()
     reader: _Reader | None = None
-    recorder = tarsplit.Recorder(staging) if record else None
+    recorder: tarsplit.Recorder | None = None
     try:
+        recorder = tarsplit.Recorder(staging) if record else None
         reader = _Reader(source, limits.max_bytes)
         reader.start()
         stream = _TarStream(reader, recorder)
@@ -958,7 +959,12 @@ def unpack_layer(
             raise DigestMismatch(f"layer content has diff_id {diff_id}, but the image config says {expected_diff_id}")
         info = LayerInfo(chain_id=_chain(parent, diff_id), diff_id=diff_id, parent=parent, size=unpacker.content_bytes)
         if recorder is not None:
-            recorder.finish(reader.size, diff_id)
+            try:
+                recorder.finish(reader.size, diff_id)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise TooLarge(f"the store's filesystem is full while writing a layer: {e.strerror}") from e
+                raise
         with store.layers.lock(info.chain_id):
             if store.layers.has(info.chain_id):
                 if recorder is not None:

@@ -104,6 +104,11 @@ def test_compressed_sources_rebuild_the_uncompressed_tar(store: Store) -> None:
     round_trip(store2, tar, zst(tar))
 
 
+def test_contents_across_chunk_boundaries_round_trip(store: Store) -> None:
+    """Many files of a few hundred KB: contents and headers straddle the reader's 4 MB chunks."""
+    round_trip(store, layer([Entry(f"d/f{i}", data=os.urandom(300_000 + i)) for i in range(40)]))
+
+
 def test_files_the_layer_replaces_or_removes_are_saved(store: Store) -> None:
     tar = layer(
         [
