@@ -256,7 +256,7 @@ class _TarStream:
 
     def _fill(self) -> bool:
         if self.recorder is not None and self.raw_from is not None:
-            self.recorder.raw += self.buf[self.raw_from :]
+            self.recorder.add(self.buf[self.raw_from :])
             self.raw_from = len(self.buf)
             self.recorder.flush()
         chunk = self.reader.next_chunk()
@@ -297,7 +297,7 @@ class _TarStream:
         """Copy the next `n` bytes (the content of entry `name`) into `fd`, the file KEY/LEAF of the tree."""
         recorder = self.recorder
         if recorder is not None:
-            recorder.raw += self.buf[self.raw_from : self.pos]  # type: ignore[misc]
+            recorder.add(self.buf[self.raw_from : self.pos])
             recorder.file(n, key, leaf)
             self.raw_from = None
             self._copy(fd, n, name)
@@ -309,7 +309,7 @@ class _TarStream:
         """The next `n` bytes (the content of entry `name`, for the file KEY/LEAF) as views of the chunks."""
         recorder = self.recorder
         if recorder is not None:
-            recorder.raw += self.buf[self.raw_from : self.pos]  # type: ignore[misc]
+            recorder.add(self.buf[self.raw_from : self.pos])
             recorder.file(n, key, leaf)
             self.raw_from = None
         end = self.pos + n
