@@ -43,7 +43,10 @@ OPAQUE_MARKER = ".wh..wh..opq"
 CHUNK = 4 << 20
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
-_SPACE_CHECK_EVERY = 64 << 20
+# Free space is checked, and the flusher asked for writeback, every this many bytes of content. Each
+# syncfs stalls file creation while ext4 commits its journal; many small ones stall less in all than few
+# large ones (459 MB bench tarball: 64 MB 4.0 s, 32 MB 3.6-3.7 s, 16 MB 3.5-3.6 s, 8 MB 3.7 s).
+_SPACE_CHECK_EVERY = 16 << 20
 _SPACE_RESERVE = 256 << 20
 # Extended headers (PAX, GNU long names) are read whole into memory: cap them before reading.
 _MAX_HEADER_BYTES = 1 << 20
