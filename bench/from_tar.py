@@ -5,7 +5,7 @@ Builds the tarball once (copies of /usr/lib, /usr/share and /usr/bin files plus 
 of entries), then times, in the same run and interleaved, with a cold store / empty directory each time:
 
   minibuild from-tar FILE                  (durable: one syncfs before the layer is published)
-  minibuild from-tar --no-layer-blob FILE  (without the tee that keeps the layer tar as a blob)
+  minibuild from-tar --no-layer-blob FILE  (without the tar-split record that lets push rebuild the tar)
   tar -x  (GNU tar, as root: owners, modes, mtimes)    and   tar -x + sync -f  (the same, durable)
   podman import FILE   (throwaway --root/--runroot under a temp dir; skipped when podman is absent)
 
@@ -197,7 +197,7 @@ def main() -> int:
     print()
     print(f"from-tar / tar -x              = {ours / med['tar -x']:.2f}   (target <= 1.3)")
     print(f"from-tar / (tar -x + sync -f)  = {ours / med['tar -x + sync -f']:.2f}   (both durable)")
-    print(f"layer-blob tee costs           = {ours - med['minibuild from-tar --no-layer-blob']:+.2f} s")
+    print(f"tar-split record costs         = {ours - med['minibuild from-tar --no-layer-blob']:+.2f} s")
     if "podman import" in med:
         print(f"from-tar / podman import       = {ours / med['podman import']:.2f}   (target <= 0.6)")
     else:

@@ -6,8 +6,9 @@ whose first named entry is either image-archive furniture (`manifest.json`, `rep
 filesystem. Only the headers read
 to decide are buffered; the rest streams once.
 
-- A flat export is one layer: it streams through the unpacker, and (by default) a tee keeps the
-  uncompressed tar as the layer's blob, so `push` can send it. Its config and an OCI manifest are generated
+- A flat export is one layer: it streams through the unpacker, which (by default) keeps a tar-split
+  record beside the snapshot (`minicache.tarsplit`), so `push` can rebuild and send the exact layer tar
+  without a second copy of it on disk. Its config and an OCI manifest are generated
   deterministically (no timestamp in the config), so importing the same tarball twice stores nothing twice.
 - An archive streams its blobs into the blob store (`blobs/sha256/<hex>` members verified by name), keeps
   its small JSON members in memory, then unpacks the layers from the stored blobs in manifest order
@@ -29,7 +30,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from minibuild.changes import config_from_changes
 from minicache import digest as digests
 from minicache import gc, reference
-from minicache.atomic import fsync_dir
 from minicache.errors import InvalidArchive, InvalidReference, NotFound
 from minicache.images import ImageRecord, LayerRef
 from minicache.unpack import GZIP_MAGIC, ZSTD_MAGIC, open_decompressed, unpack_layer
@@ -60,12 +60,11 @@ class ImportResult:
 
 # -- the stream ----------------------------------------------------------------------------------------------------
 class _Replay(io.RawIOBase):
-    """The bytes read while sniffing, then the rest of the stream; optionally copied to `tee_fd`."""
+    """The bytes read while sniffing, then the rest of the stream."""
 
-    def __init__(self, prefix: bytes, rest: BinaryIO, tee_fd: int | None = None) -> None:
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
         self.prefix = memoryview(prefix)
         self.rest = rest
-        self.tee_fd = tee_fd
         self.size = 0
 
     def readable(self) -> bool:
@@ -78,10 +77,6 @@ class _Replay(io.RawIOBase):
             self.prefix = self.prefix[n:]
         else:
             n = self.rest.readinto(buf)  # type: ignore[attr-defined]
-        if self.tee_fd is not None and n:
-            view = memoryview(buf)[:n]
-            while view:
-                view = view[os.write(self.tee_fd, view) :]
         self.size += n
         return n
 
@@ -145,36 +140,10 @@ def _host_platform() -> tuple[str, str]:
     return "linux", arch
 
 
-def _publish_blob(store: Store, tmp_path: os.PathLike[str], digest: str, *, durable: bool) -> None:
-    """Move a staged file, whose digest the unpacker computed while streaming it, into blobs/."""
-    final = store.blobs.path(digest)
-    os.chmod(tmp_path, 0o644)
-    os.replace(tmp_path, final)
-    if durable:
-        fsync_dir(final.parent)
-
-
-def _import_export(
-    store: Store, stream: _Replay, changes: list[str], keep_layer_blob: bool, durable: bool
-) -> tuple[ImageRecord, str | None]:
+def _import_export(store: Store, stream: _Replay, changes: list[str], keep_layer_blob: bool) -> ImageRecord:
     config_obj = config_from_changes(changes)
-    tmp_blob = store.staging_path("blob") if keep_layer_blob else None
-    fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600) if tmp_blob else None
-    try:
-        stream.tee_fd = fd
-        info = unpack_layer(store, stream)  # type: ignore[arg-type]
-        layer_size = stream.size
-        if fd is not None:
-            if durable:
-                os.fsync(fd)
-            os.close(fd)
-            fd = None
-            _publish_blob(store, tmp_blob, info.diff_id, durable=durable)  # type: ignore[arg-type]
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp_blob is not None and os.path.lexists(tmp_blob):
-            os.unlink(tmp_blob)
+    info = unpack_layer(store, stream, record=keep_layer_blob)  # type: ignore[arg-type]
+    layer_size = stream.size
     os_name, arch = _host_platform()
     config = {
         "architecture": arch,
@@ -207,7 +176,7 @@ def _import_export(
         created=_created_of(store, config_digest) or _now(),
         extra={"source": "from-tar export"},
     )
-    return record, None
+    return record
 
 
 def _now() -> str:
@@ -438,9 +407,11 @@ def import_tarball(
     tag: str | None = None,
     changes: list[str] | tuple[str, ...] = (),
     keep_layer_blob: bool = True,
-    durable: bool = True,
 ) -> ImportResult:
-    """Import whatever tarball `source` holds (see the module docstring); returns the images and their names."""
+    """Import whatever tarball `source` holds (see the module docstring); returns the images and their names.
+
+    `keep_layer_blob=False` keeps no tar-split record for a flat export: smaller, but it cannot be pushed.
+    """
     if tag is not None:
         tag = str(reference.parse(tag))
     with gc.hold(store):
@@ -448,7 +419,7 @@ def import_tarball(
         kind, prefix = sniff(stream)
         replay = _Replay(prefix, stream)
         if kind == "export":
-            record, _ = _import_export(store, replay, list(changes), keep_layer_blob, durable)
+            record = _import_export(store, replay, list(changes), keep_layer_blob)
             store.images.put(record, [tag] if tag else [])
             return ImportResult("export", [(record.id, [tag] if tag else [])])
         if changes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from minibuild.progress import Progress
 from minibuild.pull import clients_for
@@ -17,7 +18,7 @@ from minibuild.registry import manifests
 from minibuild.registry.client import RegistryClient
 from minibuild.registry.manifests import Descriptor, Manifest
 from minibuild.registry.settings import Settings, load
-from minicache import reference
+from minicache import reference, tarsplit
 from minicache.errors import InvalidReference, NotFound
 from minicache.images import ImageRecord
 from minicache.store import Store
@@ -46,14 +47,23 @@ def _destination(store: Store, image: str, dest: str | None) -> reference.Refere
     return ref
 
 
-def _manifest(store: Store, record: ImageRecord, image: str) -> Manifest:
+def _rebuildable(store: Store, record: ImageRecord) -> dict[str, str]:
+    """Layer digest -> chain ID, for the layers stored as a snapshot + tar-split record instead of a blob."""
+    return {
+        layer.digest: layer.chain_id
+        for layer in record.layers
+        if layer.digest and not store.blobs.has(layer.digest) and tarsplit.has_record(store, layer.chain_id)
+    }
+
+
+def _manifest(store: Store, record: ImageRecord, image: str, rebuildable: dict[str, str]) -> Manifest:
     if record.manifest is None or not store.blobs.has(record.manifest):
         raise NotFound(f"image {image} has no stored manifest, so it cannot be pushed as it is", hint=MISSING_BLOB_HINT)
     parsed = manifests.parse(store.blobs.read(record.manifest), record.manifest_media_type, image)
     if not isinstance(parsed, Manifest):
         raise NotFound(f"image {image}'s stored manifest is an index", hint=MISSING_BLOB_HINT)
     for desc in (parsed.config, *parsed.layers):
-        if not store.blobs.has(desc.digest):
+        if not store.blobs.has(desc.digest) and desc.digest not in rebuildable:
             raise NotFound(f"blob {desc.digest} of image {image} is not in the store", hint=MISSING_BLOB_HINT)
     return parsed
 
@@ -86,7 +96,8 @@ def push(
     """Push `image` (a name or ID in the store) to `dest` (default: the image's own name)."""
     record = store.images.resolve(image)
     ref = _destination(store, image, dest)
-    manifest = _manifest(store, record, image)
+    rebuildable = _rebuildable(store, record)
+    manifest = _manifest(store, record, image, rebuildable)
     settings = settings or load()
     progress = progress or Progress()
     client = clients_for(ref, settings, push=True)[-1]
@@ -100,7 +111,12 @@ def push(
             progress.add(desc.short, desc.size, "Preparing")
         with ThreadPoolExecutor(max_workers=max(1, settings.max_concurrent_uploads), thread_name_prefix="push") as pool:
             outcomes = list(
-                pool.map(lambda d: _push_blob(store, client, d, sources.get(d.digest), chunk_size, progress), blobs)
+                pool.map(
+                    lambda d: _push_blob(
+                        store, client, d, sources.get(d.digest), chunk_size, progress, rebuildable.get(d.digest)
+                    ),
+                    blobs,
+                )
             )
         for desc, outcome in zip(blobs, outcomes, strict=True):
             getattr(result, outcome).append(desc.digest)
@@ -119,8 +135,13 @@ def _push_blob(
     source: str | None,
     chunk_size: int | None,
     progress: Progress,
+    rebuild_from: str | None = None,
 ) -> str:
-    """Make the registry have one blob; returns "existing", "mounted" or "pushed"."""
+    """Make the registry have one blob; returns "existing", "mounted" or "pushed".
+
+    With `rebuild_from` (a chain ID), the blob is the layer tar rebuilt from that snapshot's tar-split
+    record, verified while it streams: a mismatch fails the upload before its last bytes are sent.
+    """
     key = desc.short
     if client.blob_exists(desc.digest):
         progress.status(key, "Layer already exists", final=True)
@@ -132,10 +153,14 @@ def _push_blob(
             progress.status(key, f"Mounted from {source}", final=True)
             return "mounted"
     progress.status(key, "Pushing")
+    if rebuild_from is not None:
+        opener = partial(tarsplit.open_layer_tar, store, rebuild_from)
+    else:
+        opener = partial(store.blobs.open, desc.digest)
     client.upload_blob(
         desc.digest,
         desc.size,
-        lambda: store.blobs.open(desc.digest),
+        opener,
         location=location,
         chunk_size=chunk_size,
         on_bytes=lambda n: progress.advance(key, n),

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from minicache import usage
+from minicache import tarsplit, usage
 from minicache.errors import NotFound
 
 if TYPE_CHECKING:
@@ -109,8 +109,9 @@ def check(store: Store) -> list[str]:
         if image_id not in records:
             problems.append(f"reference {name} points at missing image {image_id}")
     for record in records.values():
+        rebuildable = {layer.digest for layer in record.layers if tarsplit.has_record(store, layer.chain_id)}
         for digest in filter(None, (record.id, record.manifest, *(layer.digest for layer in record.layers))):
-            if not store.blobs.has(digest):
+            if not store.blobs.has(digest) and digest not in rebuildable:
                 problems.append(f"image {record.id} needs blob {digest}, which is missing")
         for layer in record.layers:
             if not store.layers.has(layer.chain_id):

@@ -18,7 +18,7 @@ from imagekit import Entry, describe_tree
 from minibuild.changes import config_from_changes
 from minibuild.importer import import_tarball
 from minicache import digest as digests
-from minicache import gc
+from minicache import gc, tarsplit
 from minicache.errors import DigestMismatch, InvalidArchive, InvalidSpec
 from minicache.store import Store
 
@@ -50,7 +50,9 @@ def test_flat_export_import(store: Store, busybox_tar: bytes, busybox_rootfs: Pa
     assert record.id == image_id
     diff_id = digests.of_bytes(busybox_tar)
     assert [layer.diff_id for layer in record.layers] == [diff_id]
-    assert record.layers[0].digest == diff_id and store.blobs.read(diff_id) == busybox_tar  # kept for push
+    assert record.layers[0].digest == diff_id and not store.blobs.has(diff_id)  # rebuilt for push, not stored
+    with tarsplit.open_layer_tar(store, record.layers[0].chain_id) as f:
+        assert f.read() == busybox_tar
     config = store.blobs.read_json(image_id)
     assert config["rootfs"]["diff_ids"] == [diff_id]
     assert config["config"]["Cmd"] == ["/bin/sh"]
@@ -78,6 +80,7 @@ def test_flat_export_without_layer_blob(store: Store, busybox_tar: bytes) -> Non
     record = store.images.get(result.images[0][0])
     assert record.layers[0].digest is None
     assert not store.blobs.has(record.layers[0].diff_id)
+    assert not tarsplit.has_record(store, record.layers[0].chain_id)
     assert gc.check(store) == []
 
 

@@ -574,3 +574,39 @@ def test_a_directory_copied_up_keeps_its_mtime(store: Store) -> None:
     _, fs = unpack(store, layer([Entry("usr/lib/new", data=b"n")]), parent=base)
     assert (fs / "usr").stat().st_mtime == 1_500_000_000
     assert (fs / "usr/lib").stat().st_mtime == 1_500_000_001
+
+
+def test_files_finished_by_the_writer_thread_have_their_metadata(store: Store) -> None:
+    """Plain files go to the writer thread in batches (by count and by bytes); each keeps content and metadata."""
+    modes = (0o4755, 0o600, 0o2711)
+    entries = [
+        Entry(
+            f"f{i:03}", data=os.urandom(i * 997 % 70_000), mode=modes[i % 3], uid=i, gid=i + 1, mtime=1_600_000_000 + i
+        )
+        for i in range(300)
+    ]
+    _, fs = unpack(store, layer(entries))
+    for e in entries:
+        st = (fs / e.name).lstat()
+        assert (fs / e.name).read_bytes() == e.data
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (e.mode, e.uid, e.gid, e.mtime)
+
+
+def test_a_full_filesystem_while_the_writer_writes(store: Store, tmp_path: Path) -> None:
+    """ENOSPC met by the writer thread: TooLarge, nothing committed, no descriptor or thread left behind."""
+    import threading
+
+    from minicache.syscalls import mount, umount
+
+    small = tmp_path / f"small-{os.urandom(4).hex()}"
+    small.mkdir()
+    mount("tmpfs", small, "tmpfs", 0, "size=2m")
+    try:
+        tiny = Store(small / "store")
+        fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+        with pytest.raises(TooLarge, match="full"):
+            unpack(tiny, layer([Entry(f"f{i}", data=os.urandom(100_000)) for i in range(60)]))
+        assert_nothing_committed(tiny)
+        assert (len(os.listdir("/proc/self/fd")), threading.active_count()) == (fds, threads)
+    finally:
+        umount(small)

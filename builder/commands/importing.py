@@ -19,7 +19,8 @@ def from_tar(
         typer.Option("--change", "-c", help="Dockerfile instruction for a flat rootfs (CMD, ENV, ...); repeatable."),
     ] = None,
     no_layer_blob: Annotated[
-        bool, typer.Option("--no-layer-blob", help="Do not keep the layer tar as a blob (saves space; no push).")
+        bool,
+        typer.Option("--no-layer-blob", help="Keep no tar-split record of a flat rootfs (no push)."),
     ] = False,
 ) -> None:
     """Import a tarball: a `docker export` rootfs, a `docker save` archive or an OCI layout (gzip/zstd too)."""

@@ -16,7 +16,7 @@ from minibuild.push import push
 from minibuild.registry import mediatypes as mt
 from minibuild.registry.settings import Settings
 from minicache import gc
-from minicache.errors import InvalidReference, InvalidSpec, NotFound, RegistryError
+from minicache.errors import DigestMismatch, InvalidReference, InvalidSpec, NotFound, RegistryError
 from minicache.store import Store
 from pullkit import FAST, MINIBUILD, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
 
@@ -280,6 +280,31 @@ def test_images_imported_from_a_tarball_can_be_pushed_and_pulled(store: Store, r
     pulled = do_pull(fresh, dest)
     assert pulled.image_id == store.images.resolve("flat:v1").id
     assert (fresh.layers.fs(fresh.images.get(pulled.image_id).chain_ids[-1]) / "hello").read_bytes() == b"hi\n"
+    assert not store.blobs.has(imagekit.sha256(tar))  # what was pushed was rebuilt from the tar-split record
+    assert fresh.blobs.read(imagekit.sha256(tar)) == tar
+
+
+def test_an_imported_rootfs_pushes_in_chunks_and_refuses_a_tampered_snapshot(
+    store: Store, registry, tmp_path: Path
+) -> None:
+    for n, tag in enumerate(("good", "tampered")):
+        tar = imagekit.layer([Entry("bin/", tarfile.DIRTYPE), Entry("bin/tool", data=bytes([n]) * 300_000)])
+        (tmp_path / f"{tag}.tar").write_bytes(tar)
+        assert run_cli(store, "from-tar", str(tmp_path / f"{tag}.tar"), "-t", f"flat:{tag}").returncode == 0
+    push(store, "flat:good", f"{registry.endpoint}/test/flat:chunked", chunk_size=64 << 10)
+    pulled = do_pull(Store(tmp_path / "fresh"), f"{registry.endpoint}/test/flat:chunked")
+    assert pulled.image_id == store.images.resolve("flat:good").id
+    # The tampered snapshot: same size, other bytes. Neither upload may complete, whole or in chunks.
+    chain = store.images.resolve("flat:tampered").chain_ids[-1]
+    (store.layers.fs(chain) / "bin/tool").write_bytes(b"\xff" * 300_000)
+    r = run_cli(store, "push", "-q", "flat:tampered", f"{registry.endpoint}/test/tampered:whole")
+    assert r.returncode == 1 and "cannot be rebuilt from its snapshot" in r.stderr.decode(), r.stderr
+    assert "import it again" in r.stderr.decode()
+    with pytest.raises(DigestMismatch):
+        push(store, "flat:tampered", f"{registry.endpoint}/test/tampered:chunked", chunk_size=64 << 10)
+    for tag in ("whole", "chunked"):
+        with pytest.raises((NotFound, RegistryError)):
+            do_pull(Store(tmp_path / f"fresh-{tag}"), f"{registry.endpoint}/test/tampered:{tag}")
 
 
 def test_progress_bars_on_a_terminal(store: Store, registry, rich) -> None:
