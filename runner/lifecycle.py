@@ -60,8 +60,12 @@ def _exited(state: State, note: dict | None) -> State:
 def observe(container: Container, *, patience: float = 0.2) -> State:
     """The container's state as it really is, without changing anything (for ps, inspect, wait).
 
-    A process that ended while its monitor lives is about to be recorded: give the monitor `patience`
-    seconds to write its exit note before calling the code unknown.
+    A process that ended while its monitor lives is about to be recorded: the monitor gets `patience`
+    seconds to write its exit note, and if it is slower (a loaded machine) the container is still shown as
+    it was recorded, as Docker shows it until its daemon has handled the exit. Only a dead monitor makes
+    the exit code unknown: guessing while the monitor lives made `wait` print 255 for a container that
+    exited 137 under load. With `patience=0` (is its process running now?) a process that is gone counts
+    as exited at once.
     """
     state = container.state()
     if state.Status == RESTARTING and not state.monitor_alive():
@@ -71,8 +75,10 @@ def observe(container: Container, *, patience: float = 0.2) -> State:
     deadline = time.monotonic() + patience
     while True:
         note = exit_record(container, state)
-        if note is not None or not state.monitor_alive() or time.monotonic() > deadline:
+        if note is not None or not state.monitor_alive() or patience <= 0:
             return _exited(state, note)
+        if time.monotonic() > deadline:
+            return state
         time.sleep(0.01)
 
 

@@ -191,3 +191,26 @@ def test_sigkill_the_cli_during_start(store_root: Path, busybox_image: str, dela
     assert status(store_root, "later") == "running"
     rm_everything(store_root)
     assert_nothing_left(store_root)
+
+
+def test_a_monitor_slow_to_note_the_exit_is_waited_for_not_guessed(store_root: Path, busybox_image: str) -> None:
+    """The init is dead (a zombie) but its monitor, stopped, has not reaped it nor written its note: wait,
+    inspect and ps must not make up the unknown code (255); once the monitor goes on, wait prints 137."""
+    cid = run_d(store_root, "--name", "slow", IMAGE, "sleep", "60")
+    state = state_file(store_root, cid)
+    os.kill(state["MonitorPid"], signal.SIGSTOP)
+    try:
+        os.kill(state["Pid"], signal.SIGKILL)
+        wait_until(lambda: not alive(state["Pid"]), what="the init's death")
+        waiter = spawn(store_root, "wait", "slow")
+        time.sleep(0.6)  # three times the patience `wait` and `inspect` give a monitor
+        assert waiter.poll() is None, waiter.communicate()  # still waiting: no code is known yet
+        doc = inspect(store_root, "slow")
+        assert doc["State"]["Status"] == "running" and doc["State"]["ExitCode"] != 255
+    finally:
+        os.kill(state["MonitorPid"], signal.SIGCONT)
+    out, err = waiter.communicate(timeout=30)
+    assert (waiter.returncode, out.strip()) == (0, "137"), err
+    assert inspect(store_root, "slow")["State"]["ExitCode"] == 137
+    assert minirun(store_root, "rm", "slow").returncode == 0
+    assert_nothing_left(store_root)
