@@ -45,8 +45,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = True) -> None:
-    """`atomic_write` of `obj` as indented, key-sorted JSON."""
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", durable=durable)
+    """`atomic_write` of `obj` as compact, key-sorted JSON.
+
+    Compact because json's C encoder serves only that form: with `indent` the pure-Python encoder wrote
+    each container record and state (~2 ms of a `minirun run --rm`'s ~72); `jq .` shows them indented.
+    """
+    atomic_write(path, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n", durable=durable)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

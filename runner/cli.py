@@ -52,8 +52,13 @@ USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start", "create"})
 
 
+_width: list[int] = []  # the terminal width, asked once: argparse wants it for every add_argument
+
+
 def _terminal_width() -> int:
     """shutil.get_terminal_size().columns without importing shutil (and with it bz2 and lzma, ~4 ms)."""
+    if _width:
+        return _width[0]
     try:
         columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:
@@ -63,7 +68,8 @@ def _terminal_width() -> int:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
         except (AttributeError, ValueError, OSError):
             columns = 0
-    return columns or 80
+    _width.append(columns or 80)
+    return _width[0]
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
