@@ -69,10 +69,6 @@ def unmount(container: Container) -> None:
 
 
 # -- the copy fallback --------------------------------------------------------------------------------------------
-def _remove(path: str) -> None:
-    remove_tree(path)
-
-
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
@@ -106,11 +102,11 @@ def _apply_layer(src: str, dst: str) -> None:
             s, d = entry.path, os.path.join(dst, entry.name)
             st = entry.stat(follow_symlinks=False)
             if _is_whiteout(st):
-                _remove(d)
+                remove_tree(d)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if os.path.lexists(d) and (not os.path.isdir(d) or os.path.islink(d) or _is_opaque(s)):
-                    _remove(d)
+                    remove_tree(d)
                 if not os.path.lexists(d):
                     os.mkdir(d)
                 _apply_layer(s, d)
@@ -118,7 +114,7 @@ def _apply_layer(src: str, dst: str) -> None:
                 os.chmod(d, stat.S_IMODE(st.st_mode))
                 os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
                 continue
-            _remove(d)
+            remove_tree(d)
             _copy_entry(s, d, st)
 
 
