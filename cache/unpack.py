@@ -183,6 +183,15 @@ class _Flusher(threading.Thread):
         self.join()
 
 
+def _finish_file(fd: int, owner: tuple[int, int] | None, mode: int | None, mtime: int) -> None:
+    """A plain file's owner (if to change), mode (if the creation mode was not exact) and mtime."""
+    if owner is not None:
+        os.fchown(fd, *owner)  # before chmod: chown clears setuid/setgid
+    if mode is not None:
+        os.fchmod(fd, mode)
+    os.utime(fd, (mtime, mtime))
+
+
 class _Writer(threading.Thread):
     """Finishes the plain files the unpacking thread has created: their contents, owner, mode and mtime.
 
@@ -223,11 +232,7 @@ class _Writer(threading.Thread):
                         for view in views:
                             while view:
                                 view = view[os.write(fd, view) :]
-                        if owner is not None:
-                            os.fchown(fd, *owner)  # before chmod: chown clears setuid/setgid
-                        if mode is not None:
-                            os.fchmod(fd, mode)
-                        os.utime(fd, (mtime, mtime))
+                        _finish_file(fd, owner, mode, mtime)
                 except BaseException as e:
                     self.error = e
                 finally:
@@ -299,23 +304,14 @@ class _TarStream:
 
     def copy_to(self, fd: int, n: int, name: str, key: tuple[str, ...] = (), leaf: str = "") -> None:
         """Copy the next `n` bytes (the content of entry `name`) into `fd`, the file KEY/LEAF of the tree."""
-        recorder = self.recorder
-        if recorder is not None:
-            recorder.add(self.buf[self.raw_from : self.pos])
-            recorder.file(n, key, leaf)
-            self.raw_from = None
-            self._copy(fd, n, name)
+        recording = self._content_starts(n, key, leaf)
+        self._copy(fd, n, name)
+        if recording:
             self.raw_from = self.pos
-        else:
-            self._copy(fd, n, name)
 
     def take(self, n: int, name: str, key: tuple[str, ...], leaf: str) -> list[memoryview]:
         """The next `n` bytes (the content of entry `name`, for the file KEY/LEAF) as views of the chunks."""
-        recorder = self.recorder
-        if recorder is not None:
-            recorder.add(self.buf[self.raw_from : self.pos])
-            recorder.file(n, key, leaf)
-            self.raw_from = None
+        recording = self._content_starts(n, key, leaf)
         end = self.pos + n
         if end <= len(self.buf):
             views = [self.buf[self.pos : end]]
@@ -329,9 +325,19 @@ class _TarStream:
                 views.append(self.buf[self.pos : self.pos + k])
                 self.pos += k
                 n -= k
-        if recorder is not None:
+        if recording:
             self.raw_from = self.pos
         return views
+
+    def _content_starts(self, n: int, key: tuple[str, ...], leaf: str) -> bool:
+        """Hand the recorder the bytes before a file's `n` content bytes and the file; False if none records."""
+        recorder = self.recorder
+        if recorder is None:
+            return False
+        recorder.add(self.buf[self.raw_from : self.pos])
+        recorder.file(n, key, leaf)
+        self.raw_from = None
+        return True
 
     def _copy(self, fd: int, n: int, name: str) -> None:
         end = self.pos + n
@@ -613,8 +619,8 @@ class _Unpacker:
         """Whether creating with `mode` left the mode different (umask, setuid/setgid/sticky bits)."""
         return mode != (mode & 0o777 & ~self.umask)
 
-    def _needs_chown(self, m: Member) -> bool:
-        return self.is_root and (self.setgid_possible or (m.uid, m.gid) != self.owner)
+    def _needs_chown(self, uid: int, gid: int) -> bool:
+        return self.is_root and (self.setgid_possible or (uid, gid) != self.owner)
 
     # -- one entry -------------------------------------------------------------------------------------------
     def apply(self, m: Member) -> None:
@@ -638,7 +644,7 @@ class _Unpacker:
             self._regular(m, dfd, key, name)
         elif m.type == SYMTYPE:
             self._create(lambda: os.symlink(m.linkname, name, dir_fd=dfd), dfd, key, name)
-            if self._needs_chown(m):
+            if self._needs_chown(m.uid, m.gid):
                 os.chown(name, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
             os.utime(name, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
         elif m.type == LNKTYPE:
@@ -666,17 +672,12 @@ class _Unpacker:
             self._remove(dfd, key, name, os.lstat(name, dir_fd=dfd))
             dfd, key, name = tree.parent(path)
             fd = os.open(name, _NEW_FILE, mode & 0o777, dir_fd=dfd)
-        owner = (uid, gid) if self.is_root and (self.setgid_possible or (uid, gid) != self.owner) else None
-        chmod = mode if mode != (mode & 0o777 & ~self.umask) else None
+        owner = (uid, gid) if self._needs_chown(uid, gid) else None
+        chmod = mode if self._needs_chmod(mode) else None
         if size > _Writer.LARGEST:
             try:
                 self.stream.copy_to(fd, size, path, key, name)
-                if owner is not None:
-                    os.fchown(fd, *owner)
-                if chmod is not None:
-                    os.fchmod(fd, chmod)
-                mtime = _plain_octal(mtime_field, "mtime")
-                os.utime(fd, (mtime, mtime))
+                _finish_file(fd, owner, chmod, _plain_octal(mtime_field, "mtime"))
             finally:
                 os.close(fd)
             return True
@@ -713,7 +714,7 @@ class _Unpacker:
             finally:
                 os.close(fd)
         else:  # made just now, in our private staging tree: set what mkdir could not
-            if self._needs_chown(m):
+            if self._needs_chown(m.uid, m.gid):
                 os.chown(name, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
             if self._needs_chmod(m.mode):
                 os.chmod(name, m.mode, dir_fd=dfd)
@@ -733,7 +734,7 @@ class _Unpacker:
             if m.size:
                 self.stream.copy_to(fd, m.size, m.name, key, name)
             self.consumed = True
-            if self._needs_chown(m):
+            if self._needs_chown(m.uid, m.gid):
                 os.fchown(fd, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
             if self._needs_chmod(m.mode):
                 os.fchmod(fd, m.mode)
