@@ -9,6 +9,7 @@ and only its parser is built. argparse itself is imported on first use, so that 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -52,13 +53,9 @@ USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start", "create"})
 
 
-_width: list[int] = []  # the terminal width, asked once: argparse wants it for every add_argument
-
-
+@functools.cache  # asked once: argparse wants it for every add_argument
 def _terminal_width() -> int:
     """shutil.get_terminal_size().columns without importing shutil (and with it bz2 and lzma, ~4 ms)."""
-    if _width:
-        return _width[0]
     try:
         columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:
@@ -68,8 +65,7 @@ def _terminal_width() -> int:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
         except (AttributeError, ValueError, OSError):
             columns = 0
-    _width.append(columns or 80)
-    return _width[0]
+    return columns or 80
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
