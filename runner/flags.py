@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
@@ -16,9 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# patterns compiled (and cached by `re`) on first use: most runs give neither --name nor -e
-_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
-_ENV_KEY = r"[^=\s]+"
+# checked with plain string code rather than `re` (not imported on the `minirun run` path)
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 ULIMITS = {
     "core": "RLIMIT_CORE",
@@ -66,7 +65,8 @@ def container_path(path: str, what: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not re.fullmatch(_NAME, name):
+    """Docker's container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+."""
+    if len(name) < 2 or name[0] not in _ALNUM or not _NAME_CHARS.issuperset(name):
         raise InvalidSpec(
             f"invalid container name {name!r}",
             hint="names are [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two characters)",
@@ -77,7 +77,7 @@ def validate_name(name: str) -> str:
 def env_entry(item: str, environ: Mapping[str, str]) -> str | None:
     """`KEY=VALUE` stays; a bare `KEY` takes the caller's value, or is dropped when unset (as Docker does)."""
     key, eq, _value = item.partition("=")
-    if not key or not re.fullmatch(_ENV_KEY, key):
+    if not key or any(c.isspace() for c in key):  # [^=\s]+ (the key has no `=`: partition)
         raise InvalidSpec(f"invalid environment variable {item!r}", hint="use KEY=VALUE or KEY")
     if eq:
         return item
@@ -133,6 +133,12 @@ def parse_volume(text: str) -> Volume:
     return Volume(os.path.normpath(source), dest, readonly, propagation)
 
 
+def _is_amount(value: str) -> bool:
+    """A tmpfs size: regex \\d+[kmgKMG%]? (\\d being what str.isdecimal() accepts, as in `re`)."""
+    number = value[:-1] if value[-1:] in ("k", "m", "g", "K", "M", "G", "%") else value
+    return number.isdecimal()
+
+
 def parse_tmpfs(text: str) -> Tmpfs:
     """`/path[:opt,opt=value,...]` (e.g. `/run:rw,size=64m,mode=1777`)."""
     dest, _, opts = text.partition(":")
@@ -142,9 +148,9 @@ def parse_tmpfs(text: str) -> Tmpfs:
     options = tuple(o for o in opts.split(",") if o)
     for option in options:
         key, _, value = option.partition("=")
-        if key in ("size", "nr_inodes", "nr_blocks") and not re.fullmatch(r"\d+[kmgKMG%]?", value):
+        if key in ("size", "nr_inodes", "nr_blocks") and not _is_amount(value):
             raise InvalidSpec(f"invalid tmpfs option {option!r}", hint="e.g. size=64m")
-        if key == "mode" and not re.fullmatch(r"[0-7]{3,4}", value):
+        if key == "mode" and not (len(value) in (3, 4) and all(c in "01234567" for c in value)):
             raise InvalidSpec(f"invalid tmpfs option {option!r}", hint="mode is octal, e.g. mode=1777")
     return Tmpfs(dest, options)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +145,48 @@ def test_frozen_record_is_immutable_and_hashable_like_a_frozen_dataclass() -> No
     with pytest.raises(AttributeError):
         del a.name
     assert a.tag == "1"
+
+
+def _samples(alphabet: str, seed: int, count: int = 3000) -> list[str]:
+    """Short strings over `alphabet` (plus the empty one): inputs for checking string code against a regex."""
+    rng = random.Random(seed)
+    return ["", *("".join(rng.choices(alphabet, k=rng.randint(1, 6))) for _ in range(count))]
+
+
+# The checks below were regexes; they are plain string code now (no `re` on the run path). Same answers:
+def test_name_check_is_the_regex() -> None:
+    for name in [*_samples("aZ09_.-/ é\n", 1), *(chr(c) * 2 for c in range(0x3000)), "ab\n"]:
+        valid = re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name) is not None
+        try:
+            flags.validate_name(name)
+        except InvalidSpec:
+            assert not valid, name
+        else:
+            assert valid, name
+
+
+def test_env_key_check_is_the_regex() -> None:
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c))]
+    assert spaces == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    for item in [*_samples("aB_=.\t \u00a0\u3000x", 2), "A\n"]:
+        valid = re.fullmatch(r"[^=\s]+", item.partition("=")[0]) is not None
+        try:
+            flags.env_entry(item, {})
+        except InvalidSpec:
+            assert not valid, item
+        else:
+            assert valid, item
+
+
+def test_tmpfs_option_checks_are_the_regexes() -> None:
+    digits = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\d", chr(c))]
+    assert digits == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isdecimal()]
+    for value in [*_samples("0178kmgKM%x\u0663\u00b2 \n", 3), "1\n"]:
+        for key, pattern in (("size", r"\d+[kmgKMG%]?"), ("nr_inodes", r"\d+[kmgKMG%]?"), ("mode", r"[0-7]{3,4}")):
+            valid = re.fullmatch(pattern, value) is not None
+            try:
+                flags.parse_tmpfs(f"/t:{key}={value}")
+            except InvalidSpec:
+                assert not valid, (key, value)
+            else:
+                assert valid, (key, value)
