@@ -2,8 +2,9 @@
 
 Built on argparse rather than typer: `minirun --rm IMAGE true` has a start-up budget of a few tens of
 milliseconds and importing typer alone takes ~100 ms here. Only the invoked command's module is imported
-and only its parser is built. argparse itself is imported on first use, so that the console script
-(`entry`) can first stand in for what argparse would import and never use (see `_plain_gettext`).
+and only its parser is built; a valid `run`/`create` line is read from the command's option table
+(minirun.argtable) without argparse at all. argparse itself is imported on first use, so that the console
+script (`entry`) can first stand in for what argparse would import and never use (see `_plain_gettext`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import importlib
 import os
 import sys
 
+from minirun.argtable import FLAG, Option
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -21,7 +24,9 @@ if TYPE_CHECKING:
 
 PROG = "minirun"
 
-# command -> (module implementing it, one-line help). Each module has configure(parser) and execute(args).
+# command -> (module implementing it, one-line help). Each module has configure(parser) and execute(args);
+# a module whose positionals are IMAGE [COMMAND...] (run, create) also declares its options as OPTIONS
+# (argtable.Option): a valid command line is then read without argparse (see parse_args).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("minirun.commands.run", "Run a command in a new container"),
     "create": ("minirun.commands.create", "Create a new container"),
@@ -44,8 +49,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("minirun.commands.network", "Manage networks (create, ls, inspect, rm, prune, connect, disconnect)"),
     "version": ("minirun.commands.version", "Show the version"),
 }
-_GLOBAL_WITH_VALUE = ("--root", "--runroot")
-_GLOBAL_FLAGS = ("--debug",)
+GLOBAL_OPTIONS = (
+    Option(("--root",), "root", help="store root (default: $MINICONTAINER_ROOT or /var/lib/minicontainer)"),
+    Option(("--runroot",), "runroot", help="run-time state (default: /run/minicontainer for the default root)"),
+    Option(("--debug",), "debug", FLAG, "show tracebacks for errors"),
+)
+_GLOBAL_WITH_VALUE = tuple(name for o in GLOBAL_OPTIONS if o.kind != FLAG for name in o.names)
+_GLOBAL_FLAGS = tuple(name for o in GLOBAL_OPTIONS if o.kind == FLAG for name in o.names)
 USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 # Commands whose exit status is the container process's: engine errors there are 125/126/127 (Docker's
 # `run`/`exec`/`start -a` convention; `create` too, as Podman). Every other command exits 1 on an error, as
@@ -106,17 +116,30 @@ def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
 
 
 def build_parser(only: str | None) -> argparse.ArgumentParser:
+    from minirun.argtable import add_to
+
     parser_class = _parser_class()
     parser = parser_class(prog=PROG, description="Run containers from the minicontainer store.")
-    parser.add_argument("--root", help="store root (default: $MINICONTAINER_ROOT or /var/lib/minicontainer)")
-    parser.add_argument("--runroot", help="run-time state (default: /run/minicontainer for the default root)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_to(parser, GLOBAL_OPTIONS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for name, (module, help_) in COMMANDS.items():
         if only is None or name == only:
             cmd = sub.add_parser(name, help=help_, description=help_)
             importlib.import_module(module).configure(cmd)
     return parser
+
+
+def parse_args(global_opts: list[str], command: str, rest: list[str]) -> argparse.Namespace:
+    """`[GLOBAL] COMMAND REST` parsed: by argtable when the command declares OPTIONS and argtable is sure of
+    the line (no argparse import, no parser built), else by argparse (help, usage errors, other commands)."""
+    options = getattr(importlib.import_module(COMMANDS[command][0]), "OPTIONS", None)
+    if options is not None:
+        from minirun.argtable import parse
+
+        args = parse(GLOBAL_OPTIONS, global_opts, options, rest)
+        if args is not None:
+            return args  # an argtable.Namespace: the same attributes as argparse's
+    return build_parser(command).parse_args([*global_opts, command, *rest])
 
 
 class _Deferred(type(sys)):  # a module type
@@ -175,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(global_opts)  # prints help for -h/--help
         parser.print_help()
         return 0
-    args = build_parser(command).parse_args([*global_opts, command, *rest])
     _defer_inspect()
+    args = parse_args(global_opts, command, rest)
     from minicache.errors import MiniError, one_line
 
     try:

@@ -1,6 +1,6 @@
 """Docker's resource flags for `minirun run` (and later `update`), turned into OCI `linux.resources`.
 
-    add_arguments(parser)              # --memory, --cpus, --pids-limit, ...
+    add_arguments(parser)              # --memory, --cpus, --pids-limit, ... (OPTIONS: in `run`'s table)
     resources = resources_from_args(args)
     spec["linux"]["resources"] = resources
 
@@ -9,11 +9,10 @@ Values are checked here with Docker's rules and units, so a bad one fails before
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 
 from minicache.errors import InvalidSpec
+from minirun.argtable import Option, add_to
 from minirun.cgroups.base import warn
 from minirun.cgroups.limits import (
     CPU_LIST,
@@ -29,13 +28,13 @@ from minirun.cgroups.limits import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
 # patterns compiled (and cached by `re`) on first use: most runs give none of these flags
 _SIZE = r"(?i)([0-9]{1,20}(?:\.[0-9]{1,20})?) ?([kmgtp])?(i?b)?"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_DECIMAL = r"[0-9]{0,20}\.?[0-9]{1,20}"
 _INT64_MAX = 2**63 - 1
 _SIZE_HINT = "use a number with an optional unit b, k, m or g, e.g. 512m or 1.5g"
 
@@ -62,16 +61,21 @@ FLAGS: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 
 
+OPTIONS = tuple(
+    Option(names, dest, help=help_, metavar=metavar, group="resource limits")
+    for dest, (names, metavar, help_) in FLAGS.items()
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the resource flags to a `run`-like command's parser (values are checked by resources_from_args)."""
-    group = parser.add_argument_group("resource limits")
-    for dest, (names, metavar, help_) in FLAGS.items():
-        group.add_argument(*names, dest=dest, metavar=metavar, help=help_)
+    add_to(parser, OPTIONS)
 
 
 def parse_bytes(flag: str, value: str) -> int:
     """Docker's RAMInBytes: "512m" -> 536870912; units are powers of 1024."""
-    from fractions import Fraction  # imported here: only a resource flag needs it
+    import re  # imported here, as Fraction: only a resource flag needs them
+    from fractions import Fraction
 
     m = re.fullmatch(_SIZE, value.strip())
     if not m:
@@ -83,9 +87,22 @@ def parse_bytes(flag: str, value: str) -> int:
     return size
 
 
+def _ascii_digits(text: str, most: int) -> bool:
+    """Whether `text` is 1 to `most` ASCII digits (regex [0-9]{1,most}, without importing re)."""
+    return 0 < len(text) <= most and all(c in "0123456789" for c in text)
+
+
+def _is_decimal(text: str) -> bool:
+    """Docker's --cpus syntax, [0-9]{0,20}\\.?[0-9]{1,20}: digits, or digits, a dot and digits (0.5, .5)."""
+    whole, dot, fraction = text.partition(".")
+    if dot:
+        return (not whole or _ascii_digits(whole, 20)) and _ascii_digits(fraction, 20)
+    return _ascii_digits(text, 40)
+
+
 def _int(flag: str, value: str, hint: str) -> int:
     text = value.strip()
-    if not re.fullmatch(r"-?[0-9]{1,19}", text) or abs(int(text)) > _INT64_MAX:
+    if not _ascii_digits(text.removeprefix("-"), 19) or abs(int(text)) > _INT64_MAX:
         raise InvalidSpec(f"invalid value {value!r} for {flag}: not an integer", hint=hint)
     return int(text)
 
@@ -147,7 +164,7 @@ def resources_from_args(
         raise InvalidSpec("--cpus and --cpu-period/--cpu-quota cannot both be set", hint="use one or the other")
     if cpus is not None:
         count = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
-        if not re.fullmatch(_DECIMAL, cpus.strip()):
+        if not _is_decimal(cpus.strip()):
             raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
         from fractions import Fraction
 
@@ -195,6 +212,8 @@ def resources_from_args(
 
 
 def _cpu_list(flag: str, value: str, available: set[int]) -> str:
+    import re
+
     if not re.fullmatch(CPU_LIST, value):
         raise InvalidSpec(f"invalid value {value!r} for {flag}", hint="use a list like 0-2,4")
     ranges = parse_cpu_list(value)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
+from minirun.commands import run
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+OPTIONS = run.CONTAINER_OPTIONS  # run's but -d; cli reads a valid line with argtable.parse, without argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from minirun.commands.run import add_container_flags
-
-    add_container_flags(parser)
+    run.add_container_flags(parser, OPTIONS)
 
 
 def execute(args: argparse.Namespace) -> int:
     from minirun.cgroups import show_warnings
     from minirun.commands.common import PROG, open_store
-    from minirun.commands.run import create
 
     show_warnings(PROG)
-    container = create(open_store(args), args, attach=False)
+    container = run.create(open_store(args), args, attach=False)
     print(container.id)
     return 0

@@ -6,78 +6,100 @@ In the foreground this process is the container's monitor; with -d a monitor pro
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from minicache.errors import InvalidSpec
+from minirun.argtable import APPEND, FLAG, Option, add_to
+from minirun.cgroups.flags import OPTIONS as RESOURCE_OPTIONS
 
 DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+
     from minicache.store import Store
     from minirun.containers import Container
     from minirun.spec import RunOptions
 
 
+_NETWORK_HELP = f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name"
+# The flags that describe a container (`run` and `create`), in --help's order.
+CONTAINER_OPTIONS = (
+    Option(("-i", "--interactive"), "interactive", FLAG, "keep STDIN open"),
+    Option(("-t", "--tty"), "tty", FLAG, "allocate a pseudo-terminal"),
+    Option(("--rm",), "rm", FLAG, "remove the container when it exits"),
+    Option(("--name",), "name", help="assign a name to the container"),
+    Option(("-e", "--env"), "env", APPEND, "set an environment variable", "KEY[=VALUE]"),
+    Option(("--env-file",), "env_file", APPEND, "read environment variables from a file", "FILE"),
+    Option(("-w", "--workdir"), "workdir", help="working directory inside the container"),
+    Option(("--entrypoint",), "entrypoint", help="override the image's entrypoint ('' for none)"),
+    Option(("-h", "--hostname"), "hostname", help="container host name (default: the short container ID)"),
+    Option(("-u", "--user"), "user", help="NAME|UID[:GROUP|GID] to run as"),
+    Option(("-v", "--volume"), "volume", APPEND, "bind-mount a host path", "HOST:CTR[:ro]"),
+    Option(("--tmpfs",), "tmpfs", APPEND, "mount a tmpfs", "PATH[:OPTS]"),
+    Option(("--read-only",), "read_only", FLAG, "mount the container's root filesystem read-only"),
+    Option(("--cap-add",), "cap_add", APPEND, "add a Linux capability", "CAP"),
+    Option(("--cap-drop",), "cap_drop", APPEND, "drop a Linux capability", "CAP"),
+    Option(("--privileged",), "privileged", FLAG, "give extended privileges (all capabilities, no seccomp)"),
+    Option(("--ulimit",), "ulimit", APPEND, "set a resource limit", "NAME=SOFT[:HARD]"),
+    Option(("--init",), "init", FLAG, "run an init (tini) as PID 1 that reaps zombies and forwards signals"),
+    Option(("--network", "--net"), "network", help=_NETWORK_HELP, metavar="NETWORK"),
+    Option(("-p", "--publish"), "publish", APPEND, "publish a port", "[IP:]HOSTPORT:PORT[/PROTO]"),
+    Option(("-P", "--publish-all"), "publish_all", FLAG, "publish the image's exposed ports on free host ports"),
+    Option(("--add-host",), "add_host", APPEND, "add a line to /etc/hosts", "NAME:IP"),
+    Option(("--dns",), "dns", APPEND, "a nameserver for /etc/resolv.conf", "IP"),
+    Option(("--dns-search",), "dns_search", APPEND, "a search domain for /etc/resolv.conf", "DOMAIN"),
+    Option(("--dns-option",), "dns_option", APPEND, "an option for /etc/resolv.conf", "OPT"),
+    Option(("--ip",), "ip", help="the container's address on a user-defined network", metavar="IPV4"),
+    Option(("--network-alias",), "network_alias", APPEND, "another name on a user network", "NAME"),
+    Option(
+        ("--security-opt",),
+        "security_opt",
+        APPEND,
+        "seccomp=unconfined|FILE.json, no-new-privileges[=true|false]",
+        "OPT",
+    ),
+    Option(
+        ("--restart",), "restart", help="no | on-failure[:N] | always | unless-stopped", metavar="POLICY", default="no"
+    ),
+    Option(
+        ("--stop-signal",),
+        "stop_signal",
+        help="signal `stop` sends first (default: the image's, or SIGTERM)",
+        metavar="SIGNAL",
+    ),
+    Option(
+        ("--stop-timeout",),
+        "stop_timeout",
+        help="seconds `stop` waits before SIGKILL (default 10)",
+        metavar="SECONDS",
+        type=int,
+    ),
+    Option(
+        ("--cgroup-parent",),
+        "cgroup_parent",
+        help="cgroup the container's own goes under (default: minicontainer)",
+        metavar="PATH",
+    ),
+    *RESOURCE_OPTIONS,
+)
+# `run`'s: cli reads a valid command line with argtable.parse (IMAGE [COMMAND...] after them), without argparse
+OPTIONS = (Option(("-d", "--detach"), "detach", FLAG, "run in the background and print the ID"), *CONTAINER_OPTIONS)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", "--detach", action="store_true", help="run in the background and print the ID")
-    add_container_flags(parser)
+    add_container_flags(parser, OPTIONS)
 
 
-def add_container_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that describe a container (`run` and `create`)."""
-    from minirun.cgroups.flags import add_arguments
+def add_container_flags(parser: argparse.ArgumentParser, options: tuple[Option, ...] = CONTAINER_OPTIONS) -> None:
+    """The flags that describe a container (`run` and `create`), then IMAGE [COMMAND...]."""
+    import argparse
 
-    add = parser.add_argument
-    add("-i", "--interactive", action="store_true", help="keep STDIN open")
-    add("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
-    add("--rm", action="store_true", help="remove the container when it exits")
-    add("--name", help="assign a name to the container")
-    add("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]", help="set an environment variable")
-    add("--env-file", action="append", default=[], metavar="FILE", help="read environment variables from a file")
-    add("-w", "--workdir", help="working directory inside the container")
-    add("--entrypoint", help="override the image's entrypoint ('' for none)")
-    parser._optionals.conflict_handler = "resolve"  # -h is --hostname here, as in Docker (--help stays)
-    add("-h", "--hostname", help="container host name (default: the short container ID)")
-    add("-u", "--user", help="NAME|UID[:GROUP|GID] to run as")
-    add("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind-mount a host path")
-    add("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs")
-    add("--read-only", action="store_true", help="mount the container's root filesystem read-only")
-    add("--cap-add", action="append", default=[], metavar="CAP", help="add a Linux capability")
-    add("--cap-drop", action="append", default=[], metavar="CAP", help="drop a Linux capability")
-    add("--privileged", action="store_true", help="give extended privileges (all capabilities, no seccomp)")
-    add("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="set a resource limit")
-    add("--init", action="store_true", help="run an init (tini) as PID 1 that reaps zombies and forwards signals")
-    add(
-        "--network",
-        "--net",
-        metavar="NETWORK",
-        help=f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name",
-    )
-    add("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a port")
-    add("-P", "--publish-all", action="store_true", help="publish the image's exposed ports on free host ports")
-    add("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
-    add("--dns", action="append", default=[], metavar="IP", help="a nameserver for /etc/resolv.conf")
-    add("--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain for /etc/resolv.conf")
-    add("--dns-option", action="append", default=[], metavar="OPT", help="an option for /etc/resolv.conf")
-    add("--ip", metavar="IPV4", help="the container's address on a user-defined network")
-    add("--network-alias", action="append", default=[], metavar="NAME", help="another name on a user network")
-    add(
-        "--security-opt",
-        action="append",
-        default=[],
-        metavar="OPT",
-        help="seccomp=unconfined|FILE.json, no-new-privileges[=true|false]",
-    )
-    add("--restart", default="no", metavar="POLICY", help="no | on-failure[:N] | always | unless-stopped")
-    add("--stop-signal", metavar="SIGNAL", help="signal `stop` sends first (default: the image's, or SIGTERM)")
-    add("--stop-timeout", type=int, metavar="SECONDS", help="seconds `stop` waits before SIGKILL (default 10)")
-    add("--cgroup-parent", metavar="PATH", help="cgroup the container's own goes under (default: minicontainer)")
-    add_arguments(parser)
-    add("image", metavar="IMAGE")
-    add("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    add_to(parser, options)
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
 def _security(opts_list: list[str], opts: RunOptions) -> None:

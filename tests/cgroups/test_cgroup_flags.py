@@ -232,3 +232,19 @@ def test_host_defaults_are_read_from_this_machine() -> None:
     }
     with pytest.raises(InvalidSpec, match="out of range"):
         resources_from_args(parser.parse_args(["--cpus", "100000"]))
+
+
+def test_number_checks_are_the_regexes_they_replace() -> None:
+    """--cpus and the integer flags were checked with regexes; plain string code now, with the same answers."""
+    import random
+    import re
+
+    from minirun.cgroups import flags
+
+    rng = random.Random(7)
+    samples = ["", "1" * 19, "1" * 20, "1" * 40, "1" * 41, "1" * 20 + ".5", "1" * 21 + ".5", "." + "5" * 21, "5\n"]
+    samples += ["".join(rng.choices("019.-+ \u0663x", k=rng.randint(1, 7))) for _ in range(5000)]
+    for text in samples:
+        assert flags._is_decimal(text) == bool(re.fullmatch(r"[0-9]{0,20}\.?[0-9]{1,20}", text)), text
+        integer = re.fullmatch(r"-?[0-9]{1,19}", text) is not None
+        assert flags._ascii_digits(text.removeprefix("-"), 19) == integer, text
