@@ -297,3 +297,22 @@ def test_valid_run_never_imports_argparse(store_root: Path, busybox_image: str, 
     )
     assert result.returncode == 125
     assert "minirun: error: unrecognized arguments: --bogus" in result.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root")
+def test_valid_create_never_imports_argparse(store_root: Path, busybox_image: str) -> None:
+    probe = (
+        "import contextlib, io, sys\n"
+        "from minirun import cli\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    code = cli.main(sys.argv[1:])\n"
+        "loaded = 'argparse' in sys.modules\n"
+        "removed = cli.main(['--root', sys.argv[2], 'rm', out.getvalue().strip()])\n"
+        "print(code, loaded, removed)\n"
+    )
+    line = ["--root", str(store_root), "create", "--name", "c1", "-e", "A=1", busybox_image, "true"]
+    result = subprocess.run([sys.executable, "-c", probe, *line], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 False 0"
