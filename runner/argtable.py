@@ -21,8 +21,6 @@ for an option, a converter that raises, or a `--x` argparse would refuse as ambi
 
 from __future__ import annotations
 
-from minicache.record import Record
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -32,17 +30,30 @@ FLAG, VALUE, APPEND = "flag", "value", "append"  # Option.kind: store_true, stor
 HELP = ("-h", "--help")
 
 
-class Option(Record, frozen=True):
-    """One option: its names (`-e`, `--env`), where its value goes (`dest`) and how it is shown in --help."""
+class Option:
+    """One option: its names (`-e`, `--env`), where its value goes (`dest`) and how it is shown in --help.
 
-    names: tuple[str, ...]
-    dest: str
-    kind: str = VALUE
-    help: str | None = None
-    metavar: str | None = None
-    default: object = None  # VALUE only: FLAG's is False, APPEND's a new empty list
-    type: Callable[[str], object] | None = None  # converts a VALUE (argparse's `type=`)
-    group: str | None = None  # the argument group it is listed under in --help
+    A plain class with slots (not a Record): `run`'s table makes ~60 of them at import, on the start-up path.
+    """
+
+    __slots__ = ("default", "dest", "group", "help", "kind", "metavar", "names", "type")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        dest: str,
+        kind: str = VALUE,
+        help: str | None = None,
+        metavar: str | None = None,
+        default: object = None,  # VALUE only: FLAG's is False, APPEND's a new empty list
+        type: Callable[[str], object] | None = None,  # converts a VALUE (argparse's `type=`)
+        group: str | None = None,  # the argument group it is listed under in --help
+    ) -> None:
+        self.names, self.dest, self.kind, self.help = names, dest, kind, help
+        self.metavar, self.default, self.type, self.group = metavar, default, type, group
+
+    def __repr__(self) -> str:
+        return f"Option({self.names!r}, {self.dest!r}, {self.kind!r})"
 
 
 class Namespace:
