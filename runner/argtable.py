@@ -130,13 +130,13 @@ def _ambiguous(argv: Sequence[str], names: Iterable[str]) -> bool:
 def _options(table: dict[str, Option], argv: Sequence[str], i: int, values: dict[str, object]) -> int | None:
     """Read the option at argv[i] (and its value) into `values`; the index after it, None if not sure."""
     arg = argv[i]
-    option, explicit = table.get(arg), None
+    option, explicit, eq = table.get(arg), None, ""
     if option is None:
         name, eq, value = arg.partition("=")
         if eq and name in table:
             option, explicit = table[name], value
         elif arg[1] != "-" and arg[:2] in table:  # -ovalue, or a cluster of flags -it
-            option, explicit = table[arg[:2]], arg[2:]
+            option, explicit, eq = table[arg[:2]], arg[2:], ""
         else:
             return None  # unknown, or an abbreviation: argparse decides
     while True:
@@ -146,12 +146,12 @@ def _options(table: dict[str, Option], argv: Sequence[str], i: int, values: dict
             values[option.dest] = True
             if explicit is None:
                 return i + 1
-            if arg[1] == "-" or not explicit:
-                return None  # argparse: "ignored explicit argument"
+            if arg[1] == "-" or eq or not explicit:
+                return None  # argparse: "ignored explicit argument" (3.11 reads -i=t as -it, 3.13 refuses it)
             # the next letter of a cluster
             option, explicit = table.get("-" + explicit[0]), explicit[1:] or None
-            if option is None:
-                return None
+            if option is None or (explicit or "").startswith("="):
+                return None  # -ie=x: the value is "=x" for Python 3.11's argparse, "x" for 3.13's
             continue
         if explicit is None:
             i += 1
