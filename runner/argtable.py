@@ -1,22 +1,23 @@
 """A command's options declared once, as a table: made into argparse arguments, or parsed without argparse.
 
 `minirun --rm IMAGE true` must start in a few tens of milliseconds; importing argparse and building the
-`run` parser (~50 add_argument calls) costs ~7 ms of that. A command whose module declares its options as
-`OPTIONS` (a tuple of Option) and its positionals as `IMAGE_AND_COMMAND` gets its command line read by
-`parse()` here; `add_to()` makes the same table into the argparse parser that still serves `--help`, every
-usage error (with argparse's own messages) and every command line `parse()` is not sure of:
+`run` parser (~50 add_argument calls) cost ~4 ms of that. A command module whose positionals are
+IMAGE [COMMAND...] and that declares its options as `OPTIONS` (a tuple of Option) gets a valid command
+line read by `parse()` here; `add_to()` makes the same table into the argparse parser that still serves
+`--help`, every usage error (with argparse's own messages) and every line `parse()` is not sure of:
 
     args = argtable.parse(GLOBAL_OPTIONS, global_argv, run.OPTIONS, run_argv)  # None: ask argparse
     if args is None:
         args = build_parser("run").parse_args([*global_argv, "run", *run_argv])
 
-`parse()` follows argparse's rules (Python 3.11) for what it accepts: exact option names, `--opt value`,
+`parse()` reads what argparse (Python 3.11 to 3.13) reads the same way: exact option names, `--opt value`,
 `--opt=value`, `-o value`, `-ovalue`, `-o=value`, clusters of short flags (`-it`, `-dit`, `-ie X`),
 repeated options, a value may be `-`, a negative number or any string not starting with `-`; the first
 positional is the image and everything after it is the command (argparse.REMAINDER: options after the image
 belong to the command), one `--` before the image or right after it is dropped. It answers None for
 anything else: -h/--help, an unknown or abbreviated option, a missing value, a value argparse would take
-for an option, a converter that raises, or a `--x` argparse would refuse as ambiguous anywhere in the line.
+for an option, a converter that raises, `-i=t` or `-ie=x` (read differently by argparse's versions), or a
+`--x` argparse would refuse as ambiguous anywhere in the line.
 """
 
 from __future__ import annotations
