@@ -14,10 +14,10 @@ line read by `parse()` here; `add_to()` makes the same table into the argparse p
 `--opt=value`, `-o value`, `-ovalue`, `-o=value`, clusters of short flags (`-it`, `-dit`, `-ie X`),
 repeated options, a value may be `-`, a negative number or any string not starting with `-`; the first
 positional is the image and everything after it is the command (argparse.REMAINDER: options after the image
-belong to the command), one `--` before the image or right after it is dropped. It answers None for
-anything else: -h/--help, an unknown or abbreviated option, a missing value, a value argparse would take
-for an option, a converter that raises, `-i=t` or `-ie=x` (read differently by argparse's versions), or a
-`--x` argparse would refuse as ambiguous anywhere in the line.
+belong to the command), a `--` before the image is dropped. It answers None for anything else: -h/--help,
+an unknown or abbreviated option, a missing value, a value argparse would take for an option, a converter
+that raises, a `--` right after the image or the forms `-i=t` and `-ie=x` (argparse's versions read them
+differently), or a `--x` argparse would refuse as ambiguous anywhere in the line.
 """
 
 from __future__ import annotations
@@ -220,10 +220,9 @@ def parse(
                 i = step
                 continue
             return None  # a negative number as the image: let argparse decide
-        if i + 1 < len(argv) and argv[i + 1] == "--":  # argparse drops a `--` right after the image
-            values[image], values[command] = arg, list(argv[i + 2 :])
-        else:
-            values[image], values[command] = arg, list(argv[i + 1 :])
+        if argv[i + 1 : i + 2] == ["--"]:
+            return None  # `IMAGE -- CMD`: argparse 3.11 drops that `--`; versions with gh-81691's fix may not
+        values[image], values[command] = arg, list(argv[i + 1 :])
         return Namespace(**values)
     if i >= len(argv):
         return None  # no image: argparse's "the following arguments are required"
