@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
 import signal
 import sys
 import time
 
+from minicache import jsoncodec
 from minirun.runtime.channel import Channel
 
 TYPE_CHECKING = False
@@ -63,7 +63,7 @@ def launch(store_args: tuple[str | None, str | None], job: Callable[[Store], Con
     while chunk := os.read(read_end, 65536):
         chunks.append(chunk)
     os.close(read_end)
-    report = json.loads(b"".join(chunks) or b"{}")
+    report = jsoncodec.loads(b"".join(chunks) or b"{}")
     if "id" not in report:
         from minicache.errors import MiniError
 
@@ -288,7 +288,7 @@ def _report(fd: int | None, data: dict[str, Any]) -> None:
     if fd is None:
         return
     with contextlib.suppress(OSError):  # the CLI was killed: nobody to tell
-        os.write(fd, json.dumps(data).encode())
+        os.write(fd, jsoncodec.dumps(data).encode())
 
 
 def _start_helper(
