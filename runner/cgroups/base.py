@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import signal
 import sys
 import time
 import warnings
@@ -18,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from minicache import signums
 from minicache.errors import ContainerStateError, InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
 
@@ -261,7 +261,7 @@ class Cgroup(ABC):
         """True while the cgroup is frozen (paused)."""
 
     # -- ending ----------------------------------------------------------------------------------------------
-    def kill_all(self, sig: int = signal.SIGKILL) -> int:
+    def kill_all(self, sig: int = signums.SIGKILL) -> int:
         """Send `sig` to every process inside; returns how many were signalled.
 
         The cgroup is frozen while the PIDs are read and signalled, so none can fork a new one or exit and
@@ -284,7 +284,7 @@ class Cgroup(ABC):
                 except ProcessLookupError:
                     pass
         finally:
-            if froze and (not was_frozen or sig == signal.SIGKILL):
+            if froze and (not was_frozen or sig == signums.SIGKILL):
                 self.thaw()
         return count
 
@@ -295,7 +295,7 @@ class Cgroup(ABC):
         deadline = time.monotonic() + timeout
         while self.exists():
             if self.pids():
-                self.kill_all(signal.SIGKILL)
+                self.kill_all(signums.SIGKILL)
             if self._remove_dirs():
                 return
             if time.monotonic() > deadline:
