@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 
+from minicache import signums
 from minicache.atomic import read_json
 from minicache.errors import ContainerStateError, MiniError
 from minirun import engine
@@ -212,8 +212,8 @@ def kill_now(store: Store, container: Container, state: State) -> None:
     with container.lock():
         cgroup = engine.container_cgroup(container)
         if cgroup.exists():
-            cgroup.kill_all(signal.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
-        _signal(container, state, signal.SIGKILL)
+            cgroup.kill_all(signums.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
+        _signal(container, state, signums.SIGKILL)
         if not _wait_gone(state, 10.0):
             raise ContainerStateError(f"container {container.name} did not die from SIGKILL within 10 s")
         fresh = container.state()
@@ -222,7 +222,7 @@ def kill_now(store: Store, container: Container, state: State) -> None:
             container.set_state(fresh)
 
 
-def kill(store: Store, container: Container, sig: int = signal.SIGKILL) -> None:
+def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None:
     """Send `sig` to the container's init (`docker kill`); no restart policy applies afterwards."""
     with container.lock():
         state = settle(store, container)
@@ -236,7 +236,7 @@ def kill(store: Store, container: Container, sig: int = signal.SIGKILL) -> None:
         state.StopRequested = True
         container.set_state(state)
         _signal(container, state, sig)
-        if state.Status == PAUSED and sig in (signal.SIGKILL, stop_signal(container)):
+        if state.Status == PAUSED and sig in (signums.SIGKILL, stop_signal(container)):
             _thaw(container, state)  # as Docker: the signal is delivered once the processes run
 
 

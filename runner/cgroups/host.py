@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-import re
 from functools import cache
 from pathlib import Path
 
@@ -39,6 +38,8 @@ class HostCgroups(Record):
 def _unescape(text: str) -> str:
     if "\\" not in text:
         return text
+    import re  # only for a mount point with an escaped space, tab, newline or backslash
+
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 

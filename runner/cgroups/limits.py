@@ -6,7 +6,6 @@ every field is type- and range-checked here, once, before any driver writes a by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from minicache.errors import InvalidSpec
@@ -78,6 +77,8 @@ def _cpu_list(section: Mapping[str, Any], key: str, where: str) -> str | None:
     value = section.get(key)
     if value is None or value == "":
         return None
+    import re  # only for --cpuset-cpus/--cpuset-mems: off the common `run` path
+
     if not isinstance(value, str) or not re.fullmatch(CPU_LIST, value):
         raise InvalidSpec(f"{where}.{key} must be a list like 0-2,4, not {value!r}", hint=_HINT)
     for lo, hi in parse_cpu_list(value):
@@ -158,6 +159,8 @@ def _unified(value: Any) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(value, Mapping):
         raise InvalidSpec(f"linux.resources.unified must be an object, not {value!r}", hint=_HINT)
+    import re  # only with linux.resources.unified: off the common `run` path
+
     items = []
     for key, val in value.items():
         # Only plain "controller.file" names: no paths, and no cgroup.* core files (procs, kill, freeze, ...).

@@ -7,11 +7,11 @@ above: a controller the host has not delegated to the parent's level is reported
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
+from minicache import signums
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minirun.cgroups.base import (
     Cgroup,
@@ -226,9 +226,9 @@ class V2Cgroup(Cgroup):
     def frozen(self) -> bool:
         return self._events().get("frozen") == 1
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> int:
+    def kill_all(self, sig: int = signums.SIGKILL) -> int:
         """SIGKILL goes through cgroup.kill (Linux 5.14+): the kernel kills the whole subtree atomically."""
-        if sig == signal.SIGKILL and (self.path / "cgroup.kill").exists():
+        if sig == signums.SIGKILL and (self.path / "cgroup.kill").exists():
             count = len(self.pids())
             write(self.path / "cgroup.kill", 1)
             return count

@@ -11,8 +11,9 @@ Descriptors are packed with `struct` (loaded anyway by ctypes), not `array` (one
 from __future__ import annotations
 
 import _socket
-import json
 import struct
+
+from minicache import jsoncodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Channel:
         return self.sock.fileno()
 
     def send(self, kind: str, fds: list[int] | tuple[int, ...] = (), **fields: Any) -> None:
-        data = json.dumps({"t": kind, **fields}).encode()
+        data = jsoncodec.dumps({"t": kind, **fields}).encode()
         ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
         self.sock.sendmsg([data], ancillary)
 
@@ -59,7 +60,7 @@ class Channel:
                 fds += struct.unpack(f"{count}i", payload[: count * _FD_SIZE])
         if not data:
             return None, fds
-        return json.loads(data), fds
+        return jsoncodec.loads(data), fds
 
     def peer_closed(self) -> bool:
         """True if the other end is closed (its process died), without waiting or consuming a message."""

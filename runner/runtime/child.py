@@ -18,9 +18,9 @@ import errno
 import fcntl
 import os
 import resource
-import signal
 import struct
 
+from minicache import signums
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime.channel import ERROR, GO, PTY, READY, Channel
@@ -79,7 +79,7 @@ def _loopback_up() -> None:
 def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     signals.reset_in_child()
     if cfg.kill_with_parent:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGKILL)
     os.umask(0)
     if cfg.cgroup is not None:
         stage[0] = "joining the cgroup"
@@ -140,7 +140,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     os.setresuid(cfg.uid, cfg.uid, cfg.uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
     if cfg.kill_with_parent and cfg.uid != 0:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared it
+        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGKILL)  # a credential change cleared it
     os.umask(cfg.umask)
     try:
         os.chdir(cfg.cwd)

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 
-from minicache import syscalls
+from minicache import signums, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn
 
-_NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+_NOT_FORWARDED = {signums.SIGCHLD, signums.SIGKILL, signums.SIGSTOP, signums.SIGTSTP, signums.SIGTTIN, signums.SIGTTOU}
 
 
 def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) -> NoReturn:
@@ -31,10 +30,10 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
     if child == 0:
         os.setpgid(0, 0)
         if os.isatty(0):
-            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            old = signums.signal(signums.SIGTTOU, signums.SIG_IGN)
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(0, os.getpgrp())
-            signal.signal(signal.SIGTTOU, old)
+            signums.signal(signums.SIGTTOU, old)
         start_command()
     on_forked()
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -44,11 +43,11 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    for signum in range(1, signal.NSIG):
+    for signum in range(1, signums.NSIG):
         if signum in _NOT_FORWARDED:
             continue
         try:
-            signal.signal(signum, forward)
+            signums.signal(signum, forward)
         except (OSError, ValueError):
             continue
     while True:

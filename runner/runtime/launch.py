@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 
 from minicache import process as procinfo
+from minicache import signums
 from minicache import syscalls as sc
 from minicache.errors import CannotInvoke, CommandNotFound, MiniError
 from minirun.runtime import child, config
@@ -208,7 +208,7 @@ def launch(
             meanwhile(proc.pid)  # the child is already busy with its namespaces and mounts
         _handshake(proc, parent_end, on_ready, meanwhile)
     except BaseException:
-        proc.signal(signal.SIGKILL)
+        proc.signal(signums.SIGKILL)
         proc.wait()
         raise
     finally:

@@ -7,10 +7,9 @@ directory; later runs read the bytes and the child installs them with seccomp(2)
 
 from __future__ import annotations
 
-import json
 import os
 
-from minicache import syscalls
+from minicache import jsoncodec, syscalls
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 
@@ -30,7 +29,7 @@ _EPERM = 1
 
 
 def cache_key(section: dict[str, Any]) -> str:
-    blob = json.dumps(section, sort_keys=True, separators=(",", ":"))
+    blob = jsoncodec.dumps(section, sort_keys=True, compact=True)
     return sha256(f"{FORMAT_VERSION}\0{os.uname().machine}\0{blob}".encode()).hexdigest()
 
 
