@@ -192,6 +192,20 @@ def _defer_urllib_parse() -> None:
         stub.quote_from_bytes = lambda bs, safe="/": stub.load().quote_from_bytes(bs, safe)
 
 
+def _defer_re() -> None:
+    """pathlib and fnmatch import re (and with it enum, ~7 ms together) for globbing, which the run path
+    never does; minirun's own checks on that path are plain string code (`minicache.charsets`). Any use
+    of a name of re (a flag's regex, a ps filter, a glob) loads the real module then."""
+    _defer("re")
+
+
+def stand_ins() -> None:
+    """The stand-ins the console script puts in place before anything imports what they stand for."""
+    _plain_gettext()
+    _defer_urllib_parse()
+    _defer_re()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     global_opts, command, rest = _split_command(argv)
@@ -247,8 +261,7 @@ def entry() -> NoReturn:
     """The console script: main(), then exit without the interpreter's teardown (~10 ms of freeing modules
     on the `minirun --rm IMAGE true` path). Output is flushed here; nothing in minirun relies on atexit."""
     _collect_later()
-    _plain_gettext()
-    _defer_urllib_parse()
+    stand_ins()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,38 @@ def test_valid_create_never_imports_argparse(store_root: Path, busybox_image: st
     result = subprocess.run([sys.executable, "-c", probe, *line], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 False 0"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root")
+def test_console_script_run_never_loads_re_or_enum(store_root: Path, busybox_image: str, tmp_path: Path) -> None:
+    """With the console script's stand-ins, a valid `run` loads neither re nor enum (pathlib and fnmatch
+    import re for globbing only); a later use of re gets the real module, and fnmatch still globs.
+
+    The probe runs as from a plain install: without site (the development venv's editable-install finder
+    imports re itself), our packages found under their import names through a directory of symlinks, the
+    dependencies in site-packages as a plain path entry (so its .pth files do not run)."""
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    checkout = Path(__file__).resolve().parent.parent
+    for name, folder in (("minirun", "runner"), ("minicache", "cache")):
+        (packages / name).symlink_to(checkout / folder)
+    probe = (
+        f"import sys; sys.path.insert(0, {str(packages)!r}); sys.path.append({sysconfig.get_paths()['purelib']!r})\n"
+        "import sys\n"
+        "from minirun import cli\n"
+        "cli.stand_ins()\n"
+        "code = cli.main(sys.argv[1:])\n"
+        "real = [m for m in ('re', 'enum') if m in sys.modules and type(sys.modules[m]).__name__ != '_Deferred']\n"
+        "print('real:', real)\n"
+        "import fnmatch, re\n"
+        "print(re.fullmatch(r'a+', 'aaa') is not None, fnmatch.fnmatch('x.py', '*.py'),"
+        " type(sys.modules['re']).__name__)\n"
+        "sys.exit(code)\n"
+    )
+    line = ["--root", str(store_root), "--rm", "--network", "none", "--name", "re-probe", busybox_image, "true"]
+    # the store's first container compiles the seccomp profile (libseccomp's bindings import enum): after it
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-S", "-c", probe, *line], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["real: []", "True True module"]
