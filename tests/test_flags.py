@@ -6,6 +6,7 @@ import os
 import random
 import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -154,28 +155,30 @@ def _samples(alphabet: str, seed: int, count: int = 3000) -> list[str]:
 
 
 # The checks below were regexes; they are plain string code now (no `re` on the run path). Same answers:
-def test_name_check_is_the_regex() -> None:
-    for name in [*_samples("aZ09_.-/ é\n", 1), *(chr(c) * 2 for c in range(0x3000)), "ab\n"]:
-        valid = re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name) is not None
+def _same_answers(check: Callable[[str], object], items: Iterable[str], valid: Callable[[str], bool]) -> None:
+    """`check` refuses (InvalidSpec) exactly the items that are not `valid`."""
+    for item in items:
         try:
-            flags.validate_name(name)
+            check(item)
         except InvalidSpec:
-            assert not valid, name
+            assert not valid(item), item
         else:
-            assert valid, name
+            assert valid(item), item
+
+
+def test_name_check_is_the_regex() -> None:
+    names = [*_samples("aZ09_.-/ é\n", 1), *(chr(c) * 2 for c in range(0x3000)), "ab\n"]
+    _same_answers(flags.validate_name, names, lambda n: re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", n) is not None)
 
 
 def test_env_key_check_is_the_regex() -> None:
     spaces = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c))]
     assert spaces == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
-    for item in [*_samples("aB_=.\t \u00a0\u3000x", 2), "A\n"]:
-        valid = re.fullmatch(r"[^=\s]+", item.partition("=")[0]) is not None
-        try:
-            flags.env_entry(item, {})
-        except InvalidSpec:
-            assert not valid, item
-        else:
-            assert valid, item
+    _same_answers(
+        lambda item: flags.env_entry(item, {}),
+        [*_samples("aB_=.\t \u00a0\u3000x", 2), "A\n"],
+        lambda item: re.fullmatch(r"[^=\s]+", item.partition("=")[0]) is not None,
+    )
 
 
 def test_tmpfs_option_checks_are_the_regexes() -> None:
