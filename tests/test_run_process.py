@@ -226,9 +226,10 @@ def test_tty_session(store_root: Path, busybox_image: str) -> None:
         time.sleep(0.2)
         child.sendline("stty size")
         child.expect_exact("40 100")
-        child.sendline("echo $TERM; for f in /proc/$$/fd/*; do readlink $f; done | sort -u | tr '\\n' ' '")
-        child.expect(r"xterm\s+(/dev/\S+ )+")
-        assert child.match.group(0).split()[1:] == ["/dev/pts/0", "/dev/tty"]  # the shell's own fds only
+        # END marks the end of the list: a pattern ending in a repeat could match before all of it arrived
+        child.sendline("echo $TERM; for f in /proc/$$/fd/*; do readlink $f; done | sort -u | tr '\\n' ' '; echo END")
+        child.expect(r"xterm\s+((?:/dev/\S+ )+)END")
+        assert child.match.group(1).split() == ["/dev/pts/0", "/dev/tty"]  # the shell's own fds only
         child.sendline("exit 3")
         child.expect(pexpect.EOF)
     finally:
