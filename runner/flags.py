@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+from minicache.charsets import ALNUM
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 # checked with plain string code rather than `re` (not imported on the `minirun run` path)
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_NAME_CHARS = _ALNUM | frozenset("_.-")
+_NAME_CHARS = ALNUM | frozenset("_.-")
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 ULIMITS = {
     "core": "RLIMIT_CORE",
@@ -66,7 +66,7 @@ def container_path(path: str, what: str) -> str:
 
 def validate_name(name: str) -> str:
     """Docker's container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+."""
-    if len(name) < 2 or name[0] not in _ALNUM or not _NAME_CHARS.issuperset(name):
+    if len(name) < 2 or name[0] not in ALNUM or not _NAME_CHARS.issuperset(name):
         raise InvalidSpec(
             f"invalid container name {name!r}",
             hint="names are [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two characters)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from minicache.charsets import DIGITS, is_name
 from minicache.errors import InvalidSpec
 from minirun.argtable import Option, add_to
 from minirun.cgroups.base import warn
@@ -89,7 +90,7 @@ def parse_bytes(flag: str, value: str) -> int:
 
 def _ascii_digits(text: str, most: int) -> bool:
     """Whether `text` is 1 to `most` ASCII digits (regex [0-9]{1,most}, without importing re)."""
-    return 0 < len(text) <= most and all(c in "0123456789" for c in text)
+    return is_name(text, DIGITS, DIGITS, most)
 
 
 def _is_decimal(text: str) -> bool:
