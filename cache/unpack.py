@@ -198,7 +198,7 @@ class _Writer(threading.Thread):
     The unpacking thread opens each file (the path and safety work) and hands over the descriptor with
     views of the stream's chunks; this thread writes them. Both threads' system calls release the GIL, so
     creating the next files and writing the last ones run on two cores. Jobs come in batches (a hand-off
-    costs a wake-up); the first error is kept and raised by the unpacking thread (`check`, `stop`).
+    costs a wake-up); the first error is kept and raised in the unpacking thread (by `add`, `stop`).
     """
 
     BATCH_FILES = 64
