@@ -156,17 +156,22 @@ class Recorder:
 
 
 def _files_under(root_fd: int, path: Key) -> list[Key]:
-    """The paths of the regular files below the directory fs/PATH (about to be removed)."""
+    """The paths of the regular files below the directory fs/PATH (about to be removed).
+
+    Without recursion: a layer may nest directories deeper than Python's recursion limit."""
     out: list[Key] = []
-    fd = os.open("/".join(path), _DIR_FD, dir_fd=root_fd)
-    try:
-        for entry in os.scandir(fd):
-            if entry.is_dir(follow_symlinks=False):
-                out += _files_under(root_fd, (*path, entry.name))
-            elif entry.is_file(follow_symlinks=False):
-                out.append((*path, entry.name))
-    finally:
-        os.close(fd)
+    pending = [path]
+    while pending:
+        current = pending.pop()
+        fd = os.open("/".join(current), _DIR_FD, dir_fd=root_fd)
+        try:
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((*current, entry.name))
+                elif entry.is_file(follow_symlinks=False):
+                    out.append((*current, entry.name))
+        finally:
+            os.close(fd)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -135,6 +136,16 @@ def test_files_the_layer_replaces_or_removes_are_saved(store: Store) -> None:
         "5",
         "6",
     ]
+
+
+def test_a_directory_deeper_than_the_recursion_limit_replaced_by_a_file(store: Store) -> None:
+    """The record keeps aside the files of a replaced directory however deep it nests (no RecursionError)."""
+    depth = sys.getrecursionlimit() + 100
+    deep = [Entry("d/" * (level + 1), DIR) for level in range(depth)]
+    tar = layer([*deep, Entry("d/" * depth + "f", data=b"at the bottom"), Entry("d", data=b"now a file")])
+    chain = round_trip(store, tar)
+    assert (store.layers.fs(chain) / "d").read_bytes() == b"now a file"
+    assert os.listdir(store.layers.path(chain) / tarsplit.RECORD_DIR / tarsplit.SAVED_DIR) == ["0"]
 
 
 def test_files_written_through_symlinked_directories(store: Store) -> None:
