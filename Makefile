@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \
-                python3-venv apache2-utils ca-certificates skopeo umoci \
-                $(APT_VM) $(APT_SERVE) $(APT_BUILD) $(APT_SECURITY)
 # What each test lane adds (one line each, so lanes change apart).
 APT_VM :=
 APT_SERVE :=
 APT_BUILD :=
 APT_SECURITY := util-linux
+APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \
+                python3-venv apache2-utils ca-certificates skopeo umoci \
+                $(APT_VM) $(APT_SERVE) $(APT_BUILD) $(APT_SECURITY)
 BENCH_PACKAGES := podman skopeo umoci hyperfine
 
 .PHONY: setup system venv demo test lint bench clean
