@@ -114,16 +114,20 @@ class Root:
         if self._tree is None:
             return self._openat2("/".join(comps) or ".", os.O_PATH | os.O_DIRECTORY)
         tree = self._tree
-        try:
-            fd, _key = tree.resolve_dir(comps, create=False)
-            return os.dup(fd)
-        except InvalidArchive as e:  # safetree speaks of archives; here it is a path that does not resolve
-            code = errno.ELOOP if "symbolic links" in str(e) else errno.ENOTDIR
-            raise OSError(code, os.strerror(code), "/" + "/".join(comps)) from None
-        finally:
-            # Its descriptors are cached by path: a mount made on one of them next would not be seen.
-            tree.forget(())
-            tree.release()
+        code = errno.ENOTDIR
+        for _ in range(8):  # "not a directory" can be a component swapped between two steps: look again
+            try:
+                fd, _key = tree.resolve_dir(comps, create=False)
+                return os.dup(fd)
+            except InvalidArchive as e:  # safetree speaks of archives; here it is a path that does not resolve
+                code = errno.ELOOP if "symbolic links" in str(e) else errno.ENOTDIR
+                if code == errno.ELOOP:
+                    break
+            finally:
+                # Its descriptors are cached by path: a mount made on one of them next would not be seen.
+                tree.forget(())
+                tree.release()
+        raise OSError(code, os.strerror(code), "/" + "/".join(comps))
 
     def _walk(self, comps: list[str], flags: int) -> int:
         """The safetree resolver for a whole path: directories by safetree, the last component here."""
