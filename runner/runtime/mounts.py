@@ -342,6 +342,10 @@ def mount_one(root: Root | str, m: Mount) -> None:
             mounted = _reopen(root, fd, where)
         for change in m.propagation:
             sc.mount(None, fd_path(mounted), None, change)
+    except OSError as e:
+        if str(e.filename).startswith(fd_path(0)[:-1]):  # name the destination, not the descriptor's magic link
+            raise OSError(e.errno, e.strerror, m.destination) from None
+        raise
     finally:
         os.close(fd)
         if mounted >= 0:
