@@ -58,6 +58,34 @@ def syncfs(fd: int) -> None:
     _check(_libc.syncfs(ctypes.c_int(fd)), f"fd {fd}")
 
 
+# -- openat2 ------------------------------------------------------------------------------------------------------
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+_SYS_OPENAT2 = 437
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): `path` opened relative to `dir_fd` under the RESOLVE_* restrictions (ENOSYS before Linux 5.6)."""
+    how = _OpenHow(flags, mode, resolve)
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(dir_fd),
+            _b(path),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        ),
+        path,
+    )
+
+
 # -- namespaces ------------------------------------------------------------------------------------------------
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000

@@ -172,13 +172,14 @@ def _filesystem(cfg: ChildConfig, stage: list[str]) -> None:
     """The container's mounts, /dev and pivot_root into its root."""
     stage[0] = "preparing the root filesystem"
     mounts.prepare_root(cfg.rootfs, cfg.root_propagation)
-    for m in cfg.mounts:
-        stage[0] = f"mounting {m.fstype} on {m.destination}"
-        mounts.mount_one(cfg.rootfs, m)
-    if cfg.devices is not None:
-        stage[0] = "creating device nodes"
-        mounts.create_devices(cfg.rootfs, cfg.devices)
-        mounts.create_dev_links(cfg.rootfs)
+    with mounts.Root(cfg.rootfs) as root:  # opened on the bind made just above: the mounts go onto it
+        for m in cfg.mounts:
+            stage[0] = f"mounting {m.fstype} on {m.destination}"
+            mounts.mount_one(root, m)
+        if cfg.devices is not None:
+            stage[0] = "creating device nodes"
+            mounts.create_devices(root, cfg.devices)
+            mounts.create_dev_links(root)
     stage[0] = "pivot_root"
     mounts.pivot(cfg.rootfs)
 
