@@ -26,7 +26,7 @@ class LogWriter:
     """Appends entries to the log file; keeps each stream's unfinished line until its end arrives."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.partial: dict[str, bytes] = {}
 
     def write(self, stream: str, data: bytes) -> None:

@@ -101,7 +101,8 @@ def _monitor(store_args: tuple[str | None, str | None], job: Callable[[Store], C
 
             directory = monitor.container_dir if "monitor" in locals() else None
             if directory:
-                with open(os.path.join(directory, "monitor.log"), "a") as f:
+                fd = os.open(os.path.join(directory, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "a") as f:
                     traceback.print_exc(file=f)
     os._exit(code)
 
