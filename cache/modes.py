@@ -53,15 +53,13 @@ def tighten(store: Store) -> None:
     """Close the store to other users: its folders 0700, containers' records, state and logs 0600."""
     for top in (store.root, store.run_root):
         _chmod(top, PRIVATE_DIR, stat.S_IFDIR)
-    for d in (
-        store.blobs_dir.parent,
-        store.blobs_dir,
-        store.layers_dir,
-        store.images_dir,
-        store.containers_dir,
-        store.tmp_dir,
-    ):
-        _chmod(d, PRIVATE_DIR, stat.S_IFDIR)
+    own = {"blobs", "layers", "images", "containers", "tmp", "locks", store.run_root.name}
+    for name in _entries(store.root):
+        if name in own:
+            _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
+        else:  # what minirun keeps beside them: the seccomp cache, network records
+            _close_tree(store.root / name)
+    _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
         _chmod(store.layers_dir / name, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.containers_dir):
