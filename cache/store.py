@@ -53,10 +53,13 @@ class Store:
         *,
         create: bool = True,
     ) -> None:
-        """Open (with `create`, make) the store; StoreUnavailable, NotFound or NoSpace when it cannot be used.
+        """Open (with `create`, make) the store; StoreUnavailable or NoSpace when it cannot be used.
 
-        Without `create` (commands that only read) a store that does not exist is NotFound, not made.
+        Without `create` (commands that only read) a store named by --root or $MINICONTAINER_ROOT that does
+        not exist is an error, not made; the default store is made as by any command (an empty listing).
         """
+        if not create and root is None and not os.environ.get(ROOT_ENV):
+            create = True
         self.root = Path(root) if root is not None else default_root()
         if run_root is not None:
             self.run_root = Path(run_root)
@@ -204,8 +207,8 @@ def _unusable(root: Path, err: OSError) -> Exception:
     where = err.filename or root
     if isinstance(err, PermissionError):
         return PermissionDenied(
-            f"permission denied: {where} belongs to another user",
-            hint="run as root (sudo), or use a store of your own with --root",
+            f"permission denied: {where}",
+            hint="the store belongs to another user: run as root (sudo), or use a store of your own with --root",
         )
     if isinstance(err, (NotADirectoryError, FileExistsError)):
         return StoreUnavailable(
