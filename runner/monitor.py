@@ -252,8 +252,13 @@ class Monitor:
         # although the exit step (which destroys the cgroup that knows) may not have run yet.
         oom = _oom_killed(self.container_dir, container_id)
         note = {"Pid": pid, "PidStartTime": start_time, "ExitCode": code, "FinishedAt": now(), "OOMKilled": oom}
-        with contextlib.suppress(FileNotFoundError):  # removed (rm -f) meanwhile
+        try:
             atomic_write_json(os.path.join(self.container_dir, EXIT_FILE), note)
+        except FileNotFoundError:  # removed (rm -f) meanwhile
+            pass
+        except OSError as e:  # a full disk: the exit step records what it can, the next command the rest
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
 
 
 def _oom_killed(container_dir: str, container_id: str) -> bool:

@@ -64,13 +64,17 @@ def test_stop_kill_and_rm_f_work_on_a_full_disk(small_store: Path) -> None:
     pids = {name: status(small_store, name)["Pid"] for name in ("to-stop", "to-kill", "to-remove")}
     filler = minirun(
         small_store, "run", "-d", "--name", "filler", "--restart", "always", "bb:latest",
-        "sh", "-c", "dd if=/dev/zero of=/fill bs=64k; exec sleep 300",
+        "sh", "-c", "dd if=/dev/zero of=/fill bs=64k; while :; do echo still here; sleep 0.02; done",
     )  # fmt: skip
     assert filler.returncode == 0, filler.stderr
     deadline = time.monotonic() + 30
     while free_bytes(small_store) > 0:
         assert time.monotonic() < deadline, "the container did not fill the disk"
         time.sleep(0.05)
+
+    time.sleep(0.5)  # the filler's output meets the full disk in its monitor's log
+    states = [json.loads(p.read_text()) for p in (small_store / "containers").glob("*/state.json")]
+    assert all(os.path.exists(f"/proc/{s['MonitorPid']}") for s in states), "a monitor died of the full disk"
 
     assert_clean(minirun(small_store, "stop", "-t", "1", "to-stop"))
     assert_clean(minirun(small_store, "kill", "to-kill"))
