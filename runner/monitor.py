@@ -306,16 +306,22 @@ def _start_helper(
     """Start the container with its stdio on pipes (or a pty) the monitor reads; tell the monitor and the CLI."""
     import warnings
 
-    from minicache.errors import MiniError
+    from minicache.errors import MiniError, disk_full
     from minicache.store import Store
     from minirun.cgroups.base import CgroupWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CgroupWarning)
         try:
-            store = Store(*store_args)
-            container = job(store)
-            started = _start_container(store, container, restarted)
+            try:
+                store = Store(*store_args)
+                container = job(store)
+                started = _start_container(store, container, restarted)
+            except OSError as e:  # a full disk: the same one line as a foreground run's
+                full = disk_full(e, "the store")
+                if full is None:
+                    raise
+                raise full from e
         except MiniError as err:
             _report(report_fd, {"message": str(err), "hint": err.hint, "code": err.exit_code})
             chan.send(NOTHING)

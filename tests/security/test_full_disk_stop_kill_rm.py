@@ -87,10 +87,15 @@ def test_stop_kill_and_rm_f_work_on_a_full_disk(small_store: Path) -> None:
     for name in ("to-stop", "to-kill"):
         assert status(small_store, name)["Status"] == "exited"
 
-    full = minirun(small_store, "run", "--rm", "bb:latest", "true")
-    assert full.returncode == 125, full.stderr
-    lines = full.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minirun: error: no space left"), full.stderr
+    for argv, code in (
+        (("run", "--rm", "bb:latest", "true"), 125),
+        (("run", "-d", "bb:latest", "true"), 125),
+        (("start", "to-stop"), 1),  # as `docker start` without -a
+    ):
+        full = minirun(small_store, *argv)
+        assert full.returncode == code, (argv, full.stderr)
+        lines = full.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("minirun: error: no space left"), (argv, full.stderr)
 
     filler_pid = status(small_store, "filler")["Pid"]
     assert_clean(minirun(small_store, "stop", "-t", "1", "filler"))
