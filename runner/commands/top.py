@@ -41,7 +41,7 @@ def execute(args: argparse.Namespace) -> int:
     from minirun.commands.common import get, open_store
     from minirun.containers import ACTIVE
 
-    container = get(open_store(args), args.container)
+    container = get(open_store(args, create=False), args.container)
     if lifecycle.observe(container).Status not in ACTIVE:
         raise ContainerStateError(f"container {args.container} is not running", hint="start it first")
     pids = set(engine.container_cgroup(container).pids())
