@@ -20,7 +20,7 @@ import os
 import resource
 import struct
 
-from minicache import signums
+from minicache import jsoncodec, signums
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
@@ -315,6 +315,44 @@ def _exec(cfg: ChildConfig) -> NoReturn:
     raise ChildError(127, f'exec: "{name}": executable file not found in $PATH')
 
 
+def _fork_exec(cfg: ChildConfig, chan: Channel) -> int:
+    """fork and exec the command (no shared memory with this process, which lives outside the container's
+    PID namespace); an exec error comes back over a close-on-exec pipe. Its PID."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            chan.close()
+            os.close(read_end)
+            os.setsid()
+            if cfg.console_path:
+                fd = os.open(cfg.console_path, os.O_RDWR)  # a session leader's first terminal: its controlling one
+                for target in (0, 1, 2):
+                    os.dup2(fd, target)
+                if fd > 2:
+                    os.close(fd)
+            _exec(cfg)
+        except ChildError as e:
+            code = e.code
+            with contextlib.suppress(OSError):
+                os.write(write_end, jsoncodec.dumps({"code": e.code, "msg": str(e)}).encode())
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.write(write_end, jsoncodec.dumps({"code": 125, "msg": f"exec: {_describe(e)}"}).encode())
+        os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    if chunks:
+        os.waitpid(pid, 0)
+        failure = jsoncodec.loads(b"".join(chunks))
+        raise ChildError(int(failure["code"]), str(failure["msg"]))
+    return pid
+
+
 def _spawn(cfg: ChildConfig) -> int:
     """posix_spawn the command the way `_exec` execs it; its PID.
 
@@ -352,7 +390,7 @@ def _spawn_and_wait(cfg: ChildConfig, chan: Channel, parent: int) -> NoReturn:
     container never sees it. It stays the command's parent, passes on the signals it gets and exits with
     the command's status (128+N for signal N), as the command itself would have.
     """
-    command = _spawn(cfg)
+    command = _fork_exec(cfg, chan) if cfg.sealed else _spawn(cfg)
 
     def forward(signum: int, _frame: object) -> None:
         if signum == signums.SIGTERM and cfg.kill_with_parent and os.getppid() != parent:

@@ -77,6 +77,7 @@ class ChildConfig(Record):
     resources: dict[str, Any] = {}
     join_existing: bool = False  # exec: enter a running container (namespaces, cgroup); no filesystem set-up
     console_path: str | None = None  # exec with a terminal: the pty the spawned command opens
+    sealed: bool = False  # exec into a container with CAP_SYS_PTRACE: run from a sealed copy (runtime.sealed)
 
 
 def load(bundle: str | os.PathLike[str]) -> dict[str, Any]:
@@ -270,4 +271,7 @@ def prepare_exec(
     cfg.stdin_null = not stdin_open
     cfg.kill_with_parent = kill_with_parent
     cfg.cgroup = cgroup
+    # Any process of the container may hold what its bounding set allows (and the exec'd one what it gets).
+    bounding = capabilities.mask(((spec.get("process") or {}).get("capabilities") or {}).get("bounding"))
+    cfg.sealed = bool((bounding | cfg.bounding) >> capabilities.NUMBERS["CAP_SYS_PTRACE"] & 1)
     return cfg

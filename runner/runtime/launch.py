@@ -210,6 +210,10 @@ def launch(
         pid = _fork_in_pid_namespace(*cfg.pid_namespace)
         if pid == 0:
             parent_end.close()
+            if cfg.sealed:
+                from minirun.runtime import sealed
+
+                sealed.reexec(cfg, child_end)  # never returns
             child.main(cfg, child_end)  # never returns
         child_end.close()
         proc = Process(pid, cgroup)

@@ -58,6 +58,30 @@ done
 """
 
 
+# With CAP_SYS_PTRACE the container may read and write any of its processes (dumpable or not), so the
+# joining process runs from a sealed memfd copy of the interpreter: its exe may be that memfd (which
+# no write reaches), never a file of the host's, and its environment is empty.
+PTRACE_SCANNER = r"""
+me=$$
+: > /tmp/findings
+echo started > /tmp/started
+echo ok > /tmp/control
+while :; do
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" = "$me" ] && continue
+    e=$(readlink $d/exe 2>/dev/null)
+    case "$e" in
+      /bin/busybox|"") ;;
+      /memfd:*) if (printf x 1<>$d/exe) 2>/dev/null; then echo "writable exe $p $e" >> /tmp/findings; fi ;;
+      *) echo "exe $p $e" >> /tmp/findings ;;
+    esac
+    grep -q "HOST-ONLY-" $d/environ 2>/dev/null && echo "environ $p" >> /tmp/findings
+  done
+done
+"""
+
+
 def _wait_for(store_root: Path, name: str, path: str) -> str:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -68,12 +92,19 @@ def _wait_for(store_root: Path, name: str, path: str) -> str:
     raise AssertionError(f"{path} never appeared in {name}")
 
 
-def test_scanner_never_sees_a_host_process_during_exec(store_root: Path, busybox_image: str) -> None:
-    run_d(store_root, "--name", "scanned", busybox_image, "sh", "-c", SCANNER)
+@pytest.mark.parametrize(
+    ("options", "scanner", "execs"),
+    [((), SCANNER, EXECS), (("--cap-add", "SYS_PTRACE"), PTRACE_SCANNER, 30)],
+    ids=["default", "sys-ptrace"],
+)
+def test_scanner_never_sees_a_host_process_during_exec(
+    store_root: Path, busybox_image: str, options: tuple[str, ...], scanner: str, execs: int
+) -> None:
+    run_d(store_root, "--name", "scanned", *options, busybox_image, "sh", "-c", scanner)
     _wait_for(store_root, "scanned", "/tmp/started")
     assert _wait_for(store_root, "scanned", "/tmp/control") == "ok\n", "the scanner cannot write a mem it may"
     env = {"MINIRUN_HOST_SECRET": MARKER}
-    for i in range(EXECS):
+    for i in range(execs):
         result = minirun(store_root, "exec", "-e", f"N={i}", "scanned", "sh", "-c", "echo $N", env=env)
         assert (result.returncode, result.stdout) == (0, f"{i}\n"), result.stderr
     findings = minirun(store_root, "exec", "scanned", "cat", "/tmp/findings")
@@ -95,3 +126,27 @@ def test_exec_carries_only_the_containers_environment_and_descriptors(store_root
     assert status.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"], status.stdout
     assert minirun(store_root, "rm", "-f", "plain").returncode == 0
     assert_nothing_left(store_root)
+
+
+def test_the_sealed_interpreter_copy_cannot_be_changed() -> None:
+    """What a container with CAP_SYS_PTRACE reaches as /proc/PID/exe of a joining process: no write lands."""
+    import os
+
+    from minirun.runtime import sealed
+
+    fd = sealed._sealed_copy("/proc/self/exe", "sealed-test")
+    try:
+        with open("/proc/self/exe", "rb") as f:
+            assert os.pread(fd, 64, 0) == f.read(64)
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"x", 0)
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)
+        reopened = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+        try:
+            with pytest.raises(PermissionError):
+                os.write(reopened, b"x")
+        finally:
+            os.close(reopened)
+    finally:
+        os.close(fd)
