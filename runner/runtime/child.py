@@ -101,6 +101,12 @@ def _hide_host() -> None:
 
 
 def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
+    if cfg.builtin_init:
+        # This process stays the container's PID 1, a copy of the host's interpreter and of the caller's
+        # environment: the container's processes (same user, same capabilities) must not open its
+        # exe, environ or mem.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        sc.clear_environment_block()
     signals.reset_in_child()
     if cfg.kill_with_parent:
         # A process joining a container forwards its parent's death to the command it spawns (_wait_for).
@@ -172,7 +178,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     os.setresgid(cfg.gid, cfg.gid, cfg.gid)
     os.setresuid(cfg.uid, cfg.uid, cfg.uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-    if cfg.join_existing:
+    if cfg.join_existing or cfg.builtin_init:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)  # a credential change resets it to fs.suid_dumpable
     if cfg.kill_with_parent and cfg.uid != 0:
         # a credential change cleared it

@@ -186,6 +186,12 @@ def prepare(
         cfg.seccomp = seccomp.program(linux["seccomp"], seccomp_cache)
     cfg.stdin_null = not stdin_open
     cfg.builtin_init = (spec.get("annotations") or {}).get(BUILTIN_INIT_ANNOTATION) == "builtin"
+    if cfg.builtin_init and cfg.bounding >> capabilities.NUMBERS["CAP_SYS_PTRACE"] & 1:
+        raise InvalidSpec(
+            "the built-in init cannot run in a container with CAP_SYS_PTRACE: it is a copy of the host's "
+            "interpreter, which the container could then open and overwrite",
+            hint="install tini (tini-static) for --init, or leave CAP_SYS_PTRACE out",
+        )
     cfg.kill_with_parent = kill_with_parent
     cfg.preserve_fds = preserve_fds
     cfg.cgroup = cgroup

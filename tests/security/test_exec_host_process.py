@@ -3,7 +3,8 @@
 The process that joins a running container starts as a fork of `minirun` on the host: the host's
 interpreter as /proc/PID/exe, the environment of whoever ran `minirun exec` in /proc/PID/environ, a
 /proc/PID/mem open to writing. A scanner inside the container watches /proc while 100 `exec`s run: it
-must never see any of that, only the container's own binaries once they run.
+must never see any of that, only the container's own binaries once they run. The built-in init
+(`--init` without tini) is such a process for the container's whole life: the same holds for it.
 """
 
 from __future__ import annotations
@@ -150,3 +151,22 @@ def test_the_sealed_interpreter_copy_cannot_be_changed() -> None:
             os.close(reopened)
     finally:
         os.close(fd)
+
+
+PROBE_INIT = (
+    "readlink /proc/1/exe; grep -c HOST-ONLY- /proc/1/environ; ls /proc/1/fd;"
+    " if (exec 3<>/proc/1/mem); then echo mem-writable; fi; exit 0"
+)
+
+
+def test_the_builtin_init_shows_nothing_of_the_host(store_root: Path, busybox_image: str) -> None:
+    env = {"MINICONTAINER_INIT": "builtin", "MINIRUN_HOST_SECRET": MARKER}
+    result = minirun(store_root, "run", "--rm", "--init", busybox_image, "sh", "-c", PROBE_INIT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "python" not in result.stdout and "HOST-ONLY" not in result.stdout, result.stdout
+    assert "mem-writable" not in result.stdout and "Permission denied" in result.stderr, result.stdout
+    refused = minirun(store_root, "run", "--rm", "--init", "--cap-add", "SYS_PTRACE", busybox_image, "true", env=env)
+    assert refused.returncode == 125, refused.stderr
+    assert "built-in init cannot run in a container with CAP_SYS_PTRACE" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert_nothing_left(store_root)
