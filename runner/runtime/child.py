@@ -116,6 +116,9 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.dup2(fd, 0)
         os.close(fd)
+    if cfg.oom_score_adj is not None:  # the host's /proc: a joining process is not in the container's PID namespace
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(cfg.oom_score_adj))
     if cfg.cgroup is not None:
         stage[0] = "joining the cgroup"
         cfg.cgroup.join()
@@ -164,9 +167,6 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     for number, soft, hard in cfg.rlimits:
         stage[0] = f"setting rlimit {number}"
         resource.setrlimit(number, (soft, hard))
-    if cfg.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(cfg.oom_score_adj))
     if cfg.seccomp is not None and not cfg.no_new_privs:
         stage[0] = "loading the seccomp filter"  # without no_new_privs it needs CAP_SYS_ADMIN: load it now
         sc.seccomp_load_bpf(cfg.seccomp)

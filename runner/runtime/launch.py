@@ -53,6 +53,9 @@ class Process:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
+            if signum == signums.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.command_pid, signum)
 
     def wait(self) -> int:
         """Reap the process; its exit code, or 128+N for death by signal N.
