@@ -1,9 +1,14 @@
 """The container's init process, from fork to execve.
 
 Order (each step needs the one before): join the cgroup → join/unshare namespaces → handshake with the
-parent → mounts (propagation cut first) → pivot_root, old root detached → terminal → sysctl → masked and
-read-only paths → working directory → read-only root → hostname → rlimits → bounding set → user and
-groups (capabilities kept) → capabilities (ambient last) → no_new_privs → seccomp → close fds → execve.
+parent → mounts (propagation cut first) → pivot_root, old root detached → terminal → close every
+inherited fd → sysctl → masked and read-only paths → working directory (created) → read-only root →
+hostname → rlimits → bounding set → user and groups (capabilities kept) → working directory (entered,
+checked to be under the root) → capabilities (ambient last) → no_new_privs → seccomp → execve.
+
+Joining a running container (`exec`) is the same process without the filesystem steps, made not
+dumpable first; it joins the PID namespace for its children only and spawns the command there instead
+of exec'ing it, then stands in for it (`_spawn_and_wait`).
 
 Nothing here may import a module: after pivot_root the host's files are out of reach. Any failure is sent
 to the parent as one message with the exit code Docker would use (125 setup, 126 cannot invoke, 127 not
@@ -109,7 +114,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         sc.clear_environment_block()
     signals.reset_in_child()
     if cfg.kill_with_parent:
-        # A process joining a container forwards its parent's death to the command it spawns (_wait_for).
+        # A process joining a container passes its parent's death on to the command it spawns (_spawn_and_wait).
         sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGTERM if cfg.join_existing else signums.SIGKILL)
     os.umask(0)
     if cfg.stdin_null and not cfg.terminal:  # the host's /dev/null: nothing the container could have replaced
