@@ -125,6 +125,10 @@ def test_exec_carries_only_the_containers_environment_and_descriptors(store_root
     assert fds.stdout.split() == ["0", "1", "2", "3"], fds.stdout  # 3: ls's own listing of the directory
     status = minirun(store_root, "exec", "plain", "sh", "-c", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status")
     assert status.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"], status.stdout
+    # the process that joined stays outside the container's PID namespace: only the command is in there
+    assert minirun(store_root, "exec", "-d", "plain", "sleep", "61").returncode == 0
+    listing = minirun(store_root, "exec", "plain", "ps", "-o", "pid,args")
+    assert "sleep 61" in listing.stdout and "minirun" not in listing.stdout and "python" not in listing.stdout
     assert minirun(store_root, "rm", "-f", "plain").returncode == 0
     assert_nothing_left(store_root)
 
