@@ -123,6 +123,8 @@ def setdomainname(name: str) -> None:
 
 # -- prctl, capabilities, seccomp -------------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
 PR_CAPBSET_READ = 23
@@ -217,3 +219,17 @@ def set_process_title(title: str) -> None:
     ctypes.memmove(arg_start, raw, len(raw))
     name = ctypes.create_string_buffer(title.encode()[:15])
     _check(_libc.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name.value)), "prctl(PR_SET_NAME)")
+
+
+def clear_environment_block() -> None:
+    """Zero this process's initial environment block, the bytes /proc/PID/environ shows.
+
+    setenv and Python's os.environ never touch that block (env_start..env_end in /proc/self/stat), so a
+    forked process shows its creator's environment there until it execs. libc's `environ` keeps pointing
+    into it: every entry reads as an empty string afterwards.
+    """
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # fields 50 and 51 of proc(5)
+    if end > start:
+        ctypes.memset(start, 0, end - start)
