@@ -58,6 +58,11 @@ _MAX_TRAILER_BYTES = 16 << 20
 _XATTR_PREFIX = "SCHILY.xattr."
 # xattrs a layer may not set: they would steer overlayfs itself (redirects, opaque dirs, metacopy).
 _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+# Errors of a system call that say the entry asked for something impossible: a name over 255 bytes, an
+# empty symlink target, an xattr name or value the filesystem cannot take, too many links to one file.
+_ENTRY_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOENT, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EMLINK, errno.ELOOP}
+)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FD = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # tar type flags
@@ -1015,6 +1020,10 @@ def unpack_layer(
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise TooLarge(f"the store's filesystem is full while unpacking a layer: {e.strerror}") from e
+                if e.errno in _ENTRY_ERRNOS:  # what the kernel refuses to make of an entry: the entry is bad
+                    named = isinstance(e.filename, (str, bytes))
+                    where = f" ({os.fsdecode(e.filename)[:80]!r})" if named else ""
+                    raise InvalidArchive(f"layer has an entry that cannot be made: {e.strerror}{where}") from None
                 raise
             finally:
                 flusher.stop()
