@@ -70,6 +70,7 @@ _MAX_JSON_MEMBER = 16 << 20
 _SMALL_MEMBER = 1 << 20
 _SMALL_TOTAL = 32 << 20
 _MAX_MEMBERS = 100_000  # an image archive has a few per layer
+_SPACE_CHECK_EVERY = 16 << 20
 _ARCHIVE_FIRST = re.compile(
     r"^(manifest\.json|repositories|oci-layout|index\.json|blobs(/.*)?|[a-f0-9]{64}(\.json|\.tar|/.*)?)$"
 )
@@ -234,6 +235,7 @@ class _Archive:
         self.staged: dict[str, BlobWriter] = {}  # digest -> its sealed bytes in tmp/
         self.writers: list[BlobWriter] = []
         self.links: dict[str, str] = {}
+        self.unchecked = 0  # bytes staged since free space was last checked
 
     def read(self, source: BinaryIO) -> None:
         reader = TarReader(source, Limits(max_entries=_MAX_MEMBERS))
@@ -262,7 +264,10 @@ class _Archive:
                     self.members[name] = self._stage(reader, name, m.size, expected)
 
     def _stage(self, reader: TarReader, name: str, size: int, expected: str | None) -> str:
-        check_free_space(self.store.tmp_dir, size, f"archive member {name!r}")
+        self.unchecked += size
+        if size >= _SPACE_CHECK_EVERY or self.unchecked >= _SPACE_CHECK_EVERY:  # as the unpacker checks
+            self.unchecked = 0
+            check_free_space(self.store.tmp_dir, size, f"archive member {name!r}")
         writer = self.store.blobs.writer(expected, size)
         self.writers.append(writer)
         try:
