@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from imagekit import Entry
 from minicache.errors import MiniError
 from minicache.store import Store
-from minicache.unpack import TarReader, unpack_layer
+from minicache.unpack import unpack_layer
 
 MINIBUILD = [sys.executable, "-m", "minibuild.cli"]
 CONFIG_NAME = "c" * 64 + ".json"
@@ -207,6 +207,8 @@ def test_more_than_125_layers_are_refused_at_import(store_root: Path, tmp_path: 
 # -- the tar header parser, property-tested ------------------------------------------------------------------------
 def _walk(data: bytes) -> list:
     """Every member of `data` as the archive reader sees it, contents read."""
+    from minicache.unpack import TarReader
+
     reader = TarReader(io.BytesIO(data))
     out = []
     for m in reader.members():
