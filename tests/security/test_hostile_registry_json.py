@@ -1,7 +1,8 @@
-"""A registry that answers with image JSON of the wrong shape: an index or manifest that is a list, holds
-`"manifests": [1]` or `"config": 5`, lacks its config, lists its config as a layer or has 126 layers, and image
-configs with a string for `rootfs`, a non-string in `Env` or a string for `Cmd`. `minibuild pull` gives one line
-and exit status 1, and stores no image."""
+"""A registry that answers with image JSON minibuild did not check: a manifest nested deeper than the
+interpreter's stack, one that lists its config as a layer or has 126 layers, and image configs whose run
+settings have the wrong type (a non-string in `Env`, a string for `Cmd`). `minibuild pull` gives one line and
+exit status 1, and stores no image. (Manifests that are lists, `"manifests": [1]`, `"config": 5` and configs
+without rootfs were already refused; the property tests of test_hostile_image_json.py keep them so.)"""
 
 from __future__ import annotations
 
@@ -75,16 +76,8 @@ GOOD = imagekit.image([LAYER], oci=True)
 
 @pytest.mark.parametrize(
     ("document", "word"),
-    [
-        ([], "not a JSON object"),
-        ("manifest", "not a JSON object"),
-        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
-        ({"schemaVersion": 2, "mediaType": imagekit.MEDIA_OCI_INDEX, "manifests": [1]}, "descriptor"),
-        ({"schemaVersion": 2, "mediaType": imagekit.MEDIA_OCI_INDEX, "manifests": {}}, "manifests"),
-        ({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": 5, "layers": []}, "descriptor"),
-        ({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}, "descriptor"),
-        ({**json.loads(GOOD.manifest), "layers": "all"}, "layers"),
-    ],
+    [(b"[" * 100_000 + b"]" * 100_000, "not JSON")],
+    ids=["nested-too-deep"],
 )
 def test_manifest_of_the_wrong_shape(store_root: Path, proxy, client_env, document: object, word: str) -> None:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
@@ -123,8 +116,6 @@ DIFF_IDS = [imagekit.sha256(LAYER)]
 @pytest.mark.parametrize(
     ("config", "word"),
     [
-        ([], "not a JSON object"),
-        ({"rootfs": "layers"}, "rootfs"),
         ({"rootfs": {"diff_ids": DIFF_IDS}, "config": {"Env": ["A=1", 2]}}, "Env"),
         ({"rootfs": {"diff_ids": DIFF_IDS}, "config": {"Cmd": "sh -c true"}}, "Cmd"),
         ({"rootfs": {"diff_ids": DIFF_IDS}, "config": {"Entrypoint": 5}}, "Entrypoint"),
