@@ -289,3 +289,17 @@ def test_archive_json_readers_give_a_result_or_a_mini_error(
     }
     with contextlib.suppress(MiniError):
         import_tarball(scratch_store, io.BytesIO(_archive(members)))
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("config", [b"[]", b'"config"', b'{"config": ["Cmd"]}'])
+def test_a_stored_config_that_is_no_object(store: Store, store_root: Path, busybox_rootfs: Path, config: bytes) -> None:
+    """`images` and `inspect` show it, `run` refuses it in one line."""
+    good = store.images.get(add_rootfs_image(store, busybox_rootfs, "good:1"))
+    image_id = store.blobs.put(config)
+    store.images.put(ImageRecord(id=image_id, layers=good.layers), ["odd:1"])
+    for args in (["images"], ["inspect", "odd:1"]):
+        result = subprocess.run([*MINIBUILD, "--root", str(store_root), *args], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert_one_line(minirun(store_root, "run", "--rm", "odd:1", "true"), "minirun", 125, "not a JSON object")
+    assert container_ids(store_root) == []
