@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort as e:  # typer makes an EOFError (end of input) of a command into Abort
         if debug:
             raise
-        cause = e.__cause__
-        print(
-            f"{PROG}: error: {cause or 'unexpected end of input'}" if cause else f"{PROG}: interrupted", file=sys.stderr
-        )
-        return 1 if cause else 130
+        if e.__cause__ is None:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        print(f"{PROG}: error: unexpected end of input: {e.__cause__}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -231,7 +231,7 @@ class _Archive:
         self.store = store
         self.small: dict[str, bytes] = {}
         self.small_bytes = 0
-        self.members: dict[str, str] = {}  # name of a large member -> digest of its bytes
+        self.members: dict[str, str] = {}  # member name -> digest of its bytes (small ones once asked for)
         self.staged: dict[str, BlobWriter] = {}  # digest -> its sealed bytes in tmp/
         self.writers: list[BlobWriter] = []
         self.links: dict[str, str] = {}
