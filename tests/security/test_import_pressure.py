@@ -292,7 +292,7 @@ def test_from_tar_and_pull_into_roots_store_as_another_user(shared_dir: Path) ->
     before = tree(root_store)
     for args in (["from-tar", str(archive)], ["pull", "127.0.0.1:1/nothing:1"]):
         result = as_nobody("--root", str(root_store), *args, env={"DOCKER_CONFIG": str(shared_dir)})
-        assert result.returncode == 1, result.stderr
+        assert result.returncode in (1, 125), result.stderr  # a failed image command, or no store to work on
         line = one_line(result.stderr)
         assert line.startswith("minibuild: error: ") and "root" in line, line
     assert tree(root_store) == before
