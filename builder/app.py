@@ -42,7 +42,10 @@ def _global(
     ctx: typer.Context,
     root: Annotated[
         Path | None,
-        typer.Option("--root", envvar="MINICONTAINER_ROOT", help="Store root (default /var/lib/minicontainer)."),
+        # readable=False: whether the store can be used is the store's to say (and to say what is needed)
+        typer.Option(
+            "--root", envvar="MINICONTAINER_ROOT", readable=False, help="Store root (default /var/lib/minicontainer)."
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:

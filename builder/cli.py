@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
 
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name=PROG, standalone_mode=False)
+        code = app(args=argv, prog_name=PROG, standalone_mode=False)
     except MiniError as err:
         if debug:
             raise
@@ -32,9 +32,43 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"{PROG}: error: {e.format_message().rstrip('.')}; see '{PROG} --help'", file=sys.stderr)
         return 125
-    except (KeyboardInterrupt, typer.Abort):
+    except typer.Abort as e:  # typer makes an EOFError (end of input) of a command into Abort
+        if debug:
+            raise
+        if e.__cause__ is None:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        print(f"{PROG}: error: unexpected end of input: {e.__cause__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except OSError as err:  # what no library call turned into a MiniError: a file it cannot open, write, lock
+        if debug:
+            raise
+        print(one_line(PROG, _os_error(err)), file=sys.stderr)
+        return 1
+    if code == 130:  # typer returns (not raises) the status of a KeyboardInterrupt: Ctrl-C
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def _os_error(err: OSError):
+    """An OSError as a MiniError that says what to do about it."""
+    import errno
+
+    from minicache.errors import MiniError
+
+    where = f": {err.filename}" if err.filename else ""
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return MiniError(
+            f"{err.strerror}{where}",
+            hint="minibuild needs to write its store: run it as root, or give --root a directory you own",
+        )
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return MiniError(f"{err.strerror}{where}", hint="free some space on the store's filesystem")
+    return MiniError(f"{err.strerror or err}{where}")
 
 
 if __name__ == "__main__":

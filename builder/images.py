@@ -43,9 +43,10 @@ def image_size(store: Store, record: ImageRecord) -> int:
 
 def _created(store: Store, record: ImageRecord) -> str | None:
     try:
-        created = store.images.config(record).get("created")
+        config = store.images.config(record)
     except (NotFound, ValueError):
-        created = None
+        config = None
+    created = config.get("created") if isinstance(config, dict) else None  # a list: stored before the checks
     return created if isinstance(created, str) else record.created
 
 
@@ -150,6 +151,8 @@ def inspect(store: Store, name: str) -> dict[str, Any]:
     """`docker image inspect` for one image."""
     record = store.images.resolve(name)
     config = store.images.config(record)
+    if not isinstance(config, dict):  # stored before import checked configs: shown as empty
+        config = {}
     names = store.images.names_of(record.id)
     repo_tags, repo_digests = [], []
     for n in names:

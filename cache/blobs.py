@@ -31,6 +31,7 @@ class BlobWriter:
         self.path = store.staging_path("blob")
         self._file: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed by commit/abort
         self.digest: str | None = None
+        self._published = False
 
     @property
     def offset(self) -> int:
@@ -43,7 +44,15 @@ class BlobWriter:
 
     def commit(self, what: str = "blob") -> str:
         """Verify digest and size, fsync, and publish; on a mismatch the bytes are discarded."""
-        assert self._file is not None, "commit twice"
+        self.seal(what)
+        return self.publish()
+
+    def seal(self, what: str = "blob") -> str:
+        """Verify and fsync, but leave the bytes in tmp/ (at `path`) until `publish()`; `abort()` drops them.
+
+        For an import that must store nothing unless all of it succeeds.
+        """
+        assert self._file is not None, "seal twice"
         try:
             got = self.verifier.check(what)
             self._file.flush()
@@ -53,18 +62,25 @@ class BlobWriter:
             raise
         self._file.close()
         self._file = None
-        final = self.store.blobs.path(got)
+        self.digest = got
+        return got
+
+    def publish(self) -> str:
+        """Rename the sealed bytes to their final name."""
+        assert self.digest is not None and not self._published, "publish before seal, or twice"
+        final = self.store.blobs.path(self.digest)
         os.chmod(self.path, 0o644)
         os.replace(self.path, final)  # content-addressed: a concurrent identical commit is harmless
         fsync_dir(final.parent)
-        self.digest = got
-        return got
+        self._published = True
+        return self.digest
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self.path.unlink(missing_ok=True)
+        if not self._published:
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -72,7 +88,7 @@ class BlobWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._file is not None:
+        if not self._published:
             self.abort()
 
 

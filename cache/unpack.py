@@ -33,6 +33,8 @@ from minicache.rmtree import empty_dir_at
 from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from minicache.store import Store
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -56,6 +58,11 @@ _MAX_TRAILER_BYTES = 16 << 20
 _XATTR_PREFIX = "SCHILY.xattr."
 # xattrs a layer may not set: they would steer overlayfs itself (redirects, opaque dirs, metacopy).
 _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+# Errors of a system call that say the entry asked for something impossible: a name over 255 bytes, an
+# empty symlink target, an xattr name or value the filesystem cannot take, too many links to one file.
+_ENTRY_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOENT, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EMLINK, errno.ELOOP}
+)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FD = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # tar type flags
@@ -94,8 +101,8 @@ def open_decompressed(source: BinaryIO) -> BinaryIO:
     return buffered
 
 
-def _stream_error(e: BaseException) -> BaseException:
-    """A decompressor's or source's exception as what it means for the layer."""
+def stream_error(e: BaseException) -> BaseException:
+    """A decompressor's or source's exception as what it means for the layer (or archive) being read."""
     if isinstance(e, MiniError):
         return e
     if isinstance(e, OSError) and e.errno is not None:  # a real I/O error of the source, not a corrupt stream
@@ -132,7 +139,7 @@ class _Reader(threading.Thread):
                 self.chunks.put(data)
             self.chunks.put(None)
         except BaseException as e:
-            self.chunks.put(_stream_error(e))
+            self.chunks.put(stream_error(e))
 
     def next_chunk(self) -> bytes | None:
         item = self.chunks.get()
@@ -382,12 +389,34 @@ def _number(field: bytes, what: str) -> int:
     if field and field[0] & 0x80:  # base-256 (GNU/star) for values too large for octal
         if field[0] == 0xFF:
             raise InvalidArchive(f"tar header has a negative {what}")
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        if value > _MAX_NUMBER:
+            raise InvalidArchive(f"layer is not a valid tar stream: its {what} {value} is out of range")
+        return value
     text = field.split(b"\0", 1)[0].strip()
     try:
         return int(text, 8) if text else 0
     except ValueError:
         raise InvalidArchive(f"layer is not a valid tar stream: bad {what} field {field!r}") from None
+
+
+# Larger numbers fit no time_t, off_t or id: a header carrying one is refused before anything uses it.
+_MAX_NUMBER = (1 << 63) - 1
+_MAX_ID = 0xFFFFFFFE  # uid_t/gid_t; (uid_t)-1 means "leave unchanged" to chown
+
+
+def _id(value: int, what: str) -> int:
+    """A uid or gid that chown can take."""
+    if not 0 <= value <= _MAX_ID:
+        raise InvalidArchive(f"layer is not a valid tar stream: {what} {value} is out of range (0-{_MAX_ID})")
+    return value
+
+
+def _device(value: int) -> int:
+    """A device major or minor number that makedev can take."""
+    if value > 0xFFFFFFFF:
+        raise InvalidArchive(f"layer is not a valid tar stream: device number {value} is out of range")
+    return value
 
 
 # name, mode, uid, gid, size, mtime, checksum, type, linkname, magic, (version, uname, gname), devmajor,
@@ -424,7 +453,7 @@ _IDS_SEEN: dict[bytes, tuple[int, int, int]] = {}  # the mode, uid and gid field
 
 def _ids(raw: bytes, mode: bytes, uid: bytes, gid: bytes) -> tuple[int, int, int]:
     """(mode & 0o7777, uid, gid) of a header whose 24 bytes of mode, uid and gid fields are `raw`."""
-    ids = (_octal(mode, "mode") & 0o7777, _octal(uid, "uid"), _octal(gid, "gid"))
+    ids = (_octal(mode, "mode") & 0o7777, _id(_octal(uid, "uid"), "uid"), _id(_octal(gid, "gid"), "gid"))
     if len(_IDS_SEEN) < 4096:
         _IDS_SEEN[raw] = ids
     return ids
@@ -458,9 +487,12 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
 def _pax_time(value: bytes) -> int:
     """A PAX time (`1700000000.5`) in whole seconds."""
     try:
-        return int(float(value))
-    except ValueError:
-        raise InvalidArchive(f"layer is not a valid tar stream: bad PAX time {value!r}") from None
+        seconds = int(float(value))
+    except (ValueError, OverflowError):  # not a number, NaN or infinite
+        raise InvalidArchive(f"layer is not a valid tar stream: bad PAX time {value[:40]!r}") from None
+    if abs(seconds) > _MAX_NUMBER:
+        raise InvalidArchive(f"layer is not a valid tar stream: PAX time {value[:40]!r} is out of range")
+    return seconds
 
 
 class Member:
@@ -549,7 +581,7 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         m.mtime = _octal(mtime, "mtime")
         m.type = kind
         if kind in (CHRTYPE, BLKTYPE):
-            m.devmajor, m.devminor = _octal(devmajor, "devmajor"), _octal(devminor, "devminor")
+            m.devmajor, m.devminor = _device(_octal(devmajor, "devmajor")), _device(_octal(devminor, "devminor"))
         else:
             m.devmajor = m.devminor = 0
         records = {**pax_global, **pax} if pax_global else pax
@@ -560,7 +592,7 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
                 if "linkpath" in records:
                     m.linkname = records["linkpath"].decode("utf-8", "surrogateescape")
                 size = int(records.get("size", size))
-                if size < 0:
+                if not 0 <= size <= _MAX_NUMBER:
                     raise ValueError
                 m.uid = int(records.get("uid", m.uid))
                 m.gid = int(records.get("gid", m.gid))
@@ -571,12 +603,55 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
             if any(k.startswith("GNU.sparse.") for k in records):
                 raise InvalidArchive(f"layer entry {m.name!r} is a sparse file; layers do not use them")
             m.xattrs = {k[len(_XATTR_PREFIX) :]: v for k, v in records.items() if k.startswith(_XATTR_PREFIX)}
+        _id(m.uid, "uid")
+        _id(m.gid, "gid")
         pax, long_name, long_link = {}, None, None
         if kind in (REGTYPE, AREGTYPE) and m.name.endswith("/"):
             m.type = DIRTYPE  # pre-POSIX tars mark directories by a trailing slash
         m.size = size
         yield m
         stream.skip(-size % BLOCK)
+
+
+class _Chunks:
+    """A plain byte stream as the chunks _TarStream reads, its errors told as what they mean."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+
+    def next_chunk(self) -> bytes | None:
+        try:
+            return self.source.read(CHUNK) or None
+        except BaseException as e:
+            raise stream_error(e) from None
+
+
+class TarReader:
+    """The entries of a tar stream for readers other than the unpacker (image archives): same parser, limits.
+
+    >>> for member in reader.members():
+    ...     data = reader.read(member.size)  # what is not read of an entry is skipped
+    """
+
+    def __init__(self, source: BinaryIO, limits: Limits | None = None) -> None:
+        self.stream = _TarStream(_Chunks(source))  # type: ignore[arg-type]
+        self.limits = limits or Limits()
+        self._left = 0
+
+    def members(self) -> Iterator[Member]:
+        for m in _members(self.stream, self.limits):
+            self._left = m.size
+            yield m
+            if self._left:
+                self.stream.skip(self._left)
+                self._left = 0
+
+    def read(self, n: int) -> bytes:
+        """Up to `n` more bytes of the current entry's content."""
+        n = min(n, self._left)
+        data = self.stream.read(n) if n else b""
+        self._left -= n
+        return data
 
 
 def clean_name(name: str, limits: Limits) -> str:
@@ -877,10 +952,15 @@ class _Unpacker:
         self._space_checked_at = 0
         if self.flusher is not None:
             self.flusher.wanted.set()
-        vfs = os.statvfs(self.tree.root_fd)
-        free = vfs.f_bavail * vfs.f_frsize
-        if size + _SPACE_RESERVE > free:
-            raise TooLarge(f"layer needs at least {size} more bytes but the store has {free} free; free some space")
+        check_free_space(self.tree.root_fd, size, "layer")
+
+
+def check_free_space(where: int | str | os.PathLike[str], size: int, what: str) -> None:
+    """TooLarge unless the filesystem of `where` (a descriptor or path) keeps a reserve after `size` more bytes."""
+    vfs = os.statvfs(where)
+    free = vfs.f_bavail * vfs.f_frsize
+    if size + _SPACE_RESERVE > free:
+        raise TooLarge(f"{what} needs at least {size} more bytes but the store has {free} free; free some space")
 
 
 def _lstat(name: str, dfd: int) -> os.stat_result | None:
@@ -940,6 +1020,10 @@ def unpack_layer(
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise TooLarge(f"the store's filesystem is full while unpacking a layer: {e.strerror}") from e
+                if e.errno in _ENTRY_ERRNOS:  # what the kernel refuses to make of an entry: the entry is bad
+                    named = isinstance(e.filename, (str, bytes))
+                    where = f" ({os.fsdecode(e.filename)[:80]!r})" if named else ""
+                    raise InvalidArchive(f"layer has an entry that cannot be made: {e.strerror}{where}") from None
                 raise
             finally:
                 flusher.stop()

@@ -308,6 +308,8 @@ class ContainerStore:
         return [Container(self.store, i) for i in self.ids()]
 
     def _name_target(self, name: str) -> str | None:
+        if "/" in name or "\0" in name or len(name.encode(errors="surrogateescape")) > 255:
+            return None  # no container is named so: not a file name of names/
         try:
             return os.readlink(self.names_dir / name)
         except (FileNotFoundError, NotADirectoryError):

@@ -179,7 +179,7 @@ def create_container(
     if auto_remove and restart.Name != "no":
         raise InvalidSpec("conflicting options: --restart and --rm", hint="a container removed on exit cannot restart")
     image = store.images.resolve(image_ref)
-    image_config = store.images.config(image).get("config") or {}
+    image_config = spec.image_settings(store.images.config(image), image_ref, len(image.layers))
     args = spec.process_args(image_config, opts)  # fail before anything is written
     from minirun.cgroups.base import default_parent, parent_parts
 
@@ -243,7 +243,9 @@ def prepare(
     durable = not record.get("AutoRemove")
     opts = options_from_json(record["Options"])
     image = store.images.get(record["Image"])
-    image_config = store.images.config(image).get("config") or {}
+    image_config = spec.image_settings(
+        store.images.config(image), record.get("ImageName") or image.id, len(image.layers)
+    )
     for volume in opts.volumes:
         if not os.path.lexists(volume.source):
             try:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # checked with plain string code rather than `re` (not imported on the `minirun run` path)
 _NAME_CHARS = ALNUM | frozenset("_.-")
+# A name is a file name in the store (at most 255 bytes) and, on a user network, a DNS name (at most 253).
+MAX_NAME = 253
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 ULIMITS = {
     "core": "RLIMIT_CORE",
@@ -65,7 +67,12 @@ def container_path(path: str, what: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    """Docker's container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+."""
+    """Docker's container names: [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most MAX_NAME characters."""
+    if len(name) > MAX_NAME:
+        raise InvalidSpec(
+            f"invalid container name {name[:40]}...: it has {len(name)} characters",
+            hint=f"names have at most {MAX_NAME} characters",
+        )
     if len(name) < 2 or name[0] not in ALNUM or not _NAME_CHARS.issuperset(name):
         raise InvalidSpec(
             f"invalid container name {name!r}",

@@ -57,6 +57,9 @@ DEVICE_RULES = (
     {"allow": True, "type": "c", "access": "m"},
     {"allow": True, "type": "b", "access": "m"},
 )
+# Docker's limit. An overlay stacks at most 500 lower directories, and its mount options must fit one page.
+MAX_LAYERS = 125
+_BAD_IMAGE_HINT = "the image was stored by an older minibuild, which did not check this: rebuild or fix the image"
 _TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")
 _TMPFS_OPPOSITES = {"suid": "nosuid", "dev": "nodev", "exec": "noexec"}
 
@@ -110,6 +113,35 @@ class SpecContext(Record):
     cgroups_path: str | None = None
     arch: str | None = None  # Go-style; default: this machine's
     kernel_caps: tuple[str, ...] | None = None  # what --privileged grants; None: what we may grant
+
+
+def image_settings(config: object, name: str, layers: int) -> dict[str, Any]:
+    """The run settings (`config`) of an image config, with the types `build` relies on; InvalidSpec otherwise.
+
+    minibuild refuses such images at pull and import, but a store can hold one from before that check.
+    """
+    if layers > MAX_LAYERS:
+        raise InvalidSpec(
+            f"image {name} has {layers} layers; minirun runs images of at most {MAX_LAYERS} layers",
+            hint="squash the image into fewer layers",
+        )
+    settings = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(settings, (dict, type(None))):
+        raise InvalidSpec(f"image {name} has an invalid config: it is not a JSON object", hint=_BAD_IMAGE_HINT)
+    settings = settings or {}
+    for key in ("Env", "Cmd", "Entrypoint"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise InvalidSpec(
+                f"image {name} has an invalid config: {key} is not a list of strings", hint=_BAD_IMAGE_HINT
+            )
+    for key in ("WorkingDir", "User", "StopSignal"):
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidSpec(f"image {name} has an invalid config: {key} is not a string", hint=_BAD_IMAGE_HINT)
+    if not isinstance(settings.get("ExposedPorts") or {}, dict):
+        raise InvalidSpec(f"image {name} has an invalid config: ExposedPorts is not an object", hint=_BAD_IMAGE_HINT)
+    return settings
 
 
 def _env_key(item: str) -> str:

@@ -92,7 +92,7 @@ def export_cmd(
     """Write the image's flattened root filesystem as a tar archive."""
     from minibuild import images
     from minicache.atomic import fsync_dir
-    from minicache.errors import InvalidSpec
+    from minicache.errors import InvalidSpec, NotFound
 
     store = store_of(ctx)
     if output == "-":
@@ -104,6 +104,14 @@ def export_cmd(
     from pathlib import Path
 
     final = Path(output)
+    if final.is_dir():
+        raise InvalidSpec(f"cannot write to {output}: it is a directory", hint="give -o the path of a file")
+    if not final.parent.is_dir():
+        raise NotFound(
+            f"cannot write to {output}: the directory {final.parent} does not exist",
+            hint="create it first, or give -o a path in an existing directory",
+        )
+    store.images.resolve(name)  # an unknown image fails before anything is written
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -17,6 +17,7 @@ from minicache.errors import InvalidDigest, NotFound, RegistryError
 
 SCHEMA1_HINT = "schema 1 images are deprecated: push the image again with a current docker, podman or minibuild"
 MAX_MANIFEST_BYTES = 4 << 20  # what distribution itself accepts
+MAX_LAYERS = 125  # Docker's limit: more lower directories than an overlay mount of a container can stack
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def json_object(raw: bytes, where: str, what: str) -> dict:
     """`raw` as a JSON object; RegistryError naming `what` (e.g. "the image config") otherwise."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
         raise RegistryError(f"{where}: {what} is not JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"{where}: {what} is not a JSON object")
@@ -162,22 +163,90 @@ def check_image(manifest: Manifest, where: str) -> None:
     for layer in manifest.layers:
         if layer.media_type not in mt.LAYERS:
             raise RegistryError(f"{where} has a layer of unsupported media type {layer.media_type!r}")
+        if layer.digest == manifest.config.digest:
+            raise RegistryError(f"{where} lists its config blob {layer.digest} as a layer")
+    if len(manifest.layers) > MAX_LAYERS:
+        raise RegistryError(
+            f"{where} has {len(manifest.layers)} layers; at most {MAX_LAYERS} are supported, as in Docker",
+            hint="squash the image into fewer layers",
+        )
 
 
 def check_config(config: object, manifest: Manifest, where: str) -> list[str]:
-    """The config's diff_ids, checked against the manifest's layers."""
-    rootfs = config.get("rootfs") if isinstance(config, dict) else None
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list):
-        raise RegistryError(f"{where}: the image config has no rootfs.diff_ids")
+    """The config's diff_ids, checked against the manifest's layers (and its run settings, see check_run_config)."""
+    diff_ids = config_diff_ids(config, where)
     if len(diff_ids) != len(manifest.layers):
         raise RegistryError(
             f"{where}: the image config lists {len(diff_ids)} layers but the manifest {len(manifest.layers)}"
         )
+    return diff_ids
+
+
+def config_diff_ids(config: object, where: str) -> list[str]:
+    """The rootfs.diff_ids of an image config, whose run settings are checked too."""
+    if not isinstance(config, dict):
+        raise RegistryError(f"{where}: the image config is not a JSON object")
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise RegistryError(f"{where}: the image config has no rootfs.diff_ids")
+    if len(diff_ids) > MAX_LAYERS:
+        raise RegistryError(
+            f"{where}: the image has {len(diff_ids)} layers; at most {MAX_LAYERS} are supported, as in Docker",
+            hint="squash the image into fewer layers",
+        )
+    check_run_config(config, where)
     try:
         return [digests.validate(d) for d in diff_ids]
     except InvalidDigest as e:
         raise RegistryError(f"{where}: the image config has a bad diff_id: {e}") from None
+
+
+_STRING_LISTS = ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild")
+_STRINGS = ("User", "WorkingDir", "StopSignal")
+_OBJECTS = ("ExposedPorts", "Volumes", "Labels")
+
+
+def check_run_config(config: dict, where: str) -> None:
+    """The settings a container runs with (`config.Env`, `Cmd`, ...) have the types the image spec gives them.
+
+    Refused here, at pull or import, rather than when a container starts: `"Cmd": "sh"` is no list.
+    """
+    run = config.get("config")
+    if run is None:
+        return
+    if not isinstance(run, dict):
+        raise RegistryError(f'{where}: the image config\'s "config" is not a JSON object')
+    for key in _STRING_LISTS:
+        value = run.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise RegistryError(
+                f"{where}: the image config's {key} is {_shape(value)}, not a list of strings",
+                hint="rebuild the image with a valid config",
+            )
+    for key in _STRINGS:
+        value = run.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RegistryError(f"{where}: the image config's {key} is {_shape(value)}, not a string")
+    for key in _OBJECTS:
+        value = run.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise RegistryError(f"{where}: the image config's {key} is {_shape(value)}, not a JSON object")
+
+
+def _shape(value: object) -> str:
+    """What a JSON value is, for a message: `a string`, `a number`, `a list holding a number`."""
+    if isinstance(value, list):
+        odd = next((v for v in value if not isinstance(v, str)), None)
+        return "a list" if odd is None and value else f"a list holding {_shape(odd)}" if value else "an empty list"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), "something else")
 
 
 def config_platform(config: object) -> Platform | None:
