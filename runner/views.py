@@ -93,7 +93,7 @@ def ps_row(container: Container, state: State, *, truncate: bool = True, now: fl
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created_at or 0)),
         "ID": container.id[:12] if truncate else container.id,
         "Image": record.get("ImageName") or record.get("Image", ""),
-        "Labels": "",
+        "Labels": ",".join(f"{k}={v}" for k, v in ((record.get("Config") or {}).get("Labels") or {}).items()),
         "LocalVolumes": "0",
         "Mounts": ",".join(m["Destination"] for m in mounts(record)),
         "Names": record.get("Name", ""),
