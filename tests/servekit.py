@@ -48,13 +48,15 @@ class Server:
     def url(self) -> str:
         return f"unix://{self.sock}"
 
-    def docker(self, *args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, timeout: float = 60, env: dict | None = None, host: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cli = docker_cli()
         assert cli, "no docker CLI"
         config = self.store_root.parent / "docker-config"
         config.mkdir(exist_ok=True)
         return subprocess.run(
-            [cli, "-H", self.url, *args],
+            [cli, "-H", host or self.url, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
