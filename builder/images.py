@@ -14,6 +14,7 @@ from minicache import gc, overlay, reference, usage
 from minicache.errors import Conflict, InvalidReference, NotFound
 from minicache.imageinfo import created as _created
 from minicache.imageinfo import image_size
+from minicache.imageinfo import inspect as inspect  # `minibuild inspect` reads it here
 
 if TYPE_CHECKING:
     from minicache.store import Store

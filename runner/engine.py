@@ -466,6 +466,8 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                 owned = False  # finished: from now on a `start` elsewhere may own it
             except NotFound:  # removed (rm -f) while it ran
                 pass
+        else:  # nothing is recorded for a container about to go: the event log still hears of the exit
+            events.container(store, "die", container.id, container.record, exitCode=code)
         return code
     finally:
         if owned or remove:

@@ -84,9 +84,10 @@ def test_browser_writes_need_the_csrf_token(served: Server, busybox_image: str) 
     csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
     assert request(served, "DELETE", f"/containers/{cid}", {**session, "X-CSRF-Token": csrf})[0] == 204
     # the Unix socket has no token, but a browser-shaped request there needs the CSRF token as well
+    body = json.dumps({"Image": busybox_image})
     out = subprocess.run(
         ["curl", "-s", "--unix-socket", str(served.sock), "-X", "POST", "-H", "Origin: http://evil.example",
-         "http://x/containers/create", "-H", "Content-Type: application/json", "-d", json.dumps({"Image": busybox_image})],
+         "http://x/containers/create", "-H", "Content-Type: application/json", "-d", body],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert json.loads(out.stdout)["message"] == "missing or wrong CSRF token"

@@ -21,7 +21,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def tcp_server(store_root: Path, busybox_image: str, tmp_path: Path, no_leaks, reaper):  # noqa: F811
+def tcp_server(store_root: Path, busybox_image: str, tmp_path: Path, no_leaks, reaper):
     port = free_port()
     srv = Server(store_root, tmp_path / "api.sock", "--listen", f"127.0.0.1:{port}")
     srv.http = f"http://127.0.0.1:{port}"

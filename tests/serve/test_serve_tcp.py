@@ -77,7 +77,7 @@ def test_tls_on_tcp_plain_http_on_the_socket(store_root: Path, busybox_image: st
         )
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             assert json.loads(response.read())["ApiVersion"] == "1.41"
-        with pytest.raises(Exception, match="Remote end closed|reset|EOF|BadStatusLine|record"):
+        with pytest.raises(Exception, match=r"Remote end closed|reset|EOF|BadStatusLine|record"):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/_ping", timeout=10)  # no plain HTTP there
         if docker_cli():
             assert srv.docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == "1.41"
