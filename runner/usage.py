@@ -9,6 +9,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minirun.cgroups import CgroupStats
+    from minirun.cgroups.base import Cgroup
     from minirun.containers import Container
 
 
@@ -36,8 +37,12 @@ def interfaces(pid: int) -> dict[str, tuple[int, int, int, int]] | None:
     return out
 
 
-def reading(container: Container) -> tuple[CgroupStats | None, int]:
-    """The cgroup's counters and the init's PID; (None, 0) when the container does not run."""
+def reading(container: Container, cgroup: Cgroup | None = None) -> tuple[CgroupStats | None, int]:
+    """The cgroup's counters and the init's PID; (None, 0) when the container does not run.
+
+    A caller that reads the same container again and again (a stats stream) passes its `cgroup`
+    (engine.container_cgroup), which is otherwise found from the spec each time.
+    """
     from minicache.errors import MiniError
     from minirun import engine, lifecycle
     from minirun.containers import ACTIVE
@@ -46,7 +51,7 @@ def reading(container: Container) -> tuple[CgroupStats | None, int]:
     if state.Status not in ACTIVE:
         return None, 0
     try:
-        return engine.container_cgroup(container).stats(), state.Pid
+        return (cgroup or engine.container_cgroup(container)).stats(), state.Pid
     except MiniError:  # it ended between the two reads
         return None, 0
 

@@ -240,14 +240,15 @@ def _in_window(at: float | None, since: float, until: float) -> bool:
 
 
 async def stats(request: Request) -> Response:
-    from minirun import usage
+    from minirun import engine, usage
 
     c = await to_thread.run_sync(container, request)
+    cgroup = await to_thread.run_sync(engine.container_cgroup, c)  # found once for the whole stream
     stream = flag(request, "stream", True)
     one_shot = flag(request, "one-shot")
 
     def sample() -> documents.Sample:
-        reading, pid = usage.reading(c)
+        reading, pid = usage.reading(c, cgroup)
         return documents.Sample(reading, pid)
 
     if not stream:
