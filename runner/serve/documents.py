@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 _CLOCK_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+_CPUS = os.cpu_count() or 1  # os.cpu_count() reads sysfs: asked once, not per stats reading
 
 
 def version_string() -> str:
@@ -150,7 +151,7 @@ def _cpu(sample: Sample | None) -> dict[str, Any]:
             "usage_in_usermode": s.cpu_user_ns or 0,
         },
         "system_cpu_usage": sample.system,
-        "online_cpus": os.cpu_count() or 1,
+        "online_cpus": _CPUS,
         "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": s.cpu_throttled_ns or 0},
     }
 

@@ -164,7 +164,7 @@ function act(action) {
   fetch("/containers/" + id + spec.path, {
     method: spec.method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
   }).then((r) => {
-    if (r.ok) {
+    if (r.ok || r.status === 304) {  // 304: it already was in that state
       message.textContent = "";
       if (action === "remove") location.hash = "#/"; else if (action !== "stop") showContainer(id);
       return null;
