@@ -42,11 +42,18 @@ async def _bad_value(request: Request, exc: Exception) -> Response:
     return engine_api.error(400, f"invalid request: {exc}")
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """Docker's clients show the `message` of an error: say what is missing, not just "Not Found"."""
+    status = getattr(exc, "status_code", 404)
+    what = f"{request.method} {request.url.path}"
+    return engine_api.error(status, f"{what} is not part of the API subset minirun serve answers")
+
+
 def build(store: Store, guard: auth.Guard) -> Starlette:
     """The routes, shared by every listener (each wraps it in its own guard)."""
     app = Starlette(
         routes=[*engine_api.routes(), *dashboard.routes()],
-        exception_handlers={MiniError: _mini_error, ValueError: _bad_value},
+        exception_handlers={MiniError: _mini_error, ValueError: _bad_value, 404: _no_route, 405: _no_route},
     )
     app.state.store = store
     app.state.guard = guard

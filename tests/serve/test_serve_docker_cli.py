@@ -198,3 +198,5 @@ def test_attached_run_and_exec_answer_501(server: Server, busybox_image: str) ->
     run_d(server.store_root, "--name", "ex", busybox_image, "sleep", "60")
     result = server.docker("exec", "ex", "true")
     assert result.returncode != 0 and "not implemented by minirun serve: exec" in result.stderr, result.stderr
+    other = server.docker("network", "ls")  # outside the subset: a message, not a bare "Not Found"
+    assert other.returncode != 0 and "GET /networks is not part of the API subset" in other.stderr, other.stderr
