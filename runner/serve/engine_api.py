@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -174,6 +175,8 @@ def list_containers(request: Request) -> Response:
             continue
         except MiniError as e:
             return mini_error(e)
+        except re.error as e:  # a name filter is a regular expression
+            return error(400, f"invalid name filter: {e}")
     rows.sort(key=lambda r: r["Created"], reverse=True)
     return JSONResponse(rows[:limit] if limit > 0 else rows)
 
