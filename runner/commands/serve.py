@@ -41,7 +41,5 @@ def execute(args: argparse.Namespace) -> int:
         where = [f"unix://{path}", *(f"{'https' if args.tls_cert else 'http'}://{a}" for a in args.listen)]
         print(f"minirun serve: listening on {', '.join(where)}", file=sys.stderr, flush=True)
 
-    server.serve(
-        store, socket_path=path, listen=args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key, ready=ready
-    )
+    server.serve(store, socket_path=path, listen=args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key, ready=ready)
     return 0

@@ -46,7 +46,7 @@ def test_ps_shows_containers_started_before_the_server_and_filters(
         assert ok(srv.docker("ps", "-a", "--filter", "id=" + web[:10], "--format", "{{.Names}}")).split() == ["web"]
         srv.stop()
         srv = Server(store_root, tmp_path / "api.sock")  # stateless across restarts
-        assert ok(srv.docker("ps", "--format", "{{.Names}} {{.Label \"tier\"}}")).split() == ["web", "front"]
+        assert ok(srv.docker("ps", "--format", '{{.Names}} {{.Label "tier"}}')).split() == ["web", "front"]
     finally:
         remove_all(store_root)
         srv.stop()
