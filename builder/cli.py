@@ -12,7 +12,7 @@ PROG = "minibuild"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minicache.errors import MiniError, one_line
+    from minicache.errors import MiniError, StoreUnavailable, one_line
 
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
+        if isinstance(err, StoreUnavailable):
+            return err.exit_code  # no store to work on: an engine error, as minirun says it
         return 1  # the docker CLI's status for a failed image command (usage errors are 125)
     except typer.Exit as e:
         return e.exit_code

@@ -92,6 +92,7 @@ def collect(store: Store) -> Report:
                 store.blobs.remove(digest)
                 report.blobs.append(digest)
         store.clear_debris()
+        store.prune_locks()
     return report
 
 

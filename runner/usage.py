@@ -75,6 +75,26 @@ def filter_ps(output: str, pids: set[int]) -> list[str]:
     return kept
 
 
+def in_pid_namespace(pids: list[int], init: int) -> set[int]:
+    """The PIDs that share the container init's PID namespace: an `exec`'s stand-in is in the cgroup, not
+    in the container (minirun.runtime.child)."""
+    import os
+
+    try:
+        own = os.stat(f"/proc/{init}/ns/pid")
+    except OSError:
+        return set(pids)
+    out = set()
+    for pid in pids:
+        try:
+            ns = os.stat(f"/proc/{pid}/ns/pid")
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino):
+            out.add(pid)
+    return out
+
+
 def processes(container: Container, ps_args: list[str] | None = None) -> list[str]:
     """`docker top`: the host's `ps` (default -ef) lines of the processes in the container's cgroup, header first.
 
@@ -88,7 +108,7 @@ def processes(container: Container, ps_args: list[str] | None = None) -> list[st
 
     if lifecycle.observe(container).Status not in ACTIVE:
         raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
-    pids = set(engine.container_cgroup(container).pids())
+    pids = in_pid_namespace(engine.container_cgroup(container).pids(), container.state().Pid)
     try:
         result = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=False)
     except FileNotFoundError:

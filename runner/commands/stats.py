@@ -33,7 +33,7 @@ def execute(args: argparse.Namespace) -> int:
     from minirun.containers import ContainerStore
     from minirun.usage import net_io, reading
 
-    store = open_store(args)
+    store = open_store(args, create=False)
     if args.containers:
         containers = [get(store, ref) for ref in args.containers]
         named = True

@@ -18,6 +18,6 @@ def execute(args: argparse.Namespace) -> int:
     from minirun import usage
     from minirun.commands.common import get, open_store
 
-    container = get(open_store(args), args.container)
+    container = get(open_store(args, create=False), args.container)
     print("\n".join(usage.processes(container, args.ps_args)))
     return 0
