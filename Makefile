@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # What each test lane adds (one line each, so lanes change apart).
 APT_VM :=
-APT_SERVE :=
+APT_SERVE := docker.io chromium chromium-driver curl
 APT_BUILD :=
 APT_SECURITY := util-linux
 APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from minicache import digest as digests
 from minicache import gc, overlay, reference, usage
 from minicache.errors import Conflict, InvalidReference, NotFound
+from minicache.imageinfo import created as _created
+from minicache.imageinfo import image_size
+from minicache.imageinfo import inspect as inspect  # `minibuild inspect` reads it here
 
 if TYPE_CHECKING:
-    from minicache.images import ImageRecord
     from minicache.store import Store
 
 NONE = "<none>"
@@ -28,26 +30,6 @@ class ImageRow:
     id: str
     created: str | None
     size: int
-
-
-def image_size(store: Store, record: ImageRecord) -> int:
-    """Bytes of file content of all its layers (Docker's SIZE: the unpacked image)."""
-    total = 0
-    for layer in record.layers:
-        try:
-            total += store.layers.info(layer.chain_id).size
-        except NotFound:
-            continue
-    return total
-
-
-def _created(store: Store, record: ImageRecord) -> str | None:
-    try:
-        config = store.images.config(record)
-    except (NotFound, ValueError):
-        config = None
-    created = config.get("created") if isinstance(config, dict) else None  # a list: stored before the checks
-    return created if isinstance(created, str) else record.created
 
 
 def list_images(store: Store) -> list[ImageRow]:
@@ -144,38 +126,6 @@ def images_json(rows: list[ImageRow]) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-# -- inspect ------------------------------------------------------------------------------------------------------
-def inspect(store: Store, name: str) -> dict[str, Any]:
-    """`docker image inspect` for one image."""
-    record = store.images.resolve(name)
-    config = store.images.config(record)
-    if not isinstance(config, dict):  # stored before import checked configs: shown as empty
-        config = {}
-    names = store.images.names_of(record.id)
-    repo_tags, repo_digests = [], []
-    for n in names:
-        ref = reference.parse(n, default_tag=False)
-        (repo_digests if ref.digest else repo_tags).append(ref.familiar)
-    lowers = [str(store.layers.fs(c)) for c in reversed(record.chain_ids)]
-    return {
-        "Id": record.id,
-        "RepoTags": repo_tags,
-        "RepoDigests": repo_digests,
-        "Parent": "",
-        "Comment": "",
-        "Created": _created(store, record) or "",
-        "Config": config.get("config") or {},
-        "Architecture": config.get("architecture", ""),
-        "Variant": config.get("variant", ""),
-        "Os": config.get("os", ""),
-        "Author": config.get("author", ""),
-        "Size": image_size(store, record),
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(lowers)}},
-        "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in record.layers]},
-        "Metadata": {"Manifest": record.manifest, "ManifestMediaType": record.manifest_media_type},
-    }
 
 
 # -- tag, rm, prune -----------------------------------------------------------------------------------------------

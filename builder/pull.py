@@ -21,7 +21,7 @@ from minibuild.registry.client import RegistryClient
 from minibuild.registry.manifests import Descriptor, Index, Manifest
 from minibuild.registry.settings import Settings, load
 from minicache import digest as digests
-from minicache import gc, reference
+from minicache import events, gc, reference
 from minicache.errors import DigestMismatch, NotFound, RegistryError
 from minicache.images import ImageRecord, LayerRef
 from minicache.store import Store
@@ -181,6 +181,7 @@ def _pull(
     refs = store.images.refs()
     up_to_date = not fetched and all(refs.get(store.images.normalize(n)) == image_id for n in names)
     store.images.put(record, names)
+    events.append(store, events.IMAGE, "pull", image_id, {"name": str(ref)})
     return PullResult(
         str(ref), image_id, top_digest, _size(record) + len(config_raw),
         "up to date" if up_to_date else "downloaded", str(image_platform or want), fetched,

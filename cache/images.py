@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from minicache import digest as digests
-from minicache import reference
+from minicache import events, reference
 from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import InvalidReference, NotFound
 from minicache.record import Record
@@ -133,6 +133,7 @@ class ImageStore:
             refs = self.refs()
             refs[self.normalize(target)] = record.id
             self._write_refs(refs)
+        events.append(self.store, events.IMAGE, "tag", record.id, {"name": self.normalize(target)})
         return record
 
     def untag(self, name: str) -> str:
@@ -144,6 +145,7 @@ class ImageStore:
                 raise NotFound(f"no such image reference: {name}", hint=NOT_FOUND_HINT)
             image_id = refs.pop(key)
             self._write_refs(refs)
+        events.append(self.store, events.IMAGE, "untag", image_id, {"name": key})
         return image_id
 
     def forget(self, image_id: str) -> None:
@@ -152,6 +154,7 @@ class ImageStore:
             refs = {k: v for k, v in self.refs().items() if v != image_id}
             self._write_refs(refs)
             self._record_path(image_id).unlink(missing_ok=True)
+        events.append(self.store, events.IMAGE, "delete", image_id)
 
     def resolve(self, text: str) -> ImageRecord:
         """Find an image by reference (`busybox`, `x:1`, `x@sha256:…`), full ID or unique ID prefix."""

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("minirun.commands.stats", "Display a live stream of container resource usage"),
     "container": ("minirun.commands.container", "Manage containers (prune, ls)"),
     "network": ("minirun.commands.network", "Manage networks (create, ls, inspect, rm, prune, connect, disconnect)"),
+    "serve": ("minirun.commands.serve", "Serve the dashboard and a Docker-compatible API"),
     "version": ("minirun.commands.version", "Show the version"),
 }
 GLOBAL_OPTIONS = (

@@ -21,7 +21,7 @@ import fcntl
 import os
 import time
 
-from minicache import jsoncodec, process
+from minicache import events, jsoncodec, process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
 from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
 from minicache.record import Record
@@ -421,6 +421,7 @@ class ContainerStore:
             if self._name_target(old) == container.id:
                 (self.names_dir / old).unlink()
         fsync_dir(self.names_dir)
+        events.container(self.store, "rename", container.id, container.record, oldName=old)
 
     def remove(self, container: Container) -> None:
         """Delete the container's directory and release its name. Its root filesystem must be unmounted."""
@@ -430,8 +431,10 @@ class ContainerStore:
             raise ContainerStateError(
                 f"container {container.id[:12]} still has its root filesystem mounted", hint="stop it first"
             )
-        name = container.record.get("Name")
+        record = container.record
+        name = record.get("Name")
         with self.store.lock("container-names"):
             if name and self._name_target(name) == container.id:
                 (self.names_dir / name).unlink()
             self.store.discard(container.dir)
+        events.container(self.store, "destroy", container.id, record)

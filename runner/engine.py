@@ -16,7 +16,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from minicache import signums
+from minicache import events, signums
 from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun import rootfs, spec, users
@@ -173,6 +173,7 @@ def create_container(
     restart: RestartPolicy | None = None,
     stop_signal: str | None = None,
     stop_timeout: int | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Container:
     """Resolve the image and write the container's record (nothing mounted, nothing started)."""
     restart = restart or RestartPolicy()
@@ -195,9 +196,12 @@ def create_container(
     }
     record["Config"]["StopSignal"] = stop_signal or image_config.get("StopSignal") or "SIGTERM"
     record["Config"]["StopTimeout"] = stop_timeout
+    record["Config"]["Labels"] = {**(image_config.get("Labels") or {}), **(labels or {})}
     record["HostConfig"]["AutoRemove"] = auto_remove
     record["HostConfig"]["RestartPolicy"] = restart.as_dict()
-    return ContainerStore(store).create(record, name=name, durable=not auto_remove)
+    container = ContainerStore(store).create(record, name=name, durable=not auto_remove)
+    events.container(store, "create", container.id, container.record)
+    return container
 
 
 def _write_files(
@@ -323,6 +327,7 @@ def start(
             RestartCount=old.RestartCount + (1 if restarted else 0),
         )
         container.set_state(state, durable=durable)
+        events.container(store, "start", container.id, container.record)
 
     from minirun.cgroups import warmup
 
@@ -375,6 +380,8 @@ def record_exit(
     state.MonitorPid = 0
     state.MonitorStartTime = None
     container.note_state(state, durable=durable)  # on a full disk the next command finds the process gone
+    if started:
+        events.container(container.store, "die", container.id, container.record, exitCode=code)
     return state
 
 
@@ -461,6 +468,8 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                 owned = False  # finished: from now on a `start` elsewhere may own it
             except NotFound:  # removed (rm -f) while it ran
                 pass
+        else:  # nothing is recorded for a container about to go: the event log still hears of the exit
+            events.container(store, "die", container.id, container.record, exitCode=code)
         return code
     finally:
         if owned or remove:

@@ -91,6 +91,17 @@ def env_entry(item: str, environ: Mapping[str, str]) -> str | None:
     return f"{key}={environ[key]}" if key in environ else None
 
 
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`--label KEY=VALUE` (or a bare `KEY`, an empty value), as Docker; later ones win."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, _eq, value = item.partition("=")
+        if not key:
+            raise InvalidSpec(f"invalid label {item!r}", hint="use KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
 def read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     """Docker's env-file format: KEY=VALUE or KEY per line; blank lines and `#` comments are skipped."""
     try:

@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 
-from minicache import signums
+from minicache import events, signums
 from minicache.atomic import read_json
 from minicache.errors import ContainerStateError, MiniError
 from minirun import engine
@@ -207,6 +207,7 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
     if timeout <= 0 or not _wait_gone(state, timeout):
         kill_now(store, container, state)
     _wait_recorded(store, container)
+    events.container(store, "stop", container.id, container.record)
 
 
 def kill_now(store: Store, container: Container, state: State) -> None:
@@ -238,6 +239,7 @@ def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None
         _signal(container, state, sig)  # first: on a full disk the record below may fail, the kill must not
         state.StopRequested = True
         container.note_state(state)
+        events.container(store, "kill", container.id, container.record, signal=sig)
         if state.Status == PAUSED and sig in (signums.SIGKILL, stop_signal(container)):
             _thaw(container, state)  # as Docker: the signal is delivered once the processes run
 
@@ -252,6 +254,7 @@ def pause(store: Store, container: Container) -> None:
         engine.container_cgroup(container).freeze()
         state.Status = PAUSED
         container.set_state(state)
+    events.container(store, "pause", container.id, container.record)
 
 
 def unpause(store: Store, container: Container) -> None:
@@ -260,6 +263,7 @@ def unpause(store: Store, container: Container) -> None:
         if state.Status != PAUSED:
             raise ContainerStateError(f"container {container.name} is not paused")
         _thaw(container, state)
+    events.container(store, "unpause", container.id, container.record)
 
 
 def remove(store: Store, container: Container, *, force: bool = False) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+    from minirun.containers import Container
+
 LOG_NAME = "log"
 MAX_LINE = 16 * 1024
 
@@ -92,6 +94,34 @@ def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[di
     return entries, offset + end
 
 
-def tail(entries: list[dict[str, Any]], count: int | None) -> Iterator[dict[str, Any]]:
+def tail_of(entries: list[dict[str, Any]], count: int | None) -> Iterator[dict[str, Any]]:
     """The last `count` entries (all for None)."""
     yield from entries if count is None else entries[len(entries) - count :] if count else []
+
+
+def follow(container: Container, *, tail: int | None, keep_following: bool = True) -> Iterator[list[dict[str, Any]]]:
+    """Batches of log entries: the last `tail` ones, then, while the container runs, what it adds.
+
+    `minirun logs -f` prints them; `minirun serve` streams them (a blocking generator: run it in a thread).
+    """
+    import time
+
+    from minirun import lifecycle
+    from minirun.containers import ACTIVE, RESTARTING
+
+    path = container.dir / LOG_NAME
+    entries, offset = read_entries(path)
+    yield list(tail_of(entries, tail))
+    delay = 0.01
+    while keep_following:
+        state = lifecycle.observe(container, patience=0)
+        running = state.Status in ACTIVE or state.Status == RESTARTING
+        if not running:
+            time.sleep(0.05)  # the monitor flushes the last lines as the pipes close
+        entries, offset = read_entries(path, offset)
+        if entries or not running:
+            yield entries
+        if not running:
+            return
+        delay = 0.01 if entries else min(delay * 2, 0.2)
+        time.sleep(delay)

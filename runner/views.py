@@ -21,11 +21,13 @@ def parse_time(stamp: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 UTC timestamp as minirun writes them (None for none)."""
     if not stamp or stamp == ZERO_TIME:
         return None
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", stamp)
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z", stamp)
     if not m:
         return None
-    whole = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-    return whole + float("0." + (m.group(2) or "0"))
+    fields = [int(v) for v in m.groups()[:6]]
+    if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 62):
+        return None  # what strptime refused; timegm (no strptime: a listing parses one per container) would not
+    return calendar.timegm((*fields, 0, 0, 0)) + float("0." + (m.group(7) or "0"))
 
 
 def human_duration(seconds: float) -> str:
@@ -93,7 +95,7 @@ def ps_row(container: Container, state: State, *, truncate: bool = True, now: fl
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created_at or 0)),
         "ID": container.id[:12] if truncate else container.id,
         "Image": record.get("ImageName") or record.get("Image", ""),
-        "Labels": "",
+        "Labels": ",".join(f"{k}={v}" for k, v in ((record.get("Config") or {}).get("Labels") or {}).items()),
         "LocalVolumes": "0",
         "Mounts": ",".join(m["Destination"] for m in mounts(record)),
         "Names": record.get("Name", ""),

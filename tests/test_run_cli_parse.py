@@ -121,6 +121,7 @@ FAST = [
     "run - true",
     "run --rm --rm img",
     "create img",
+    "run -l a=b --label c img",
     "create --name c -e A=1 img sh -c true",
     "create -it --rm img",
     "create -- img x",

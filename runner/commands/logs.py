@@ -36,26 +36,10 @@ def _emit(entries: list[dict[str, Any]], timestamps: bool) -> None:
 
 def follow(container: Container, *, tail: int | None, timestamps: bool, keep_following: bool = True) -> None:
     """Print the log (its last `tail` entries), then, while the container runs, what it adds."""
-    import time
+    from minirun import logs
 
-    from minirun import lifecycle, logs
-    from minirun.containers import ACTIVE, RESTARTING
-
-    path = container.dir / logs.LOG_NAME
-    entries, offset = logs.read_entries(path)
-    _emit(list(logs.tail(entries, tail)), timestamps)
-    delay = 0.01
-    while keep_following:
-        state = lifecycle.observe(container, patience=0)
-        running = state.Status in ACTIVE or state.Status == RESTARTING
-        if not running:
-            time.sleep(0.05)  # the monitor flushes the last lines as the pipes close
-        entries, offset = logs.read_entries(path, offset)
+    for entries in logs.follow(container, tail=tail, keep_following=keep_following):
         _emit(entries, timestamps)
-        if not running:
-            return
-        delay = 0.01 if entries else min(delay * 2, 0.2)
-        time.sleep(delay)
 
 
 def execute(args: argparse.Namespace) -> int:

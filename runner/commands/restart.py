@@ -30,6 +30,9 @@ def _stop_then_start(container_id: str, timeout: int | None) -> Callable[[Store]
 
         container = Container(store, container_id)
         lifecycle.stop(store, container, timeout)
+        from minicache import events
+
+        events.container(store, "restart", container.id, container.record)
         return container
 
     return job

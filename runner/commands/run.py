@@ -31,6 +31,7 @@ CONTAINER_OPTIONS = (
     Option(("-t", "--tty"), "tty", FLAG, "allocate a pseudo-terminal"),
     Option(("--rm",), "rm", FLAG, "remove the container when it exits"),
     Option(("--name",), "name", help="assign a name to the container"),
+    Option(("-l", "--label"), "label", APPEND, "set a label (shown by inspect, ps filters, events)", "KEY=VALUE"),
     Option(("-e", "--env"), "env", APPEND, "set an environment variable", "KEY[=VALUE]"),
     Option(("--env-file",), "env_file", APPEND, "read environment variables from a file", "FILE"),
     Option(("-w", "--workdir"), "workdir", help="working directory inside the container"),
@@ -211,7 +212,7 @@ def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
 def create(store: Store, args: argparse.Namespace, *, attach: bool) -> Container:
     """The container the flags describe, created (not started)."""
     from minirun import engine
-    from minirun.flags import parse_restart, parse_signal, validate_name
+    from minirun.flags import parse_labels, parse_restart, parse_signal, validate_name
 
     opts = options(args, attach=attach)
     if opts.network not in ("none", "host", "bridge", "default") and not opts.network.startswith("container:"):
@@ -233,6 +234,7 @@ def create(store: Store, args: argparse.Namespace, *, attach: bool) -> Container
         restart=parse_restart(args.restart),
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
+        labels=parse_labels(getattr(args, "label", None) or []),
     )
 
 

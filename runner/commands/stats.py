@@ -13,7 +13,6 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from minirun.cgroups import CgroupStats
     from minirun.containers import Container
 
 INTERVAL = 1.0  # seconds between readings, as docker stats
@@ -26,43 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("containers", nargs="*", metavar="CONTAINER")
 
 
-def net_io(pid: int) -> tuple[int, int] | None:
-    """(received, sent) bytes of every interface but loopback in the network namespace of `pid`."""
-    try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            lines = f.read().splitlines()[2:]
-    except OSError:
-        return None
-    received = sent = 0
-    for line in lines:
-        name, _, counters = line.partition(":")
-        fields = counters.split()
-        if name.strip() != "lo" and len(fields) >= 9:
-            received += int(fields[0])
-            sent += int(fields[8])
-    return received, sent
-
-
-def _reading(container: Container) -> tuple[CgroupStats | None, int]:
-    from minicache.errors import MiniError
-    from minirun import engine, lifecycle
-    from minirun.containers import ACTIVE
-
-    state = lifecycle.observe(container, patience=0)
-    if state.Status not in ACTIVE:
-        return None, 0
-    try:
-        return engine.container_cgroup(container).stats(), state.Pid
-    except MiniError:  # it ended between the two reads
-        return None, 0
-
-
 def execute(args: argparse.Namespace) -> int:
     import time
 
     from minirun.cgroups import stats as fmt
     from minirun.commands.common import get, open_store
     from minirun.containers import ContainerStore
+    from minirun.usage import net_io, reading
 
     store = open_store(args, create=False)
     if args.containers:
@@ -71,13 +40,13 @@ def execute(args: argparse.Namespace) -> int:
     else:
         containers, named = ContainerStore(store).all(), False
     total = fmt.host_memory()
-    before = {c.id: _reading(c)[0] for c in containers}
+    before = {c.id: reading(c)[0] for c in containers}
     try:
         while True:
             time.sleep(INTERVAL)
             rows = []
             for container in containers:
-                now, pid = _reading(container)
+                now, pid = reading(container)
                 if now is None:
                     if named or args.all:
                         rows.append(_empty_row(container))
