@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from minicache.store import Store
 
 PRIVATE_DIR = 0o700  # every folder of the store and of the run-time state
+# The run-time root may let one group pass through (x only, no listing) to `minirun serve`'s API socket,
+# when a `minicontainer` group exists; every entry below it stays closed.
+RUN_ROOT_DIR = 0o710
 PRIVATE_FILE = 0o600  # a container's config, environment, state and log; lock files
 # Bind-mounted into the container as /etc/...: a user other than root inside the container reads them.
 # They hold names and addresses only; the container's 0700 directory closes them to the host's users.
@@ -51,8 +54,8 @@ def _close_tree(path: Path) -> None:
 
 def tighten(store: Store) -> None:
     """Close the store to other users: its folders 0700, containers' records, state and logs 0600."""
-    for top in (store.root, store.run_root):
-        _chmod(top, PRIVATE_DIR, stat.S_IFDIR)
+    _chmod(store.root, PRIVATE_DIR, stat.S_IFDIR)
+    _chmod(store.run_root, RUN_ROOT_DIR, stat.S_IFDIR)
     own = {"blobs", "layers", "images", "containers", "tmp", "locks", store.run_root.name}
     for name in _entries(store.root):
         if name in own:

@@ -104,7 +104,9 @@ class Store:
             euid = os.geteuid()
             if euid != 0 and st.st_uid != euid:
                 raise PermissionError(13, "Permission denied", str(top))
-            loose = loose or bool(st.st_mode & 0o077)
+            # The run-time root may keep group search for serve's socket (minicache.modes.RUN_ROOT_DIR).
+            open_bits = 0o067 if top == self.run_root else 0o077
+            loose = loose or bool(st.st_mode & open_bits)
         if loose:
             from minicache.modes import tighten
 

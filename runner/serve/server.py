@@ -51,7 +51,16 @@ def needs_tls(host: str) -> bool:
     return not ipaddress.ip_address(host).is_loopback
 
 
-def unix_listener(path: Path) -> socket.socket:
+def _open_to_group(run_root: Path, gid: int) -> None:
+    """Let the group pass through the run-time root to the socket: search only (0710), every entry below stays
+    closed, and the store's check on open accepts that one bit."""
+    from minicache.modes import RUN_ROOT_DIR
+
+    os.chown(run_root, -1, gid)
+    os.chmod(run_root, RUN_ROOT_DIR)
+
+
+def unix_listener(path: Path, run_root: Path | None = None) -> socket.socket:
     """A listening Unix socket at `path`, mode 0660, group `minicontainer` if it exists; a stale one is replaced."""
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -76,6 +85,8 @@ def unix_listener(path: Path) -> socket.socket:
         gid = -1
     os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
     os.chmod(path, SOCKET_MODE)
+    if gid != -1 and path.parent == run_root:
+        _open_to_group(run_root, gid)
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -136,7 +147,7 @@ def serve(
     guard = auth.Guard(auth.load_token(store))
     app = application.build(store, guard)
     path = socket_path or default_socket(store)
-    listeners = [(unix_listener(path), application.for_listener(app, guard, need_token=False), None)]
+    listeners = [(unix_listener(path, store.run_root), application.for_listener(app, guard, need_token=False), None)]
     for host, port in addresses:
         tls = (tls_cert, tls_key) if tls_cert else None
         listeners.append((tcp_listener(host, port), application.for_listener(app, guard, need_token=True), tls))
