@@ -186,9 +186,7 @@ class Root:
         raise OSError(errno.EXDEV, "resolved outside the container's root", link)
 
     # -- creating ---------------------------------------------------------------------------------------------
-    def make(
-        self, path: str, *, directory: bool = True, allow: Callable[[str], None] | None = None
-    ) -> tuple[int, str]:
+    def make(self, path: str, *, directory: bool = True, allow: Callable[[str], None] | None = None) -> tuple[int, str]:
         """(O_PATH descriptor, path inside the root) of `path`, created with its missing parents if absent.
 
         Missing components are made by mkdirat (the last one, unless `directory`, as an empty file by openat
