@@ -85,3 +85,11 @@ def one_line(prog: str, err: BaseException) -> str:
     message = " ".join(str(err).split()) or type(err).__name__
     hint = getattr(err, "hint", None)
     return f"{prog}: error: {message}" + (f"; {hint}" if hint else "")
+
+
+class RecipeError(MiniError):
+    """A Containerfile that cannot be parsed or built as written; the message names file, line and instruction."""
+
+
+class BuildError(MiniError):
+    """A build step that failed (a RUN that exited non-zero, a COPY source missing); no image was made."""
