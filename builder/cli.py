@@ -6,7 +6,7 @@ import sys
 
 import typer
 from minibuild.app import app
-from minibuild.commands import images, importing, registry, version  # noqa: F401  (registers commands)
+from minibuild.commands import build, images, importing, registry, version  # noqa: F401  (registers commands)
 
 PROG = "minibuild"
 

@@ -4,6 +4,7 @@ root/blobs/sha256/<hex>    manifests, configs, compressed layers exactly as fetc
 root/layers/<chain-hex>/   one unpacked layer: fs/ plus layer.json (LayerStore)
 root/images/               image records and the reference index (ImageStore)
 root/containers/<id>/      one container each (owned by minirun)
+root/buildcache/            the step cache of `minibuild build`: step key → the layer it made (BuildCache)
 root/tmp/                  staging on the same filesystem; everything is committed by rename
 root/locks/                flock files
 run_root/                  run-time state that must not outlive a reboot (minirun)
@@ -54,6 +55,7 @@ class Store:
         self.images_dir = self.root / "images"
         self.containers_dir = self.root / "containers"
         self.tmp_dir = self.root / "tmp"
+        self.buildcache_dir = self.root / "buildcache"
         self.locks_dir = self.root / "locks"
         for d in (
             self.blobs_dir,
@@ -61,6 +63,7 @@ class Store:
             self.images_dir,
             self.containers_dir,
             self.tmp_dir,
+            self.buildcache_dir,
             self.locks_dir,
             self.run_root,
         ):
@@ -85,6 +88,12 @@ class Store:
         from minicache.images import ImageStore
 
         return ImageStore(self)
+
+    @cached_property
+    def buildcache(self):  # -> BuildCache
+        from minicache.buildcache import BuildCache
+
+        return BuildCache(self)
 
     # -- locks and staging -----------------------------------------------------------------------------------
     def lock(self, name: str, *, shared: bool = False) -> FileLock:
