@@ -12,6 +12,7 @@ import os
 
 from minicache import digest as digests
 from minicache.atomic import atomic_write_json, read_json
+from minicache.errors import NotFound
 from minicache.images import LayerRef
 
 TYPE_CHECKING = False
@@ -56,7 +57,7 @@ class BuildCache:
             return None
         try:
             self.store.images.get(image_id)
-        except Exception:  # noqa: BLE001 - missing or unreadable: a miss either way
+        except (NotFound, ValueError, TypeError):  # missing or unreadable: a miss either way
             return None
         return image_id
 
