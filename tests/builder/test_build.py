@@ -1,0 +1,258 @@
+"""`minibuild build` end to end on the real kernel: overlay mounts, RUN through the runtime, the store."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from buildkit import config_of, image_tree, run_build, write_context
+from minicache import gc
+from minicache.errors import BuildError, NotFound, RecipeError
+from minicache.overlay import supported
+from minicache.store import Store
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_config_instructions_and_files(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": f"""\
+ARG BASE={busybox_image}
+FROM $BASE
+ARG WHO=world
+ENV GREETING="hello ${{WHO}}" DIR=/srv
+LABEL org.example.kind="demo app" other=${{UNSET:-fallback}}
+WORKDIR $DIR
+COPY site/ ./www/
+RUN echo "$GREETING $WHO" > greeting.txt && rm /bin/yes
+USER 1000:1000
+EXPOSE 8080 9000-9001/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --retries=2 CMD wget -q -O- localhost:8080
+ENTRYPOINT ["httpd", "-f"]
+CMD ["-p", "8080"]
+ONBUILD RUN echo child
+""",
+            "site/index.html": "<h1>hi</h1>\n",
+        },
+    )
+    _result, out = run_build(store, ctx, tags=["built:1"], build_args={"WHO": "there"})
+    assert "STEP 1/15: FROM $BASE" in out and "STEP 15/15: ONBUILD RUN echo child" in out
+    cfg = config_of(store, "built:1")
+    c = cfg["config"]
+    assert "GREETING=hello there" in c["Env"] and "DIR=/srv" in c["Env"]
+    assert not any(e.startswith("WHO=") for e in c["Env"])  # ARGs are not kept in the image
+    assert c["Labels"] == {"org.example.kind": "demo app", "other": "fallback"}
+    assert c["WorkingDir"] == "/srv" and c["User"] == "1000:1000"
+    assert c["ExposedPorts"] == {"8080/tcp": {}, "9000/udp": {}, "9001/udp": {}}
+    assert c["Volumes"] == {"/data": {}} and c["StopSignal"] == "SIGTERM"
+    assert c["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "wget -q -O- localhost:8080"],
+        "Interval": 5_000_000_000,
+        "Retries": 2,
+    }
+    assert c["Entrypoint"] == ["httpd", "-f"] and c["Cmd"] == ["-p", "8080"]
+    assert c["OnBuild"] == ["RUN echo child"]
+    tree = image_tree(store, "built:1")
+    assert tree["srv/greeting.txt"][4] == b"hello there there\n"
+    assert tree["srv/www/index.html"][:4] == ("file", 0o644, 0, 0)
+    assert "bin/yes" not in tree and "bin/sh" in tree
+    assert "proc" in tree  # from the base image; the runtime's mount points are never added by a step
+    assert [h.get("empty_layer", False) for h in cfg["history"][-3:]] == [True, True, True]
+    assert len(cfg["rootfs"]["diff_ids"]) == 4  # base, WORKDIR, COPY, RUN
+    assert mounts_under(store.root) == []
+
+
+def test_cache_reuse_and_invalidation(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": f"FROM {busybox_image}\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n",
+            "a.txt": "first\n",
+        },
+    )
+    first, _ = run_build(store, ctx, tags=["cached:1"])
+    started = time.monotonic()
+    again, out = run_build(store, ctx, tags=["cached:1"])
+    assert time.monotonic() - started < 1.0
+    assert out.count("--> CACHED") == 3 and again.cached == 3
+    assert again.image_id == first.image_id  # everything cached: the same image, as in Docker
+    (ctx / "a.txt").write_text("second\n")
+    changed, out = run_build(store, ctx, tags=["cached:1"])
+    assert out.count("--> CACHED") == 1  # only the RUN before the COPY
+    assert out.index("--> CACHED") < out.index("COPY a.txt")
+    assert image_tree(store, "cached:1")["copy"][4] == b"second\n"
+    assert changed.image_id != first.image_id
+    _nocache, out = run_build(store, ctx, no_cache=True)
+    assert "CACHED" not in out
+
+
+def test_reproducible_with_timestamp(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Containerfile": f"FROM {busybox_image}\nCOPY f /f\nRUN date > /built && touch /tmp/x\n", "f": "x\n"},
+    )
+    a, _ = run_build(store, ctx, timestamp=1_700_000_000, no_cache=True)
+    time.sleep(1.1)
+    os.utime(ctx / "f")
+    b, _ = run_build(store, ctx, timestamp=1_700_000_000, no_cache=True)
+    # `date` output differs between the runs, so the RUN layer differs; the rest must be byte-identical
+    cfg_a, cfg_b = (store.blobs.read_json(x.image_id) for x in (a, b))
+    assert cfg_a["created"] == cfg_b["created"] == "2023-11-14T22:13:20Z"
+    assert cfg_a["rootfs"]["diff_ids"][:2] == cfg_b["rootfs"]["diff_ids"][:2]
+    ctx2 = write_context(
+        tmp_path / "ctx2", {"Containerfile": f"FROM {busybox_image}\nCOPY f /f\nRUN echo hi > /hi\n", "f": "x\n"}
+    )
+    c, _ = run_build(store, ctx2, timestamp=1_700_000_000, no_cache=True)
+    d, _ = run_build(store, ctx2, timestamp=1_700_000_000, no_cache=True)
+    assert c.image_id == d.image_id and c.manifest == d.manifest
+    tree = image_tree(store, c.image_id)
+    assert tree["hi"][4] == b"hi\n"
+
+
+def test_source_date_epoch(store: Store, busybox_image: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nRUN echo x > /x\n"})
+    a, _ = run_build(store, ctx, no_cache=True)
+    b, _ = run_build(store, ctx, no_cache=True)
+    assert a.image_id == b.image_id
+    assert store.blobs.read_json(a.image_id)["created"] == "2001-09-09T01:46:40Z"
+
+
+def test_failed_build_leaves_no_image_and_prune_cleans(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nRUN echo ok > /ok\nRUN exit 3\n"})
+    images_before = set(store.images.ids())
+    with pytest.raises(BuildError, match=r"Containerfile:3: RUN: `/bin/sh -c exit 3` returned a non-zero code: 3"):
+        run_build(store, ctx, tags=["broken:1"])
+    assert set(store.images.ids()) == images_before
+    with pytest.raises(NotFound):
+        store.images.resolve("broken:1")
+    base_layers = set(store.images.resolve(busybox_image).chain_ids)
+    assert set(store.layers.all()) - base_layers  # the first RUN's layer stays, as cache
+    report = gc.collect(store)
+    assert report.layers and set(store.layers.all()) == base_layers
+    assert store.buildcache.keys() == []  # its cache entry went with it
+    assert gc.check(store) == []
+    assert mounts_under(store.root) == []
+
+
+def test_multistage_copy_from_and_target(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": f"""\
+FROM {busybox_image} AS build
+RUN mkdir -p /out && echo built > /out/app && chmod 0750 /out/app
+FROM build AS unused
+RUN exit 1
+FROM scratch
+COPY --from=build --chown=7:8 /out/app /bin/app
+COPY --from=0 /bin/busybox /bin/busybox
+""",
+        },
+    )
+    _result, out = run_build(store, ctx, tags=["multi:1"])
+    assert "exit 1" not in out  # a stage nobody needs is not built
+    tree = image_tree(store, "multi:1")
+    assert tree["bin/app"] == ("file", 0o750, 7, 8, b"built\n")
+    assert set(tree) == {"bin", "bin/app", "bin/busybox"}
+    _, out = run_build(store, ctx, tags=["stage:build"], target="build")
+    assert "STEP 3/3" in out or "STEP 2/2" in out
+    with pytest.raises(NotFound, match="no stage named"):
+        run_build(store, ctx, target="nope")
+
+
+def test_copy_globs_ignore_chmod_and_dest_rules(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": f"""\
+FROM {busybox_image}
+COPY *.txt /txt/
+COPY --chmod=0600 conf/ /etc/app/
+COPY one.txt /renamed
+COPY ["dir with space/f", "/spaced/"]
+COPY . /all/
+""",
+            "one.txt": "1",
+            "two.txt": "2",
+            "skip.txt": "s",
+            "conf/a.conf": "a",
+            "conf/sub/b.conf": "b",
+            "conf/sub/keep.log": "k",
+            "dir with space/f": "f",
+            ".dockerignore": "skip.txt\nconf/**/*.log\n!conf/sub/keep.log\nsecrets\n",
+            "secrets/key": "k",
+        },
+    )
+    run_build(store, ctx, tags=["globs:1"])
+    tree = image_tree(store, "globs:1")
+    assert tree["txt/one.txt"][4] == b"1" and tree["txt/two.txt"][4] == b"2" and "txt/skip.txt" not in tree
+    assert tree["etc/app/a.conf"][1] == 0o600 and tree["etc/app/sub/b.conf"][4] == b"b"
+    assert tree["etc/app/sub/keep.log"][4] == b"k"
+    assert tree["renamed"][4] == b"1" and tree["spaced/f"][4] == b"f"
+    assert "all/secrets" not in tree and "all/secrets/key" not in tree and "all/skip.txt" not in tree
+    assert tree["all/one.txt"][4] == b"1"
+
+
+def test_add_local_tar_and_url_refusal(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("pkg/hello.txt")
+        info.size = 5
+        info.uid = 12
+        tar.addfile(info, io.BytesIO(b"hello"))
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Containerfile": f"FROM {busybox_image}\nADD pkg.tar.gz /opt/\n", "pkg.tar.gz": buf.getvalue()},
+    )
+    run_build(store, ctx, tags=["add:1"])
+    tree = image_tree(store, "add:1")
+    assert tree["opt/pkg/hello.txt"][4] == b"hello" and tree["opt/pkg/hello.txt"][2] == 12
+    (ctx / "Containerfile").write_text(f"FROM {busybox_image}\nADD http://127.0.0.1:9/file /file\n")
+    with pytest.raises(RecipeError, match=r"Containerfile:2: ADD: .*refused without a checksum"):
+        run_build(store, ctx)
+
+
+def test_errors_name_file_line_and_instruction(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nCOPY missing.txt /x\n"})
+    with pytest.raises(RecipeError, match=r"Containerfile:2: COPY: missing.txt: no such file"):
+        run_build(store, ctx)
+    (ctx / "Containerfile").write_text(f"FROM {busybox_image}\nUSER nobody-here\nRUN true\n")
+    with pytest.raises(RecipeError, match=r"Containerfile:3: RUN: USER nobody-here: no user named"):
+        run_build(store, ctx)
+    (ctx / "Containerfile").write_text("RUN true\n")
+    with pytest.raises(RecipeError, match=r"Containerfile:1: RUN: only ARG may come before the first FROM"):
+        run_build(store, ctx)
+
+
+def test_run_has_no_network_by_default(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nRUN ip -o link > /links\n"})
+    run_build(store, ctx, tags=["net:1"])
+    links = image_tree(store, "net:1")["links"][4].decode()
+    assert links.count(": ") and all(" lo:" in line for line in links.strip().splitlines())
+
+
+def test_context_from_tar_on_disk(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("Containerfile", f"FROM {busybox_image}\nCOPY f /f\n".encode()), ("f", b"from tar")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "ctx.tar"
+    archive.write_bytes(buf.getvalue())
+    run_build(store, archive, tags=["tarctx:1"])
+    assert image_tree(store, "tarctx:1")["f"][4] == b"from tar"
