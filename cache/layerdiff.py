@@ -51,6 +51,7 @@ class LayerBlob:
     size: int  # bytes of the blob
     media_type: str
     empty: bool  # the upper directory held no change at all
+    content_size: int = 0  # bytes of file content in the layer (what LayerInfo.size records)
 
 
 class _Sink:
@@ -126,6 +127,7 @@ class _TarWriter:
         self.timestamp = timestamp
         self.links: dict[tuple[int, int], str] = {}
         self.count = 0
+        self.content = 0
 
     def _mtime(self, mtime: float) -> int:
         t = int(mtime)
@@ -174,6 +176,7 @@ class _TarWriter:
             return  # sockets: not part of a layer, as in Docker
         self.header(info)
         if fd is not None:
+            self.content += info.size
             try:
                 left = info.size
                 while left > 0:
@@ -216,7 +219,7 @@ def write_layer(store: Store, upper: Path, *, compression: str = "gzip", timesta
     except BaseException:
         sink.writer.abort()
         raise
-    return LayerBlob(diff_id, digest, size, MEDIA_TYPES[compression], empty=tar.count == 0)
+    return LayerBlob(diff_id, digest, size, MEDIA_TYPES[compression], empty=tar.count == 0, content_size=tar.content)
 
 
 def is_empty(upper: Path) -> bool:

@@ -14,6 +14,7 @@ from minicache import gc
 from minicache.errors import BuildError, NotFound, RecipeError
 from minicache.overlay import supported
 from minicache.store import Store
+from runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 
