@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minibuild.changes import config_from_changes
 from minicache import digest as digests
-from minicache import gc, reference
+from minicache import gc, reference, tarsplit
 from minicache.errors import InvalidArchive, InvalidReference, NotFound
 from minicache.images import ImageRecord, LayerRef
 from minicache.unpack import GZIP_MAGIC, ZSTD_MAGIC, open_decompressed, unpack_layer
@@ -399,6 +399,26 @@ def _oci_layout(store: Store, archive: _Archive) -> list[tuple[ImageRecord, list
     return out
 
 
+def _keep_stored(store: Store, record: ImageRecord) -> ImageRecord:
+    """The record already stored for the same image ID, when it is complete: an image pulled earlier keeps its
+    compressed blobs and manifest digest (so a push sends the same digest, and prune keeps those blobs)."""
+    try:
+        existing = store.images.get(record.id)
+    except NotFound:
+        return record
+    complete = (
+        existing.manifest is not None
+        and store.blobs.has(existing.manifest)
+        and all(
+            layer.digest is not None
+            and store.layers.has(layer.chain_id)
+            and (store.blobs.has(layer.digest) or tarsplit.has_record(store, layer.chain_id))
+            for layer in existing.layers
+        )
+    )
+    return existing if complete else record
+
+
 # -- the entry point ---------------------------------------------------------------------------------------------
 def import_tarball(
     store: Store,
@@ -419,7 +439,7 @@ def import_tarball(
         kind, prefix = sniff(stream)
         replay = _Replay(prefix, stream)
         if kind == "export":
-            record = _import_export(store, replay, list(changes), keep_layer_blob)
+            record = _keep_stored(store, _import_export(store, replay, list(changes), keep_layer_blob))
             store.images.put(record, [tag] if tag else [])
             return ImportResult("export", [(record.id, [tag] if tag else [])])
         if changes:
@@ -448,6 +468,7 @@ def import_tarball(
         for record, names in images:
             if tag and len(images) == 1:
                 names = [*names, tag]
+            record = _keep_stored(store, record)
             store.images.put(record, names)
             result.images.append((record.id, names))
         return result

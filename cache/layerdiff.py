@@ -222,6 +222,18 @@ def write_layer(store: Store, upper: Path, *, compression: str = "gzip", timesta
     return LayerBlob(diff_id, digest, size, MEDIA_TYPES[compression], empty=tar.count == 0, content_size=tar.content)
 
 
+def compress_stream(store: Store, source, compression: str) -> tuple[str, str, int]:
+    """An uncompressed layer tar from `source` (a binary file) into a compressed blob: (diff_id, digest, size)."""
+    sink = _Sink(store, compression)
+    try:
+        while chunk := source.read(_CHUNK):
+            sink.write(chunk)
+        return sink.finish()
+    except BaseException:
+        sink.writer.abort()
+        raise
+
+
 def is_empty(upper: Path) -> bool:
     """True when an upper directory holds no change (nothing in it but possibly its own root)."""
     return not any(os.scandir(upper))

@@ -70,6 +70,9 @@ def push_cmd(
     chunk_size: Annotated[
         int | None, typer.Option("--chunk-size", min=1024, help="Upload blobs in PATCH chunks of this many bytes.")
     ] = None,
+    compression: Annotated[
+        str, typer.Option("--compression", help="For uncompressed layers: gzip (default), zstd or none.")
+    ] = "gzip",
 ) -> None:
     """Push an image of the store to a registry."""
     from minibuild import progress
@@ -82,6 +85,7 @@ def push_cmd(
         settings=_settings(insecure_registry, timeout),
         progress=progress.for_terminal(quiet),
         chunk_size=chunk_size,
+        compression=compression,
     )
     tag = result.reference.rsplit(":", 1)[-1]
     if quiet:
