@@ -69,6 +69,11 @@ class _Out:
     def close(self) -> None:
         self.tar.close()
 
+    def abandon(self) -> None:
+        """After an error: write nothing more (tarfile's stream would flush its buffer on garbage collection)."""
+        self.tar.fileobj.closed = True  # type: ignore[attr-defined]
+        self.tar.closed = True
+
 
 def _layer_stream(store: Store, digest: str, chain_id: str) -> BinaryIO:
     if store.blobs.has(digest):
@@ -96,12 +101,22 @@ def save(store: Store, images: list[str], out: BinaryIO, fmt: str = "docker-arch
     if not images:
         raise InvalidSpec("no image to save", hint="name at least one image")
     records = [(store.images.resolve(name), name) for name in images]
+    for record, name in records:  # fail before the first byte when a layer cannot be had
+        for layer in record.layers:
+            if layer.digest is None or not (
+                store.blobs.has(layer.digest) or tarsplit.has_record(store, layer.chain_id)
+            ):
+                raise NotFound(f"image {name} has no blob for layer {layer.diff_id}", hint="pull or build it again")
     with gc.hold(store):
         tar = _Out(out)
-        if fmt == "docker-archive":
-            _docker_archive(store, tar, records)
-        else:
-            _oci_archive(store, tar, records)
+        try:
+            if fmt == "docker-archive":
+                _docker_archive(store, tar, records)
+            else:
+                _oci_archive(store, tar, records)
+        except BaseException:
+            tar.abandon()
+            raise
         tar.close()
 
 
