@@ -122,7 +122,8 @@ def _is_opaque(path: str) -> bool:
 
 
 class _TarWriter:
-    def __init__(self, sink: _Sink, timestamp: int | None) -> None:
+    def __init__(self, sink: _Sink, timestamp: int | None, exclude: tuple[str, ...] = ()) -> None:
+        self.exclude = frozenset(exclude)
         self.sink = sink
         self.timestamp = timestamp
         self.links: dict[tuple[int, int], str] = {}
@@ -197,6 +198,8 @@ class _TarWriter:
             path = entry.path
             name = prefix + entry.name
             st = entry.stat(follow_symlinks=False)
+            if name in self.exclude and _is_placeholder(path, st):
+                continue
             if is_whiteout(st):
                 parent, _, base = name.rpartition("/")
                 self.whiteout((parent + "/" if parent else "") + WHITEOUT_PREFIX + base, st.st_mtime)
@@ -208,10 +211,28 @@ class _TarWriter:
                 self.walk(path, name + "/")
 
 
-def write_layer(store: Store, upper: Path, *, compression: str = "gzip", timestamp: int | None = None) -> LayerBlob:
-    """Stream the changes in `upper` (an overlay upper directory) into a verified layer blob in the store."""
+def _is_placeholder(path: str, st: os.stat_result) -> bool:
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size == 0
+    if stat.S_ISDIR(st.st_mode):
+        return not any(os.scandir(path))
+    return False
+
+
+def write_layer(
+    store: Store,
+    upper: Path,
+    *,
+    compression: str = "gzip",
+    timestamp: int | None = None,
+    exclude_placeholders: tuple[str, ...] = (),
+) -> LayerBlob:
+    """Stream the changes in `upper` (an overlay upper directory) into a verified layer blob in the store.
+
+    `exclude_placeholders`: relative paths left out when they are an empty file or directory (mount points).
+    """
     sink = _Sink(store, compression)
-    tar = _TarWriter(sink, timestamp)
+    tar = _TarWriter(sink, timestamp, exclude_placeholders)
     try:
         tar.walk(os.fspath(upper), "")
         sink.write(bytes(tarfile.BLOCKSIZE * 2))
