@@ -257,3 +257,34 @@ def test_context_from_tar_on_disk(store: Store, busybox_image: str, tmp_path: Pa
     archive.write_bytes(buf.getvalue())
     run_build(store, archive, tags=["tarctx:1"])
     assert image_tree(store, "tarctx:1")["f"][4] == b"from tar"
+
+
+def test_onbuild_triggers_run_in_the_child(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    parent = write_context(
+        tmp_path / "parent",
+        {"Containerfile": f"FROM {busybox_image}\nONBUILD COPY hello /hello\nONBUILD RUN echo ran > /ran\n"},
+    )
+    run_build(store, parent, tags=["parent:1"])
+    assert image_tree(store, "parent:1").get("hello") is None
+    child = write_context(
+        tmp_path / "child", {"Containerfile": "FROM parent:1\nCMD cat /hello\n", "hello": "from child\n"}
+    )
+    _, out = run_build(store, child, tags=["child:1"])
+    assert "--> ONBUILD COPY hello /hello" in out
+    tree = image_tree(store, "child:1")
+    assert tree["hello"][4] == b"from child\n" and tree["ran"][4] == b"ran\n"
+    cfg = config_of(store, "child:1")["config"]
+    assert "OnBuild" not in cfg and cfg["Cmd"] == ["/bin/sh", "-c", "cat /hello"]
+
+
+def test_platform_and_shell(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM --platform=linux/arm64 {busybox_image}\n"})
+    with pytest.raises(RecipeError, match=r"Containerfile:1: FROM: image busybox-test:latest is for linux/amd64"):
+        run_build(store, ctx)
+    (ctx / "Containerfile").write_text(
+        "ARG TARGETARCH\nFROM scratch AS empty\nFROM --platform=$BUILDPLATFORM "
+        f'{busybox_image}\nARG TARGETARCH\nSHELL ["/bin/sh", "-e", "-c"]\nRUN echo "$TARGETARCH" > /arch\n'
+    )
+    run_build(store, ctx, tags=["arch:1"])
+    assert image_tree(store, "arch:1")["arch"][4] in (b"amd64\n", b"arm64\n")
+    assert config_of(store, "arch:1")["config"]["Shell"] == ["/bin/sh", "-e", "-c"]

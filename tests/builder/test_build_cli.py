@@ -45,7 +45,11 @@ def test_errors_are_one_line(store: Store, busybox_image: str, tmp_path: Path) -
     failed = cli(store, "build", str(tmp_path))
     err = failed.stderr.decode()
     assert failed.returncode == 1 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(f"minibuild: error: {tmp_path}/Containerfile:2: RUN: `/bin/sh -c exit 7`")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"minibuild: error: {tmp_path}/Containerfile:2: RUN: `/bin/sh -c exit 7`")
+    )
     (tmp_path / "Containerfile").write_text("FROM scratch\nBOGUS x\n")
     bad = cli(store, "build", str(tmp_path))
     assert bad.returncode == 1 and b"Containerfile:2: unknown instruction: BOGUS" in bad.stderr
