@@ -1,31 +1,14 @@
-"""`minibuild build [OPTIONS] CONTEXT`: a Containerfile into an image (see minibuild.build.builder)."""
+"""`minibuild build [OPTIONS] CONTEXT`: a Containerfile into an image (see minibuild.build.builder).
+
+Most lines are read by minibuild.build.fastcli without typer; this command serves `--help` and the rest.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from minibuild.app import app, store_of
-
-
-def _pairs(values: list[str] | None, flag: str, *, bare_from_env: bool = False) -> dict[str, str]:
-    import os
-
-    from minicache.errors import InvalidSpec
-
-    out: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise InvalidSpec(f"{flag} {item!r} has no name", hint=f"write {flag} KEY=VALUE")
-        if not sep:
-            if not bare_from_env:
-                raise InvalidSpec(f"{flag} {item!r} is not KEY=VALUE", hint=f"write {flag} KEY=VALUE")
-            if key not in os.environ:
-                continue  # as Docker: a bare --build-arg NAME takes the value from the environment, if set
-            value = os.environ[key]
-        out[key] = value
-    return out
+from minibuild.app import app
 
 
 @app.command("build")
@@ -56,28 +39,10 @@ def build_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the image ID.")] = False,
 ) -> None:
     """Build an image from a Containerfile (Dockerfile syntax), reusing cached steps."""
-    import io
-    import sys
+    from minibuild.build.fastcli import run
 
-    from minibuild.build.builder import BuildOptions, build
-    from minicache.reference import parse
-
-    for name in tag or []:
-        parse(name)  # a bad name fails before any step runs
-    opts = BuildOptions(
-        context=context,
-        file=file,
-        tags=list(tag or []),
-        build_args=_pairs(build_arg, "--build-arg", bare_from_env=True),
-        target=target,
-        platform=platform,
-        no_cache=no_cache,
-        network=network,
-        compression=compression,
-        timestamp=timestamp,
-        labels=_pairs(label, "--label"),
-        out=io.StringIO() if quiet else sys.stdout,
-    )
-    result = build(store_of(ctx), opts)
-    if quiet:
-        typer.echo(result.image_id)
+    run(
+        ctx.obj.root, context, file=file, tags=list(tag or []), build_args=list(build_arg or []), target=target,
+        platform=platform, no_cache=no_cache, network=network, compression=compression, timestamp=timestamp,
+        labels=list(label or []), quiet=quiet,
+    )  # fmt: skip
