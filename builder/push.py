@@ -6,7 +6,8 @@ compressed first (gzip by default, with ISA-L; zstd or none on request), once: t
 the compressed blobs and a new OCI manifest, so the next push sends the same digest. Then every blob it names
 (config and layers) — skipped when the registry has it (HEAD), mounted from another repository of the same
 registry when one of our images came from there, uploaded otherwise (one PUT, or PATCH chunks with
-`chunk_size`) — then the manifest under the tag. The image gets the name `DEST@<digest>` in the store.
+`chunk_size`; by default large blobs go in chunks, at least as large as the registry asks) — then the
+manifest under the tag. The image gets the name `DEST@<digest>` in the store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from minibuild.progress import Progress
 from minibuild.pull import clients_for
 from minibuild.registry import manifests
 from minibuild.registry import mediatypes as mt
-from minibuild.registry.client import RegistryClient
+from minibuild.registry.client import AUTO, RegistryClient
 from minibuild.registry.manifests import Descriptor, Manifest
 from minibuild.registry.settings import Settings, load
 from minicache import gc, layerdiff, reference, tarsplit
@@ -164,7 +165,7 @@ def push(
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | None = AUTO,
     compression: str = "gzip",
 ) -> PushResult:
     """Push `image` (a name or ID in the store) to `dest` (default: the image's own name).

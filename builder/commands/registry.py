@@ -77,6 +77,7 @@ def push_cmd(
     """Push an image of the store to a registry."""
     from minibuild import progress
     from minibuild.push import push
+    from minibuild.registry.client import AUTO
 
     result = push(
         store_of(ctx),
@@ -84,7 +85,7 @@ def push_cmd(
         dest,
         settings=_settings(insecure_registry, timeout),
         progress=progress.for_terminal(quiet),
-        chunk_size=chunk_size,
+        chunk_size=chunk_size if chunk_size is not None else AUTO,
         compression=compression,
     )
     tag = result.reference.rsplit(":", 1)[-1]

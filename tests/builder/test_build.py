@@ -288,3 +288,46 @@ def test_platform_and_shell(store: Store, busybox_image: str, tmp_path: Path) ->
     run_build(store, ctx, tags=["arch:1"])
     assert image_tree(store, "arch:1")["arch"][4] in (b"amd64\n", b"arm64\n")
     assert config_of(store, "arch:1")["config"]["Shell"] == ["/bin/sh", "-e", "-c"]
+
+
+def test_add_url_needs_and_checks_a_checksum(
+    store: Store, busybox_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    for key in list(os.environ):
+        if "proxy" in key.lower():
+            monkeypatch.delenv(key)
+    body = b"downloaded\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/files/tool.txt"
+        good = "sha256:" + hashlib.sha256(body).hexdigest()
+        ctx = write_context(
+            tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nADD --checksum={good} {url} /dl/\n"}
+        )
+        run_build(store, ctx, tags=["url:1"])
+        assert image_tree(store, "url:1")["dl/tool.txt"][4] == body
+        bad = "sha256:" + "0" * 64
+        (ctx / "Containerfile").write_text(f"FROM {busybox_image}\nADD --checksum={bad} {url} /dl/\n")
+        with pytest.raises(RecipeError, match=r"Containerfile:2: ADD: .*does not match the expected"):
+            run_build(store, ctx)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -245,3 +245,25 @@ def test_pulled_image_keeps_blobs_and_digest_through_save_and_from_tar(
     again = push(mine, f"{registry.endpoint}/test/src:1", f"{registry.endpoint}/test/copy:1", settings=FAST)
     assert again.digest == pulled.digest == first.digest
     assert again.pushed == [] and len(again.mounted) == 3  # cross-repository mounts, nothing re-uploaded
+
+
+def test_large_blobs_go_in_chunks_by_default(
+    store: Store, base: str, registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minibuild.registry import client
+
+    monkeypatch.setattr(client, "AUTO_CHUNK_ABOVE", 64 << 10)
+    monkeypatch.setattr(client, "AUTO_CHUNK_SIZE", 256 << 10)
+    ctx = write_context(
+        tmp_path / "ctx", {"Containerfile": f"FROM {base}\nCOPY big /big\n", "big": os.urandom(600 << 10)}
+    )
+    run_build(store, ctx, tags=["big:1"])
+    with registrykit.FaultProxy(registry.endpoint) as proxy:
+        dest = f"{proxy.endpoint}/test/big:1"
+        result = push(store, "big:1", dest, settings=FAST)
+        patches = proxy.requests_for("/blobs/uploads/", "PATCH")
+    assert len(patches) >= 3 + 4  # the 600 KiB layer in 3 chunks, the ~1 MiB busybox layer in 4 or more
+    raw = json.loads(
+        sh(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.endpoint}/test/big:1"]).stdout
+    )
+    assert result.digest and len(raw["layers"]) == 2
