@@ -331,3 +331,18 @@ def test_add_url_needs_and_checks_a_checksum(
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_expansion_rules_of_env_arg_and_labels(store: Store, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": "ARG V=global\nFROM scratch\nENV A=1\nENV A=2 B=$A\nARG A=arg\nARG V\n"
+            "LABEL b=$B a=$A v=${V} w='$V' q=\"${MISSING:-dflt}\"\nENV OLD legacy form kept\n"
+        },
+    )
+    run_build(store, ctx, tags=["exp:1"], labels={"built.by": "test"})
+    cfg = config_of(store, "exp:1")["config"]
+    # one ENV's pairs see the values before it; ENV wins over ARG; a stage's bare ARG takes the global value
+    assert cfg["Labels"] == {"b": "1", "a": "2", "v": "global", "w": "$V", "q": "dflt", "built.by": "test"}
+    assert cfg["Env"][-3:] == ["A=2", "B=1", "OLD=legacy form kept"]
