@@ -346,3 +346,35 @@ def test_expansion_rules_of_env_arg_and_labels(store: Store, tmp_path: Path) -> 
     # one ENV's pairs see the values before it; ENV wins over ARG; a stage's bare ARG takes the global value
     assert cfg["Labels"] == {"b": "1", "a": "2", "v": "global", "w": "$V", "q": "dflt", "built.by": "test"}
     assert cfg["Env"][-3:] == ["A=2", "B=1", "OLD=legacy form kept"]
+
+
+def test_heredocs_in_run_and_copy(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    recipe = f"""\
+FROM {busybox_image}
+ENV WHO=world
+COPY <<EOF /expanded.txt
+hello ${{WHO}} "quoted" \\n
+EOF
+COPY <<'EOF' /literal.txt
+hello ${{WHO}}
+EOF
+RUN <<EOF
+#!/bin/sh -e
+echo "script $0" > /script.txt
+EOF
+RUN cat > /inline.txt <<EOF
+inline $WHO
+EOF
+RUN <<-EOF
+	echo tabs stripped > /tabs.txt
+	EOF
+"""
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": recipe})
+    run_build(store, ctx, tags=["heredoc:1"])
+    tree = image_tree(store, "heredoc:1")
+    assert tree["expanded.txt"][4] == b'hello world "quoted" \\n\n'
+    assert tree["literal.txt"][4] == b"hello ${WHO}\n"
+    assert tree["script.txt"][4] == b"script /dev/pipes/EOF\n"
+    assert tree["inline.txt"][4] == b"inline world\n"
+    assert tree["tabs.txt"][4] == b"tabs stripped\n"
+    assert "dev" in tree and "dev/pipes" not in tree  # the script's mount point is not part of the layer
