@@ -125,6 +125,7 @@ class Store:
             names = os.listdir(self.tmp_dir)
         except FileNotFoundError:
             return
+        dead = []
         for name in names:
             parts = name.split("-")
             try:
@@ -132,4 +133,26 @@ class Store:
             except (IndexError, ValueError):
                 pid, started = -1, None
             if not process.is_alive(pid, started):
-                remove_tree(self.tmp_dir / name, ignore_errors=True)
+                dead.append(self.tmp_dir / name)
+        if dead:
+            _unmount_below(dead)  # a build killed mid-step leaves its overlay mounted in tmp/
+        for path in dead:
+            remove_tree(path, ignore_errors=True)
+
+
+def _unmount_below(paths: list[Path]) -> None:
+    """Detach every mount at or below `paths` (deepest first), so removing them never walks into a mount."""
+    import contextlib
+
+    from minicache import syscalls
+
+    prefixes = tuple(os.fsencode(os.path.realpath(p)) for p in paths)
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            points = [line.split()[4] for line in f]
+    except OSError:
+        return
+    below = [p for p in points if any(p == pre or p.startswith(pre + b"/") for pre in prefixes)]
+    for point in sorted(below, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            syscalls.umount(os.fsdecode(point), syscalls.MNT_DETACH)
