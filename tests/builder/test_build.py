@@ -239,11 +239,16 @@ def test_errors_name_file_line_and_instruction(store: Store, busybox_image: str,
         run_build(store, ctx)
 
 
-def test_run_has_no_network_by_default(store: Store, busybox_image: str, tmp_path: Path) -> None:
-    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nRUN ip -o link > /links\n"})
+def test_run_is_hardened_and_has_no_network_by_default(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    script = "ip -o link > /links; grep -E '^(CapEff|Seccomp):' /proc/self/status > /status; hostname > /host"
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nRUN {script}\n"})
     run_build(store, ctx, tags=["net:1"])
-    links = image_tree(store, "net:1")["links"][4].decode()
+    tree = image_tree(store, "net:1")
+    links = tree["links"][4].decode()
     assert links.count(": ") and all(" lo:" in line for line in links.strip().splitlines())
+    status = dict(line.split(":\t") for line in tree["status"][4].decode().splitlines())
+    assert status["Seccomp"] == "2" and status["CapEff"] == "00000000a80425fb"  # the runtime's filter and Docker's caps
+    assert tree["host"][4] == b"minibuild\n"
 
 
 def test_context_from_tar_on_disk(store: Store, busybox_image: str, tmp_path: Path) -> None:
