@@ -501,7 +501,9 @@ class Builder:
                     raise ins.error(f"--retries={retries} is not a whole number")
                 check["Retries"] = int(retries)
         else:
-            raise ins.error("takes NONE or CMD COMMAND", hint="e.g. HEALTHCHECK --interval=30s CMD wget -q -O- localhost")
+            raise ins.error(
+                "takes NONE or CMD COMMAND", hint="e.g. HEALTHCHECK --interval=30s CMD wget -q -O- localhost"
+            )
         st.config["Healthcheck"] = check
         self._config_step(st, ins, check)
 
@@ -614,7 +616,9 @@ class Builder:
             self._run_container(ins, mnt, work, argv, env, user_spec, workdir, network, script_file)
 
         shown = " ".join(argv) if ins.exec_form is not None else ins.args
-        created_by = "RUN " + (f"|{len(arg_values)} " + " ".join(f"{k}={v}" for k, v in arg_values) + " " if arg_values else "")
+        created_by = "RUN " + (
+            f"|{len(arg_values)} " + " ".join(f"{k}={v}" for k, v in arg_values) + " " if arg_values else ""
+        )
         self._fs_step(st, ins, [argv, env, user_spec, workdir, arg_values], change, created_by + shown)
 
     def _run_container(
@@ -660,7 +664,12 @@ class Builder:
             for name in ("resolv.conf", "hosts"):
                 if os.path.exists(f"/etc/{name}"):
                     spec["mounts"].append(
-                        {"destination": f"/etc/{name}", "type": "bind", "source": f"/etc/{name}", "options": ["rbind", "ro"]}
+                        {
+                            "destination": f"/etc/{name}",
+                            "type": "bind",
+                            "source": f"/etc/{name}",
+                            "options": ["rbind", "ro"],
+                        }
                     )
         if script_file is not None:
             name, body = script_file
@@ -759,7 +768,7 @@ class Builder:
                     raise ins.error(f"ADD of {src} is not supported: only http(s) URLs with --checksum")
                 if not checksum:
                     raise ins.error(
-                        f"ADD {src} fetches from the network, which builds here may not have; refused without a checksum",
+                        f"ADD {src} fetches from the network, which builds may not have: refused without a checksum",
                         hint="add --checksum=sha256:<hex of the file>, or download it into the context and COPY it",
                     )
                 if not re.fullmatch(r"sha256:[a-f0-9]{64}", checksum):
@@ -894,7 +903,6 @@ class Builder:
 
     def _place_url(self, ins: Instruction, root_fd: int, dest: str, url: str, checksum: str, opts) -> None:
         import requests
-
         from minicache.digest import Verifier
 
         verifier = Verifier(checksum)
@@ -978,7 +986,7 @@ class _decompressed:
 
             self.f = lzma.open(self.path, "rb")
         else:
-            self.f = open(self.path, "rb")  # noqa: SIM115 - closed by __exit__
+            self.f = open(self.path, "rb")
         return self.f
 
     def __exit__(self, *exc: object) -> None:

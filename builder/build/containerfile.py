@@ -115,7 +115,7 @@ def parse(text: str, file: str = "Containerfile") -> Containerfile:
 def _directives(lines: list[str], file: str) -> tuple[dict[str, str], int]:
     directives: dict[str, str] = {}
     index = 0
-    for index, line in enumerate(lines):  # noqa: B007 - the index after the loop is where instructions start
+    for index, line in enumerate(lines):
         match = _DIRECTIVE.match(line.removeprefix("\ufeff"))
         if not match or match.group(1).lower() not in _KNOWN_DIRECTIVES:
             return directives, index

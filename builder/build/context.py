@@ -118,7 +118,7 @@ def load(path: str, containerfile: str | None, workdir: Path) -> tuple[Context, 
     else:
         raise NotFound(f"build context {path!r} does not exist", hint="give a directory, a tar archive or -")
     if containerfile is not None and containerfile != "-":
-        candidates = [containerfile if os.path.isabs(containerfile) or path == "-" else containerfile]
+        candidates = [containerfile]  # as given: relative to the current directory, as docker build -f
         if not os.path.isabs(containerfile) and not os.path.exists(containerfile):
             candidates.append(os.path.join(where, containerfile))
     else:

@@ -383,3 +383,20 @@ RUN <<-EOF
     assert tree["inline.txt"][4] == b"inline world\n"
     assert tree["tabs.txt"][4] == b"tabs stripped\n"
     assert "dev" in tree and "dev/pipes" not in tree  # the script's mount point is not part of the layer
+
+
+def test_run_network_host_and_chown_by_name(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Containerfile": f"FROM {busybox_image}\nRUN --network=host ip -o link > /links\n"
+            "COPY --chown=user:nogroup f /f\nCOPY --chown=nobody f /g\n",
+            "f": "x",
+        },
+    )
+    run_build(store, ctx, tags=["hostnet:1"])
+    tree = image_tree(store, "hostnet:1")
+    host_links = len(os.listdir("/sys/class/net"))
+    assert len(tree["links"][4].decode().strip().splitlines()) == host_links
+    assert "etc/resolv.conf" not in tree and "etc/hosts" not in tree  # the bind mounts' placeholders went
+    assert tree["f"][2:4] == (1000, 65534) and tree["g"][2:4] == (65534, 65534)
