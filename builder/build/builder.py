@@ -61,6 +61,7 @@ class BuildOptions:
     timestamp: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     out: TextIO | None = None  # step lines; None: stdout
+    quiet: bool = False  # RUN output is kept back, and shown only when its step fails
 
 
 @dataclass
@@ -679,7 +680,14 @@ class Builder:
             spec["mounts"].append(
                 {"destination": f"/dev/pipes/{name}", "type": "bind", "source": str(path), "options": ["rbind", "ro"]}
             )
-        status = runtime.run(bundle, container_id, spec)
+        if self.opts.quiet:
+            with open(work / "run.log", "w+b") as log:
+                status = runtime.run(bundle, container_id, spec, output=log)
+                if status != 0:  # quiet builds show a failed step's output (its end), nothing else
+                    log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+                    sys.stderr.write(log.read().decode("utf-8", "replace"))
+        else:
+            status = runtime.run(bundle, container_id, spec)
         if status != 0:
             shown = " ".join(argv)
             raise BuildError(

@@ -78,6 +78,7 @@ def run(
         timestamp=timestamp,
         labels=pairs(labels, "--label"),
         out=io.StringIO() if quiet else sys.stdout,
+        quiet=quiet,
     )
     result = build(Store(root), opts)
     if quiet:

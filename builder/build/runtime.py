@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from minicache.errors import BuildError
 
@@ -57,11 +57,19 @@ def default_spec(bundle: Path, container_id: str, network: str) -> dict[str, Any
     return spec
 
 
-def run(bundle: Path, container_id: str, spec: dict[str, Any]) -> int:
-    """Write `spec` into `bundle` and run it in the foreground; the step's output goes to ours. Returns the status."""
+def run(bundle: Path, container_id: str, spec: dict[str, Any], output: IO[bytes] | None = None) -> int:
+    """Write `spec` into `bundle` and run it in the foreground. Returns the status.
+
+    The step's output (stdout and stderr) goes to ours, or into `output` when given (a quiet build).
+    """
     (bundle / "config.json").write_text(json.dumps(spec))
     sys.stdout.flush()
-    proc = subprocess.Popen([*command(), "run", str(bundle), container_id], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*command(), "run", str(bundle), container_id],
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
     try:
         return proc.wait()
     except BaseException:

@@ -28,16 +28,20 @@ def cli(store: Store, *args: str, stdin: bytes | None = None) -> subprocess.Comp
     )
 
 
-def test_build_from_stdin_tar_quiet(store: Store, busybox_image: str) -> None:
+def test_build_from_stdin_tar_quiet(store: Store, busybox_image: str, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("Containerfile", f"FROM {busybox_image}\nCOPY f /f\n".encode()), ("f", b"x")):
+        recipe = f"FROM {busybox_image}\nCOPY f /f\nRUN echo noisy step output\n".encode()
+        for name, data in (("Containerfile", recipe), ("f", b"x")):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     done = cli(store, "build", "-q", "-t", "fromstdin:1", "-", stdin=buf.getvalue())
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode().strip() == store.images.resolve("fromstdin:1").id
+    assert done.stdout.decode() == store.images.resolve("fromstdin:1").id + "\n"  # -q: the ID and nothing else
+    (tmp_path / "Containerfile").write_text(f"FROM {busybox_image}\nRUN echo the reason; exit 3\n")
+    failed = cli(store, "build", "-q", str(tmp_path))
+    assert failed.returncode == 1 and failed.stdout == b"" and b"the reason" in failed.stderr
 
 
 def test_errors_are_one_line(store: Store, busybox_image: str, tmp_path: Path) -> None:
