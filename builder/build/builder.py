@@ -44,6 +44,11 @@ _OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off"  # renames copy up whole: the
 _RUN_MOUNT_TARGETS = ("proc", "dev", "sys")  # made by the runtime when the image lacks them; not part of a layer
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s|us|ns))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
+# Build-args Docker passes to RUN steps without an ARG line (and never reports as unused).
+_PROXY_ARGS = frozenset(
+    {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy"}
+    | {"ALL_PROXY", "all_proxy"}
+)
 _UNIT_NS = {"h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1}
 
 
@@ -129,6 +134,7 @@ class Builder:
         self.done: dict[int, State] = {}
         self.global_args: dict[str, str] = {}
         self.predefined: dict[str, str] = {}
+        self.declared: set[str] = set()  # every ARG name the recipe declares (build-args it does not are reported)
         self.cf: Containerfile | None = None
         self.context: contexts.Context | None = None
         self.escape = "\\"
@@ -148,6 +154,9 @@ class Builder:
                 self.total = sum(1 + len(self.stages[i].instructions) for i in needed)
                 for index in needed:
                     self.done[index] = self._build_stage(self.stages[index])
+                unused = sorted(set(self.opts.build_args) - self.declared - set(self.predefined) - _PROXY_ARGS)
+                if unused:
+                    self.say(f"[Warning] one or more build-args {unused} were not consumed")
                 return self._commit(self.done[target.index])
         finally:
             self.store.discard(self.work)
@@ -190,6 +199,7 @@ class Builder:
                 if ins.keyword != "ARG":
                     raise ins.error("only ARG may come before the first FROM", hint="start the recipe with FROM")
                 for name, value in self._arg_pairs(ins, self.global_args):
+                    self.declared.add(name)
                     if name in self.opts.build_args:
                         self.global_args[name] = self.opts.build_args[name]
                     elif value is not None:
@@ -381,6 +391,7 @@ class Builder:
     def _do_arg(self, st: State, ins: Instruction, stage: Stage) -> None:
         env = st.env()
         for name, value in self._arg_pairs(ins, env):
+            self.declared.add(name)
             if name in self.opts.build_args:
                 st.args[name] = self.opts.build_args[name]
             elif value is not None:
@@ -609,6 +620,8 @@ class Builder:
         env = [e for e in st.config.get("Env") or []]
         set_keys = {e.partition("=")[0] for e in env}
         env += [f"{k}={v}" for k, v in sorted(st.args.items()) if k not in set_keys]
+        key_env = list(env)  # proxy settings reach the step but not its cache key or history, as in Docker
+        env += [f"{k}={v}" for k, v in sorted(self.opts.build_args.items()) if k in _PROXY_ARGS and k not in set_keys]
         user_spec = st.config.get("User") or ""
         workdir = self._workdir_of(st)
         arg_values = sorted(st.args.items())
@@ -620,7 +633,7 @@ class Builder:
         created_by = "RUN " + (
             f"|{len(arg_values)} " + " ".join(f"{k}={v}" for k, v in arg_values) + " " if arg_values else ""
         )
-        self._fs_step(st, ins, [argv, env, user_spec, workdir, arg_values], change, created_by + shown)
+        self._fs_step(st, ins, [argv, key_env, user_spec, workdir, arg_values], change, created_by + shown)
 
     def _run_container(
         self,

@@ -346,10 +346,12 @@ def test_expansion_rules_of_env_arg_and_labels(store: Store, tmp_path: Path) -> 
             "LABEL b=$B a=$A v=${V} w='$V' q=\"${MISSING:-dflt}\"\nENV OLD legacy form kept\n"
         },
     )
-    run_build(store, ctx, tags=["exp:1"], labels={"built.by": "test"})
+    _, out = run_build(store, ctx, tags=["exp:1"], labels={"built.by": "test"}, build_args={"NOPE": "1", "V": "x"})
+    assert "[Warning] one or more build-args ['NOPE'] were not consumed" in out
     cfg = config_of(store, "exp:1")["config"]
-    # one ENV's pairs see the values before it; ENV wins over ARG; a stage's bare ARG takes the global value
-    assert cfg["Labels"] == {"b": "1", "a": "2", "v": "global", "w": "$V", "q": "dflt", "built.by": "test"}
+    # one ENV's pairs see the values before it; ENV wins over ARG; a stage's bare ARG takes the global (here the
+    # --build-arg) value
+    assert cfg["Labels"] == {"b": "1", "a": "2", "v": "x", "w": "$V", "q": "dflt", "built.by": "test"}
     assert cfg["Env"][-3:] == ["A=2", "B=1", "OLD=legacy form kept"]
 
 
