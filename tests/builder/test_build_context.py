@@ -63,3 +63,27 @@ def test_checksum_follows_content_and_mode_not_time(tmp_path: Path) -> None:
     assert checksum(src, lambda rel: rel == "d/ignored") == checksum(
         [(str(tmp_path / "d"), "d")], lambda r: r == "d/ignored"
     )
+
+
+def test_load_finds_the_recipe_and_its_ignore_file(tmp_path: Path) -> None:
+    from minibuild.build.context import load
+    from minicache.errors import NotFound
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    (ctx / ".dockerignore").write_text("a\n")
+    (ctx / ".containerignore").write_text("b\n")
+    context, text, name = load(str(ctx), None, tmp_path)
+    assert text == "FROM scratch\n" and name.endswith("Dockerfile")
+    assert context.skip("b") and not context.skip("a")  # .containerignore first
+    (ctx / "Containerfile").write_text("FROM scratch AS c\n")
+    assert load(str(ctx), None, tmp_path)[1] == "FROM scratch AS c\n"  # Containerfile before Dockerfile
+    (ctx / "alt.Containerfile").write_text("FROM scratch AS alt\n")
+    (ctx / "alt.Containerfile.dockerignore").write_text("c\n")
+    context, text, _ = load(str(ctx), str(ctx / "alt.Containerfile"), tmp_path)
+    assert text == "FROM scratch AS alt\n" and context.skip("c") and not context.skip("b")
+    with pytest.raises(NotFound, match="no such file"):
+        load(str(ctx), "missing", tmp_path)
+    with pytest.raises(NotFound, match="does not exist"):
+        load(str(tmp_path / "nowhere"), None, tmp_path)
