@@ -552,6 +552,11 @@ class Builder:
         st.key = key
 
     def _make_layer(self, st: State, ins: Instruction, change: Callable[[Path, Path], None]) -> LayerRef | None:
+        if os.geteuid() != 0:
+            raise BuildError(
+                f"{ins.file}:{ins.line}: {ins.keyword}: a filesystem step needs root (overlay mounts, the runtime)",
+                hint="run minibuild build as root; rootless builds are not supported",
+            )
         work = self.store.staging_dir("build")
         try:
             upper, scratch, mnt, empty = (work / n for n in ("upper", "work", "rootfs", "empty"))
