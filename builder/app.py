@@ -28,8 +28,12 @@ class Context:
 
     @property
     def store(self) -> Store:
+        return self.open_store()
+
+    def open_store(self, *, create: bool = True) -> Store:
+        """The store; commands that only read pass `create=False` (a store that does not exist is an error)."""
         if self._store is None:
-            self._store = Store(self.root)
+            self._store = Store(self.root, create=create)
         return self._store
 
 
@@ -46,5 +50,5 @@ def _global(
     ctx.obj.debug = debug
 
 
-def store_of(ctx: typer.Context) -> Store:
-    return ctx.obj.store
+def store_of(ctx: typer.Context, *, create: bool = True) -> Store:
+    return ctx.obj.open_store(create=create)

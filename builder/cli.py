@@ -22,7 +22,7 @@ def _typer_main(argv: list[str] | None) -> int:
     import typer
     from minibuild.app import app
     from minibuild.commands import build, images, importing, registry, version  # noqa: F401  (registers commands)
-    from minicache.errors import MiniError, one_line
+    from minicache.errors import MiniError, StoreUnavailable, one_line
 
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -31,6 +31,8 @@ def _typer_main(argv: list[str] | None) -> int:
         if debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
+        if isinstance(err, StoreUnavailable):
+            return err.exit_code  # no store to work on: an engine error, as minirun says it
         return 1  # the docker CLI's status for a failed image command (usage errors are 125)
     except typer.Exit as e:
         return e.exit_code

@@ -21,8 +21,10 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
     """Replace `path` with `data` so that readers see either the old or the new content, never a mix.
+
+    The file is private (0600) unless `mode` says otherwise: the store's records hold environments.
 
     With `durable` the data and the rename reach the disk before this returns.
     """

@@ -87,6 +87,32 @@ def one_line(prog: str, err: BaseException) -> str:
     return f"{prog}: error: {message}" + (f"; {hint}" if hint else "")
 
 
+class StoreUnavailable(MiniError):
+    """The store cannot be used at all: missing (for a command that only reads), not a directory, not ours.
+
+    The CLIs exit 125 (an engine error) for it whatever the command: nothing was attempted.
+    """
+
+
+class PermissionDenied(StoreUnavailable):
+    """The caller may not use the store, or the command needs root."""
+
+
+class NoSpace(MiniError):
+    """The store's filesystem is full (or the caller's quota used up)."""
+
+    hint = "free some space (minirun rm, minibuild prune) and try again"
+
+
+def disk_full(err: OSError, where: object) -> NoSpace | None:
+    """A NoSpace for an ENOSPC/EDQUOT `err` met while writing under `where`; None for any other error."""
+    import errno
+
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return NoSpace(f"no space left on the filesystem of {where}")
+
+
 class RecipeError(MiniError):
     """A Containerfile that cannot be parsed or built as written; the message names file, line and instruction."""
 

@@ -95,6 +95,7 @@ def collect(store: Store) -> Report:
                 report.blobs.append(digest)
         store.buildcache.drop_stale()  # step-cache entries of the build layers that just went
         store.clear_debris()
+        store.prune_locks()
     return report
 
 

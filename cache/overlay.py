@@ -33,16 +33,23 @@ def mount(
 ) -> None:
     """Mount `lowers` (topmost first, as overlayfs wants) at `target`, with `upper`/`work` if writable.
 
-    A single lower directory without an upper one becomes a read-only bind mount (overlayfs needs two).
+    Without `upper` it is a read-only view (`minibuild mount`, export): also nosuid and nodev, so that a
+    setuid binary or a device node an image carries is never honoured through it. A single lower directory
+    without an upper one becomes a read-only bind mount (overlayfs needs two).
     `volatile` (Linux >= 5.10) skips every sync of the upper directory, unmount included: for throwaway
     containers; after a crash the kernel refuses to reuse such an upper/work pair. `options` are added as
     they are (a build step asks for `redirect_dir=off,metacopy=off`, so its upper directory is a plain diff).
     """
     if not lowers:
         raise ValueError("an overlay needs at least one lower directory")
+    view = syscalls.MS_RDONLY | syscalls.MS_NOSUID | syscalls.MS_NODEV
     if upper is None and len(lowers) == 1:
         syscalls.mount(str(lowers[0]), target, None, syscalls.MS_BIND)
-        syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+        try:
+            syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | view)
+        except BaseException:
+            syscalls.umount(target, syscalls.MNT_DETACH)
+            raise
         return
     fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in lowers]
     try:
@@ -51,18 +58,22 @@ def mount(
             if work is None:
                 raise ValueError("a writable overlay needs a work directory")
             data += f",upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
-        syscalls.mount("overlay", target, "overlay", 0, data + (f",{options}" if options else ""))
+        data += f",{options}" if options else ""
+        syscalls.mount("overlay", target, "overlay", 0 if upper is not None else view, data)
     finally:
         for fd in fds:
             os.close(fd)
 
 
 def unmount(target: Path, *, lazy: bool = False) -> None:
-    """Unmount `target`; with `lazy`, detach it even while busy. Not mounted is not an error."""
+    """Unmount `target`; with `lazy`, detach it even while busy. Not mounted (or gone) is not an error.
+
+    Gone: another command removed the container (`rm -f`) while its own CLI was cleaning up.
+    """
     try:
         syscalls.umount(target, syscalls.MNT_DETACH if lazy else 0)
     except OSError as e:
-        if e.errno not in (22,):  # EINVAL: not a mount point
+        if e.errno not in (22, 2):  # EINVAL: not a mount point; ENOENT: the path is gone
             raise
 
 

@@ -4,20 +4,28 @@ root/blobs/sha256/<hex>    manifests, configs, compressed layers exactly as fetc
 root/layers/<chain-hex>/   one unpacked layer: fs/ plus layer.json (LayerStore)
 root/images/               image records and the reference index (ImageStore)
 root/containers/<id>/      one container each (owned by minirun)
-root/buildcache/            the step cache of `minibuild build`: step key → the layer it made (BuildCache)
+root/buildcache/           the step cache of `minibuild build`: step key → the layer it made (BuildCache)
 root/tmp/                  staging on the same filesystem; everything is committed by rename
 root/locks/                flock files
 run_root/                  run-time state that must not outlive a reboot (minirun)
+
+Every folder here is 0700 and the files holding a container's config, environment or state are 0600:
+another local user reaches nothing in the store (no secret, no setuid binary of a layer, no device node of
+an image). A store made by an older version with looser modes is closed the first time it is opened
+(minicache.modes).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from functools import cached_property
 from pathlib import Path
 
 from minicache import process
+from minicache.errors import PermissionDenied, StoreUnavailable, disk_full
 from minicache.locks import FileLock
+from minicache.modes import PRIVATE_DIR
 from minicache.rmtree import remove_tree
 
 DEFAULT_ROOT = Path("/var/lib/minicontainer")
@@ -37,9 +45,22 @@ def default_root() -> Path:
 
 
 class Store:
-    """One store on disk. Cheap to open; creates its folders on first use."""
+    """One store on disk. Cheap to open (a stat and a few mkdirs); creates its folders on first use."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, run_root: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        run_root: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+    ) -> None:
+        """Open (with `create`, make) the store; StoreUnavailable or NoSpace when it cannot be used.
+
+        Without `create` (commands that only read) a store named by --root or $MINICONTAINER_ROOT that does
+        not exist is an error, not made; the default store is made as by any command (an empty listing).
+        """
+        if not create and root is None and not os.environ.get(ROOT_ENV):
+            create = True
         self.root = Path(root) if root is not None else default_root()
         if run_root is not None:
             self.run_root = Path(run_root)
@@ -57,18 +78,44 @@ class Store:
         self.tmp_dir = self.root / "tmp"
         self.buildcache_dir = self.root / "buildcache"
         self.locks_dir = self.root / "locks"
-        for d in (
-            self.blobs_dir,
-            self.layers_dir,
-            self.images_dir,
-            self.containers_dir,
-            self.tmp_dir,
-            self.buildcache_dir,
-            self.locks_dir,
-            self.run_root,
-        ):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700 if d in (self.root, self.run_root) else 0o755)
+        try:
+            self._open(create)
+        except OSError as e:
+            raise _unusable(self.root, e) from None
         self.clear_debris()
+
+    def _open(self, create: bool) -> None:
+        """Check the root (ours, a directory, closed), make what is missing, close what an old version left open."""
+        loose = False
+        for top in (self.root, self.run_root):
+            try:
+                st = os.stat(top)
+            except FileNotFoundError:
+                if not create:
+                    if top == self.root:
+                        raise StoreUnavailable(
+                            f"no store at {self.root}",
+                            hint="check --root (or $MINICONTAINER_ROOT); a store is made by the first pull or run",
+                        ) from None
+                    continue  # a read-only command on a store whose run-time state went with a reboot
+                top.parent.mkdir(parents=True, exist_ok=True)
+                _mkdir_private(top)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(20, "Not a directory", str(top))
+            euid = os.geteuid()
+            if euid != 0 and st.st_uid != euid:
+                raise PermissionError(13, "Permission denied", str(top))
+            loose = loose or bool(st.st_mode & 0o077)
+        if loose:
+            from minicache.modes import tighten
+
+            tighten(self)
+        for d in (self.blobs_dir.parent, self.blobs_dir, self.layers_dir, self.images_dir, self.containers_dir):
+            _mkdir_private(d)
+        _mkdir_private(self.buildcache_dir)
+        for d in (self.tmp_dir, self.locks_dir):
+            _mkdir_private(d)
 
     # -- the three object kinds ------------------------------------------------------------------------------
     @cached_property
@@ -97,8 +144,20 @@ class Store:
 
     # -- locks and staging -----------------------------------------------------------------------------------
     def lock(self, name: str, *, shared: bool = False) -> FileLock:
-        """An flock on `locks/<name>.lock`; `name` is a fixed word or a digest's hex, never user text."""
-        return FileLock(self.locks_dir / f"{name}.lock", shared=shared)
+        """An flock on `locks/<name>.lock`; `name` is a fixed word or `<word>-<digest hex>`, never user text.
+
+        A lock named after an object (it ends in a digest's hex) is transient: its file goes when it is
+        released, so `locks/` holds the fixed locks and those of objects being worked on, nothing more.
+        """
+        return FileLock(self.locks_dir / f"{name}.lock", shared=shared, transient=_names_object(name))
+
+    def prune_locks(self) -> None:
+        """Delete the idle lock files of objects (left by versions that kept one per layer and blob)."""
+        from minicache.locks import remove_idle
+
+        for name in os.listdir(self.locks_dir):
+            if name.endswith(".lock") and _names_object(name[:-5]):
+                remove_idle(self.locks_dir / name)
 
     def staging_path(self, kind: str) -> Path:
         """A fresh, unused path in tmp/ named after this process, so that debris of dead ones can be found."""
@@ -106,7 +165,7 @@ class Store:
 
     def staging_dir(self, kind: str) -> Path:
         path = self.staging_path(kind)
-        path.mkdir(mode=0o755)
+        path.mkdir(mode=PRIVATE_DIR)
         return path
 
     def discard(self, path: Path) -> None:
@@ -156,3 +215,36 @@ def _unmount_below(paths: list[Path]) -> None:
     for point in sorted(below, key=len, reverse=True):
         with contextlib.suppress(OSError):
             syscalls.umount(os.fsdecode(point), syscalls.MNT_DETACH)
+
+
+def _names_object(lock_name: str) -> bool:
+    """True for `<word>-<64 hex digits>`: a lock that guards one layer, blob or unpack."""
+    word, _, hexpart = lock_name.rpartition("-")
+    return bool(word) and len(hexpart) == 64 and not hexpart.strip("0123456789abcdef")
+
+
+def _mkdir_private(path: Path) -> None:
+    """mkdir 0700 if missing (the mode set exactly, whatever the umask)."""
+    try:
+        os.mkdir(path, PRIVATE_DIR)
+    except FileExistsError:
+        return
+    os.chmod(path, PRIVATE_DIR)
+
+
+def _unusable(root: Path, err: OSError) -> Exception:
+    """The one-line error for a store that cannot be opened."""
+    if (full := disk_full(err, root)) is not None:
+        return full
+    where = err.filename or root
+    if isinstance(err, PermissionError):
+        return PermissionDenied(
+            f"permission denied: {where}",
+            hint="the store belongs to another user: run as root (sudo), or use a store of your own with --root",
+        )
+    if isinstance(err, (NotADirectoryError, FileExistsError)):
+        return StoreUnavailable(
+            f"the store root {root} is not a directory ({where})",
+            hint="give --root a directory, or a path that does not exist yet",
+        )
+    return StoreUnavailable(f"cannot open the store at {root}: {err.strerror or err}")

@@ -58,6 +58,34 @@ def syncfs(fd: int) -> None:
     _check(_libc.syncfs(ctypes.c_int(fd)), f"fd {fd}")
 
 
+# -- openat2 ------------------------------------------------------------------------------------------------------
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+_SYS_OPENAT2 = 437
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd: int, path: str | os.PathLike[str], flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): `path` opened relative to `dir_fd` under the RESOLVE_* restrictions (ENOSYS before Linux 5.6)."""
+    how = _OpenHow(flags, mode, resolve)
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(dir_fd),
+            _b(path),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        ),
+        path,
+    )
+
+
 # -- namespaces ------------------------------------------------------------------------------------------------
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -95,6 +123,8 @@ def setdomainname(name: str) -> None:
 
 # -- prctl, capabilities, seccomp -------------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_SECCOMP = 22
 PR_CAPBSET_READ = 23
@@ -189,3 +219,17 @@ def set_process_title(title: str) -> None:
     ctypes.memmove(arg_start, raw, len(raw))
     name = ctypes.create_string_buffer(title.encode()[:15])
     _check(_libc.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name.value)), "prctl(PR_SET_NAME)")
+
+
+def clear_environment_block() -> None:
+    """Zero this process's initial environment block, the bytes /proc/PID/environ shows.
+
+    setenv and Python's os.environ never touch that block (env_start..env_end in /proc/self/stat), so a
+    forked process shows its creator's environment there until it execs. libc's `environ` keeps pointing
+    into it: every entry reads as an empty string afterwards.
+    """
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # fields 50 and 51 of proc(5)
+    if end > start:
+        ctypes.memset(start, 0, end - start)

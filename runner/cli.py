@@ -217,14 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _defer_inspect()
     args = parse_args(global_opts, command, rest)
-    from minicache.errors import MiniError, one_line
+    from minicache.errors import MiniError, StoreUnavailable, one_line
 
     try:
-        return _import(COMMANDS[command][0]).execute(args)
+        try:
+            return _import(COMMANDS[command][0]).execute(args)
+        except OSError as err:  # a full disk is the one OS error any command may meet: one line too
+            from minicache.errors import disk_full
+
+            full = disk_full(err, "the store")
+            if full is None:
+                raise
+            raise full from err
     except MiniError as err:
         if args.debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
+        if isinstance(err, StoreUnavailable):
+            return err.exit_code  # nothing was attempted: an engine error for every command
         return err.exit_code if getattr(args, "container_process", command in CONTAINER_PROCESS_COMMANDS) else 1
     except KeyboardInterrupt:
         return 130

@@ -264,6 +264,22 @@ class Container:
     def set_state(self, state: State, *, durable: bool = True) -> None:
         atomic_write_json(self.state_path, state.as_dict(), durable=durable)
 
+    def note_state(self, state: State, *, durable: bool = True) -> bool:
+        """`set_state`, except that a full disk is tolerated (False): the state file keeps its last content.
+
+        For what must work on a full disk (stop, kill, rm -f, recording an exit): the recorded state is only
+        a claim, and the next command checks it against the process (see minirun.lifecycle).
+        """
+        try:
+            self.set_state(state, durable=durable)
+        except OSError as e:
+            import errno
+
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return False
+        return True
+
     def spec(self) -> dict[str, Any]:
         return read_json(self.spec_path)
 
@@ -344,9 +360,11 @@ class ContainerStore:
         container_id = self.new_id()
         staging = self.store.staging_dir("container")
         try:
-            for sub in ("rootfs", "upper", "work"):
-                (staging / sub).mkdir(mode=0o755)
-            self.names_dir.mkdir(exist_ok=True)
+            # The container's folder (staging) is 0700: it closes these to other users. upper/ stays 0755,
+            # as it gives the container's / its mode; rootfs/ is covered by the mount.
+            for sub, mode in (("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)):
+                (staging / sub).mkdir(mode=mode)
+            self.names_dir.mkdir(mode=0o700, exist_ok=True)
             with self.store.lock("container-names"):
                 if name is None:
                     name = self.generate_name()

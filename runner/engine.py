@@ -218,7 +218,7 @@ def _write_files(
     out = {"/etc/hosts": str(container.dir / "hosts")}
     for dest, content in files.items():
         path = container.dir / os.path.basename(dest)
-        atomic_write(path, content.encode(), durable=durable)
+        atomic_write(path, content.encode(), mode=0o644, durable=durable)  # read by the container's users
         out[dest] = str(path)
     return out
 
@@ -372,7 +372,7 @@ def record_exit(
     state.Pid = 0
     state.MonitorPid = 0
     state.MonitorStartTime = None
-    container.set_state(state, durable=durable)
+    container.note_state(state, durable=durable)  # on a full disk the next command finds the process gone
     return state
 
 

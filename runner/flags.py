@@ -107,6 +107,19 @@ def read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     return out
 
 
+def _check_kernel_path(dest: str, fstype: str, text: str) -> None:
+    """Refuse /proc, /sys, /dev and paths inside /proc here, before anything is created; the runtime refuses
+    them again once the destination is resolved in the image (a symlink there can lead to them too)."""
+    from minirun.runtime.mounts import refusal
+
+    reason = refusal(dest, fstype, fstype == "bind")
+    if reason is not None:
+        raise InvalidSpec(
+            f"invalid {'volume' if fstype == 'bind' else 'tmpfs'} {text!r}: {reason}",
+            hint="mount the host path somewhere else in the container",
+        )
+
+
 def parse_volume(text: str) -> Volume:
     """`HOST:CONTAINER[:OPTIONS]` with options ro, rw and a propagation mode (comma-separated)."""
     parts = text.split(":")
@@ -120,6 +133,7 @@ def parse_volume(text: str) -> Volume:
     dest = container_path(dest, "volume destination")
     if dest == "/":
         raise InvalidSpec(f"invalid volume {text!r}: the destination cannot be /")
+    _check_kernel_path(dest, "bind", text)
     readonly, propagation = False, "rprivate"
     for option in parts[2].split(",") if len(parts) == 3 else ():
         if option in ("ro", "rw"):
@@ -145,6 +159,7 @@ def parse_tmpfs(text: str) -> Tmpfs:
     dest = container_path(dest, "tmpfs destination")
     if dest == "/":
         raise InvalidSpec("a tmpfs cannot be mounted on /", hint="use --read-only and tmpfs mounts for writable paths")
+    _check_kernel_path(dest, "tmpfs", text)
     options = tuple(o for o in opts.split(",") if o)
     for option in options:
         key, _, value = option.partition("=")

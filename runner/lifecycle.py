@@ -102,7 +102,7 @@ def settle(store: Store, container: Container) -> State:
         )
     if state.Status == RESTARTING and not state.monitor_alive():
         state.Status = EXITED
-        container.set_state(state)
+        container.note_state(state)
     if state.Status in (CREATED, EXITED) and not state.monitor_alive():
         from minicache.overlay import is_mounted
 
@@ -143,7 +143,7 @@ def _signal(container: Container, state: State, sig: int) -> None:
 def _thaw(container: Container, state: State) -> None:
     engine.container_cgroup(container).thaw()
     state.Status = RUNNING
-    container.set_state(state)
+    container.note_state(state)
 
 
 def _wait_gone(state: State, timeout: float) -> bool:
@@ -189,19 +189,21 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
         if state.Status == RESTARTING:  # between two runs: the monitor sees this and starts nothing
             state.StopRequested = True
             state.Status = EXITED
-            container.set_state(state)
+            container.note_state(state)
             return
         if state.Status not in ACTIVE:
             return
-        state.StopRequested = True
-        container.set_state(state)
         if timeout is None:
             configured = container.record.get("Config", {}).get("StopTimeout")
             timeout = engine.DEFAULT_STOP_TIMEOUT if configured is None else configured
+        # The signal first, then the record (the monitor reads it under this lock, once we release it):
+        # on a full disk the record may fail, the stop must not.
         if timeout > 0:
             _signal(container, state, stop_signal(container))
-            if state.Status == PAUSED:
-                _thaw(container, state)
+        state.StopRequested = True
+        container.note_state(state)
+        if timeout > 0 and state.Status == PAUSED:
+            _thaw(container, state)
     if timeout <= 0 or not _wait_gone(state, timeout):
         kill_now(store, container, state)
     _wait_recorded(store, container)
@@ -219,7 +221,7 @@ def kill_now(store: Store, container: Container, state: State) -> None:
         fresh = container.state()
         if fresh.Status == PAUSED:
             fresh.Status = RUNNING
-            container.set_state(fresh)
+            container.note_state(fresh)
 
 
 def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None:
@@ -229,13 +231,13 @@ def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None
         if state.Status == RESTARTING:
             state.StopRequested = True
             state.Status = EXITED
-            container.set_state(state)
+            container.note_state(state)
             return
         if state.Status not in ACTIVE:
             raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
+        _signal(container, state, sig)  # first: on a full disk the record below may fail, the kill must not
         state.StopRequested = True
-        container.set_state(state)
-        _signal(container, state, sig)
+        container.note_state(state)
         if state.Status == PAUSED and sig in (signums.SIGKILL, stop_signal(container)):
             _thaw(container, state)  # as Docker: the signal is delivered once the processes run
 
@@ -273,7 +275,7 @@ def remove(store: Store, container: Container, *, force: bool = False) -> None:
                     + "stop the container before attempting removal or force remove (rm -f)",
                 )
             state.StopRequested = True
-            container.set_state(state)
+            container.note_state(state)  # under the lock, before the kill: the monitor restarts nothing
     if state.Status in ACTIVE:
         kill_now(store, container, state)
     with container.lock():

@@ -8,6 +8,7 @@ as Docker does), stdout and stderr kept apart; `minirun logs` reads them back.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from minicache import jsoncodec
@@ -26,7 +27,7 @@ class LogWriter:
     """Appends entries to the log file; keeps each stream's unfinished line until its end arrives."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.partial: dict[str, bytes] = {}
 
     def write(self, stream: str, data: bytes) -> None:
@@ -61,9 +62,16 @@ def _entry(stream: str, data: bytes) -> bytes:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """Append `data`; on a full disk what does not fit is dropped (a torn line is skipped by readers), so that
+    the monitor goes on reaping and recording the container."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return
 
 
 def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -101,7 +101,8 @@ def _monitor(store_args: tuple[str | None, str | None], job: Callable[[Store], C
 
             directory = monitor.container_dir if "monitor" in locals() else None
             if directory:
-                with open(os.path.join(directory, "monitor.log"), "a") as f:
+                fd = os.open(os.path.join(directory, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "a") as f:
                     traceback.print_exc(file=f)
     os._exit(code)
 
@@ -251,8 +252,13 @@ class Monitor:
         # although the exit step (which destroys the cgroup that knows) may not have run yet.
         oom = _oom_killed(self.container_dir, container_id)
         note = {"Pid": pid, "PidStartTime": start_time, "ExitCode": code, "FinishedAt": now(), "OOMKilled": oom}
-        with contextlib.suppress(FileNotFoundError):  # removed (rm -f) meanwhile
+        try:
             atomic_write_json(os.path.join(self.container_dir, EXIT_FILE), note)
+        except FileNotFoundError:  # removed (rm -f) meanwhile
+            pass
+        except OSError as e:  # a full disk: the exit step records what it can, the next command the rest
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
 
 
 def _oom_killed(container_dir: str, container_id: str) -> bool:
@@ -300,16 +306,22 @@ def _start_helper(
     """Start the container with its stdio on pipes (or a pty) the monitor reads; tell the monitor and the CLI."""
     import warnings
 
-    from minicache.errors import MiniError
+    from minicache.errors import MiniError, disk_full
     from minicache.store import Store
     from minirun.cgroups.base import CgroupWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CgroupWarning)
         try:
-            store = Store(*store_args)
-            container = job(store)
-            started = _start_container(store, container, restarted)
+            try:
+                store = Store(*store_args)
+                container = job(store)
+                started = _start_container(store, container, restarted)
+            except OSError as e:  # a full disk: the same one line as a foreground run's
+                full = disk_full(e, "the store")
+                if full is None:
+                    raise
+                raise full from e
         except MiniError as err:
             _report(report_fd, {"message": str(err), "hint": err.hint, "code": err.exit_code})
             chan.send(NOTHING)

@@ -1,14 +1,18 @@
 """`--user` / the image's User → numeric uid, gid, supplementary groups and home, from the image's files.
 
 As Docker does: `NAME`, `UID`, `NAME:GROUP`, `UID:GID` (numbers need no entry in /etc/passwd); the files
-are read inside the container's root (symlinks cannot point them at the host's).
+are opened by descriptor inside the container's root (symlinks cannot point them at the host's), and only
+regular files are read (a FIFO or a device there would hang or feed the parser forever).
 """
 
 from __future__ import annotations
 
+import os
+import stat
+
 from minicache.errors import InvalidSpec
 from minicache.record import Record
-from minirun.securepath import secure_join
+from minirun.inroot import Root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +31,11 @@ class User(Record):
 
 def _read_table(rootfs: Path, name: str) -> list[list[str]]:
     try:
-        with open(secure_join(rootfs, name), encoding="utf-8", errors="replace") as f:
+        with Root(rootfs) as root:
+            fd = root.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with open(fd, encoding="utf-8", errors="replace") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
             text = f.read(1 << 22)
     except OSError:  # missing, a directory, a symlink loop...: no entries
         return []

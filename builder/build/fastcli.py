@@ -117,7 +117,7 @@ def main(args: list[str]) -> int | None:
     parser.add_argument("--timestamp", type=int)
     parser.add_argument("--label", action="append", default=[])
     parser.add_argument("-q", "--quiet", action="store_true")
-    from minicache.errors import MiniError, one_line
+    from minicache.errors import MiniError, StoreUnavailable, one_line
 
     try:
         ns = parser.parse_args(args[i + 1 :])
@@ -134,7 +134,7 @@ def main(args: list[str]) -> int | None:
         if debug:
             raise
         print(one_line(PROG, err), file=sys.stderr)
-        return 1
+        return err.exit_code if isinstance(err, StoreUnavailable) else 1
     except KeyboardInterrupt:
         return 130
     return 0

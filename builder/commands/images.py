@@ -20,7 +20,7 @@ def images_cmd(
     from minibuild import images
     from minicache.errors import InvalidSpec
 
-    rows = images.list_images(store_of(ctx))
+    rows = images.list_images(store_of(ctx, create=False))
     if quiet:
         seen = []
         for row in rows:
@@ -41,7 +41,7 @@ def inspect_cmd(ctx: typer.Context, names: Annotated[list[str], typer.Argument(m
     """Show images' details as JSON (like docker image inspect)."""
     from minibuild import images
 
-    typer.echo(json.dumps([images.inspect(store_of(ctx), n) for n in names], indent=4))
+    typer.echo(json.dumps([images.inspect(store_of(ctx, create=False), n) for n in names], indent=4))
 
 
 @app.command("tag")

@@ -287,7 +287,11 @@ class Cgroup(ABC):
                     pass
         finally:
             if froze and (not was_frozen or sig == signums.SIGKILL):
-                self.thaw()
+                try:
+                    self.thaw()
+                except CgroupError:
+                    if self.exists():
+                        raise  # else its processes ended and whoever reaped the init removed it: nothing to thaw
         return count
 
     def destroy(self, timeout: float = 10.0) -> None:

@@ -274,7 +274,8 @@ class V1Cgroup(Cgroup):
     def thaw(self, timeout: float = 5.0) -> None:
         state = self._freezer_state()
         write(state, "THAWED")
-        wait_until(lambda: read(state) == "THAWED", timeout, f"container {self.container_id} to thaw")
+        # None: removed meanwhile (its init reaped by the foreground CLI, which then destroys it): nothing to thaw
+        wait_until(lambda: read(state) in ("THAWED", None), timeout, f"container {self.container_id} to thaw")
 
     def frozen(self) -> bool:
         state = self._file("freezer", "freezer.state")

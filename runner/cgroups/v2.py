@@ -221,7 +221,8 @@ class V2Cgroup(Cgroup):
     def thaw(self, timeout: float = 5.0) -> None:
         self._require()
         write(self.path / "cgroup.freeze", 0)
-        wait_until(lambda: self._events().get("frozen") == 0, timeout, f"container {self.container_id} to thaw")
+        # None: removed meanwhile (its init reaped by the foreground CLI, which then destroys it): nothing to thaw
+        wait_until(lambda: self._events().get("frozen", 0) == 0, timeout, f"container {self.container_id} to thaw")
 
     def frozen(self) -> bool:
         return self._events().get("frozen") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from minicache.store import Store
@@ -16,13 +17,33 @@ if TYPE_CHECKING:
 PROG = "minirun"
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    """The store named by --root/--runroot (or the environment, or the default)."""
-    return Store(args.root, args.runroot)
+def require_root() -> None:
+    """Every minirun command that touches the store needs root: refuse at once, before anything is made."""
+    if os.geteuid() != 0:
+        from minicache.errors import PermissionDenied
+
+        raise PermissionDenied(
+            "minirun needs root: it mounts filesystems and makes namespaces and cgroups",
+            hint="run it as root (sudo minirun ...)",
+        )
+
+
+def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+    """The store named by --root/--runroot (or the environment, or the default).
+
+    Commands that only read (`ps`, `inspect`, `logs`, ...) pass `create=False`: a store that does not
+    exist is an error, not made.
+    """
+    require_root()
+    return Store(args.root, args.runroot, create=create)
 
 
 def store_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """What `Store(...)` needs, for a process that opens the store itself (the monitor's helpers)."""
+    """What `Store(...)` needs, for a process that opens the store itself (the monitor's helpers).
+
+    The store is opened here once, so that a store that cannot be used fails in the CLI, in one line.
+    """
+    open_store(args)
     return args.root, args.runroot
 
 

@@ -21,7 +21,7 @@ def execute(args: argparse.Namespace) -> int:
     from minirun import lifecycle, views
     from minirun.commands.common import PROG, get, open_store
 
-    store = open_store(args)
+    store = open_store(args, create=False)
     documents = []
     failed = False
     for ref in args.containers:

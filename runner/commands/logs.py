@@ -68,7 +68,7 @@ def execute(args: argparse.Namespace) -> int:
         tail = int(args.tail)
     else:
         raise InvalidSpec(f"invalid --tail {args.tail!r}", hint="give a number of lines or 'all'")
-    container = get(open_store(args), args.container)
+    container = get(open_store(args, create=False), args.container)
     with contextlib.suppress(BrokenPipeError):
         follow(container, tail=tail, timestamps=args.timestamps, keep_following=args.follow)
     return 0

@@ -57,7 +57,7 @@ def execute(args: argparse.Namespace) -> int:
     shown_all = args.all or "status" in filters
     rows = []
     now = time.time()
-    for container in ContainerStore(open_store(args)).all():
+    for container in ContainerStore(open_store(args, create=False)).all():
         try:
             state = lifecycle.observe(container)
             record = container.record

@@ -64,7 +64,7 @@ def execute(args: argparse.Namespace) -> int:
     from minirun.commands.common import get, open_store
     from minirun.containers import ContainerStore
 
-    store = open_store(args)
+    store = open_store(args, create=False)
     if args.containers:
         containers = [get(store, ref) for ref in args.containers]
         named = True

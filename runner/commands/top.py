@@ -33,6 +33,26 @@ def filter_ps(output: str, pids: set[int]) -> list[str]:
     return kept
 
 
+def _in_pid_namespace(pids: list[int], init: int) -> set[int]:
+    """The PIDs that share the container init's PID namespace: an `exec`'s stand-in is in the cgroup, not
+    in the container (minirun.runtime.child)."""
+    import os
+
+    try:
+        own = os.stat(f"/proc/{init}/ns/pid")
+    except OSError:
+        return set(pids)
+    out = set()
+    for pid in pids:
+        try:
+            ns = os.stat(f"/proc/{pid}/ns/pid")
+        except OSError:
+            continue
+        if (ns.st_dev, ns.st_ino) == (own.st_dev, own.st_ino):
+            out.add(pid)
+    return out
+
+
 def execute(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -41,10 +61,10 @@ def execute(args: argparse.Namespace) -> int:
     from minirun.commands.common import get, open_store
     from minirun.containers import ACTIVE
 
-    container = get(open_store(args), args.container)
+    container = get(open_store(args, create=False), args.container)
     if lifecycle.observe(container).Status not in ACTIVE:
         raise ContainerStateError(f"container {args.container} is not running", hint="start it first")
-    pids = set(engine.container_cgroup(container).pids())
+    pids = _in_pid_namespace(engine.container_cgroup(container).pids(), container.state().Pid)
     try:
         result = subprocess.run(["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True, check=False)
     except FileNotFoundError:

@@ -13,5 +13,5 @@ def execute(args: argparse.Namespace) -> int:
     from minirun import lifecycle
     from minirun.commands.common import each, get, open_store
 
-    store = open_store(args)
+    store = open_store(args, create=False)
     return each(args.containers, lambda ref: print(lifecycle.wait_exit(get(store, ref)), flush=True))

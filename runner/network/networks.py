@@ -144,7 +144,7 @@ def create(
         default=default,
     )
     path = _path(store, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_json(path, net.as_dict())
     return net
 

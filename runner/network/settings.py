@@ -98,7 +98,7 @@ def save(store: Store, settings: NetworkSettings) -> NetworkSettings:
 
     settings.check()
     path = _path(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(p.suffix == ".json" and p.name != "settings.json" for p in path.parent.iterdir()):
         current = json.loads(path.read_text()) if path.exists() else None
         if current != settings.as_dict():

@@ -62,7 +62,7 @@ def read(path: Path, default: Any = None) -> Any:
 
 
 def write(path: Path, data: Any, *, durable: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_json(path, data, durable=durable)
 
 

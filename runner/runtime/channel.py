@@ -28,7 +28,8 @@ _FD_SIZE = 4  # a C int
 READY = "ready"  # child → parent: namespaces exist; the parent may set up what needs the child's PID
 GO = "go"  # parent → child: carry on
 PTY = "pty"  # child → parent, with the pty master fd
-ERROR = "error"  # child → parent: setup or exec failed; {"msg": ..., "code": 125|126|127}
+ERROR = "error"  # child → parent: setup or exec failed; {"msg": ..., "code": 125|126|127, "hint": ...}
+SPAWNED = "spawned"  # child → parent (exec): the command it spawned into the container; {"pid": ...}
 
 
 class Channel:

@@ -1,9 +1,14 @@
 """The container's init process, from fork to execve.
 
 Order (each step needs the one before): join the cgroup → join/unshare namespaces → handshake with the
-parent → mounts (propagation cut first) → pivot_root, old root detached → terminal → sysctl → masked and
-read-only paths → working directory → read-only root → hostname → rlimits → bounding set → user and
-groups (capabilities kept) → capabilities (ambient last) → no_new_privs → seccomp → close fds → execve.
+parent → mounts (propagation cut first) → pivot_root, old root detached → terminal → close every
+inherited fd → sysctl → masked and read-only paths → working directory (created) → read-only root →
+hostname → rlimits → bounding set → user and groups (capabilities kept) → working directory (entered,
+checked to be under the root) → capabilities (ambient last) → no_new_privs → seccomp → execve.
+
+Joining a running container (`exec`) is the same process without the filesystem steps, made not
+dumpable first; it joins the PID namespace for its children only and spawns the command there instead
+of exec'ing it, then stands in for it (`_spawn_and_wait`).
 
 Nothing here may import a module: after pivot_root the host's files are out of reach. Any failure is sent
 to the parent as one message with the exit code Docker would use (125 setup, 126 cannot invoke, 127 not
@@ -20,10 +25,10 @@ import os
 import resource
 import struct
 
-from minicache import signums
+from minicache import jsoncodec, signums
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
-from minirun.runtime.channel import ERROR, GO, PTY, READY, Channel
+from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
 from minirun.runtime.config import ChildConfig
 
 TYPE_CHECKING = False
@@ -34,9 +39,13 @@ _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
 class ChildError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.hint = hint
+
+
+_CWD_HINT = "give a working directory (-w or the image's WORKDIR) that is a directory inside the container"
 
 
 def _describe(err: BaseException) -> str:
@@ -47,23 +56,31 @@ def _describe(err: BaseException) -> str:
 
 
 def main(cfg: ChildConfig, chan: Channel) -> NoReturn:
-    """Set the container up and exec its process; never returns."""
+    """Set the container up and exec its process (or, joining a running container, spawn it); never returns."""
     stage = ["starting"]
     code = 125
+    parent = os.getppid()
     try:
+        if cfg.join_existing:
+            _hide_host()
         _setup(cfg, chan, stage)
+        if cfg.join_existing:
+            _spawn_and_wait(cfg, chan, parent)
         _exec(cfg)
     except ChildError as e:
         code = e.code
-        _report(chan, code, str(e))
+        _report(chan, code, str(e), e.hint)
     except BaseException as e:
         _report(chan, 125, f"{stage[0]}: {_describe(e)}")
     os._exit(code)
 
 
-def _report(chan: Channel, code: int, message: str) -> None:
+def _report(chan: Channel, code: int, message: str, hint: str | None = None) -> None:
     with contextlib.suppress(OSError):
-        chan.send(ERROR, msg=message, code=code)
+        if hint:
+            chan.send(ERROR, msg=message, code=code, hint=hint)
+        else:
+            chan.send(ERROR, msg=message, code=code)
 
 
 def _loopback_up() -> None:
@@ -76,11 +93,37 @@ def _loopback_up() -> None:
         s.close()
 
 
+def _hide_host() -> None:
+    """Joining a running container: nothing of the host may show through this process or its children.
+
+    Not dumpable before the first namespace is joined, so no process of the container can read its
+    /proc/PID/{environ,mem,exe,fd} or ptrace it (without CAP_SYS_PTRACE); the environment block and
+    the command line, which forked children share until they exec, carry nothing of the host's.
+    """
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    sc.clear_environment_block()
+    sc.set_process_title("minirun-exec")
+
+
 def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
+    if cfg.builtin_init:
+        # This process stays the container's PID 1, a copy of the host's interpreter and of the caller's
+        # environment: the container's processes (same user, same capabilities) must not open its
+        # exe, environ or mem.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        sc.clear_environment_block()
     signals.reset_in_child()
     if cfg.kill_with_parent:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGKILL)
+        # A process joining a container passes its parent's death on to the command it spawns (_spawn_and_wait).
+        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGTERM if cfg.join_existing else signums.SIGKILL)
     os.umask(0)
+    if cfg.stdin_null and not cfg.terminal:  # the host's /dev/null: nothing the container could have replaced
+        fd = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+    if cfg.oom_score_adj is not None:  # the host's /proc: a joining process is not in the container's PID namespace
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(cfg.oom_score_adj))
     if cfg.cgroup is not None:
         stage[0] = "joining the cgroup"
         cfg.cgroup.join()
@@ -111,23 +154,24 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     if cfg.terminal:
         stage[0] = "opening the container's terminal"
         master, slave, path = tty.open_pty(cfg.uid, cfg.gid, *cfg.console_size)
-        tty.make_controlling(slave)
+        if cfg.join_existing:  # the spawned command makes it its controlling terminal (_spawn)
+            cfg.console_path = path
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd, inheritable=True)
+            os.close(slave)
+        else:
+            tty.make_controlling(slave)
         if cfg.devices is not None and not cfg.join_existing:
             mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
         chan.send(PTY, fds=[master])
         os.close(master)
-    elif cfg.stdin_null:
-        fd = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.close(fd)
+    stage[0] = "closing file descriptors"
+    close_inherited(cfg.preserve_fds, chan.fileno())
     if not cfg.join_existing:
         _finish_filesystem(cfg, stage)
     for number, soft, hard in cfg.rlimits:
         stage[0] = f"setting rlimit {number}"
         resource.setrlimit(number, (soft, hard))
-    if cfg.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(cfg.oom_score_adj))
     if cfg.seccomp is not None and not cfg.no_new_privs:
         stage[0] = "loading the seccomp filter"  # without no_new_privs it needs CAP_SYS_ADMIN: load it now
         sc.seccomp_load_bpf(cfg.seccomp)
@@ -139,16 +183,13 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     os.setresgid(cfg.gid, cfg.gid, cfg.gid)
     os.setresuid(cfg.uid, cfg.uid, cfg.uid)
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    if cfg.join_existing or cfg.builtin_init:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # a credential change resets it to fs.suid_dumpable
     if cfg.kill_with_parent and cfg.uid != 0:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGKILL)  # a credential change cleared it
+        # a credential change cleared it
+        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGTERM if cfg.join_existing else signums.SIGKILL)
     os.umask(cfg.umask)
-    try:
-        os.chdir(cfg.cwd)
-    except OSError as e:
-        raise ChildError(
-            126 if e.errno == errno.EACCES or cfg.join_existing else 125,
-            f"cannot enter working directory {cfg.cwd}: {os.strerror(e.errno or 0)}",
-        ) from None
+    enter_cwd(cfg.cwd)
     stage[0] = "setting capabilities"
     caps.apply(cfg.caps)
     if cfg.no_new_privs:
@@ -162,6 +203,41 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
 
 
+def close_inherited(preserve_fds: int, keep: int) -> None:
+    """Close every descriptor above stdio and the preserved ones, except `keep` (the channel to the parent).
+
+    O_CLOEXEC only helps at execve; the working directory is resolved before that, and a directory
+    descriptor of the host's left open would be reachable as /proc/self/fd/N from inside the container.
+    """
+    first = 3 + preserve_fds
+    if keep < first:
+        sc.close_range(first)
+        return
+    if keep > first:
+        sc.close_range(first, keep - 1)
+    sc.close_range(keep + 1)
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir into the working directory, then check it lies under this process's root (the container's).
+
+    A magic link (/proc/self/fd/N) can point anywhere: the kernel then reports the directory as unreachable
+    from the root, which glibc turns into ENOENT, and the container's process must never start there.
+    """
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ChildError(126, f"cannot enter working directory {cwd}: {os.strerror(e.errno or 0)}", _CWD_HINT) from None
+    try:
+        where = os.getcwd()
+        here, there = os.stat("."), os.stat(where)
+        inside = where.startswith("/") and (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+    except OSError:
+        inside = False
+    if not inside:
+        raise ChildError(126, f"working directory {cwd} is outside the container's root filesystem: refused", _CWD_HINT)
+
+
 def _init_closes_fds(chan: Channel) -> None:
     """The built-in init never execs, so CLOEXEC does not close what it inherited: close it all."""
     chan.close()
@@ -172,13 +248,14 @@ def _filesystem(cfg: ChildConfig, stage: list[str]) -> None:
     """The container's mounts, /dev and pivot_root into its root."""
     stage[0] = "preparing the root filesystem"
     mounts.prepare_root(cfg.rootfs, cfg.root_propagation)
-    for m in cfg.mounts:
-        stage[0] = f"mounting {m.fstype} on {m.destination}"
-        mounts.mount_one(cfg.rootfs, m)
-    if cfg.devices is not None:
-        stage[0] = "creating device nodes"
-        mounts.create_devices(cfg.rootfs, cfg.devices)
-        mounts.create_dev_links(cfg.rootfs)
+    with mounts.Root(cfg.rootfs) as root:  # opened on the bind made just above: the mounts go onto it
+        for m in cfg.mounts:
+            stage[0] = f"mounting {m.fstype} on {m.destination}"
+            mounts.mount_one(root, m)
+        if cfg.devices is not None:
+            stage[0] = "creating device nodes"
+            mounts.create_devices(root, cfg.devices)
+            mounts.create_dev_links(root)
     stage[0] = "pivot_root"
     mounts.pivot(cfg.rootfs)
 
@@ -193,8 +270,11 @@ def _finish_filesystem(cfg: ChildConfig, stage: list[str]) -> None:
     mounts.mask(cfg.masked)
     stage[0] = "making paths read-only"
     mounts.make_readonly(cfg.readonly)
-    stage[0] = f"creating the working directory {cfg.cwd}"
-    _make_cwd(cfg.cwd, cfg.uid, cfg.gid)
+    try:
+        _make_cwd(cfg.cwd, cfg.uid, cfg.gid)
+    except OSError as e:
+        reason = os.strerror(e.errno or 0)
+        raise ChildError(126, f"cannot create working directory {cfg.cwd}: {reason}", _CWD_HINT) from None
     if cfg.root_readonly:
         stage[0] = "making the root read-only"
         mounts.remount_root_readonly()
@@ -245,6 +325,108 @@ def _exec(cfg: ChildConfig) -> NoReturn:
     if "/" in name:
         raise ChildError(127, f'exec: "{name}": no such file or directory')
     raise ChildError(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _fork_exec(cfg: ChildConfig, chan: Channel) -> int:
+    """fork and exec the command (no shared memory with this process, which lives outside the container's
+    PID namespace); an exec error comes back over a close-on-exec pipe. Its PID."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 125
+        try:
+            chan.close()
+            os.close(read_end)
+            os.setsid()
+            if cfg.console_path:
+                fd = os.open(cfg.console_path, os.O_RDWR)  # a session leader's first terminal: its controlling one
+                for target in (0, 1, 2):
+                    os.dup2(fd, target)
+                if fd > 2:
+                    os.close(fd)
+            _exec(cfg)
+        except ChildError as e:
+            code = e.code
+            with contextlib.suppress(OSError):
+                os.write(write_end, jsoncodec.dumps({"code": e.code, "msg": str(e)}).encode())
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.write(write_end, jsoncodec.dumps({"code": 125, "msg": f"exec: {_describe(e)}"}).encode())
+        os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    if chunks:
+        os.waitpid(pid, 0)
+        failure = jsoncodec.loads(b"".join(chunks))
+        raise ChildError(int(failure["code"]), str(failure["msg"]))
+    return pid
+
+
+def _spawn(cfg: ChildConfig) -> int:
+    """posix_spawn the command the way `_exec` execs it; its PID.
+
+    glibc's posix_spawn is a vfork: the new process, the only one the container can see, does nothing
+    but start a session (taking the terminal, if any, as its controlling one) and execve, and it reports
+    an execve error to this process.
+    """
+    actions: list[tuple] = []
+    if cfg.console_path:
+        actions = [(os.POSIX_SPAWN_OPEN, 0, cfg.console_path, os.O_RDWR, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)]
+    name = cfg.args[0]
+    denied = False
+    for path in _candidates(name, cfg.env.get("PATH")):
+        try:
+            return os.posix_spawn(path, cfg.args, cfg.env, file_actions=actions, setsid=True)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            if e.errno == errno.EACCES:
+                denied = True
+                continue
+            raise ChildError(126, f'exec: "{name}": {os.strerror(e.errno or 0)}') from None
+    if denied:
+        raise ChildError(126, f'exec: "{name}": permission denied')
+    if "/" in name:
+        raise ChildError(127, f'exec: "{name}": no such file or directory')
+    raise ChildError(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _spawn_and_wait(cfg: ChildConfig, chan: Channel, parent: int) -> NoReturn:
+    """Joining a running container: spawn the command into its PID namespace, then stand in for it.
+
+    This process joined every namespace but the PID one (setns only moves its children there), so the
+    container never sees it. It stays the command's parent, passes on the signals it gets and exits with
+    the command's status (128+N for signal N), as the command itself would have.
+    """
+    command = _fork_exec(cfg, chan) if cfg.sealed else _spawn(cfg)
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum == signums.SIGTERM and cfg.kill_with_parent and os.getppid() != parent:
+            signum = signums.SIGKILL  # our parent died (PR_SET_PDEATHSIG): so does the command
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(command, signum)
+
+    for signum in range(1, signums.NSIG):
+        if signum not in init.NOT_FORWARDED:
+            with contextlib.suppress(OSError, ValueError):
+                signums.signal(signum, forward)
+    if cfg.kill_with_parent and os.getppid() != parent:
+        forward(signums.SIGTERM, None)
+    for fd in (0, 1, 2):  # the command's copies are the ones that count (end of output, the terminal's hangup)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    with contextlib.suppress(OSError):
+        chan.send(SPAWNED, pid=command)  # the parent reaps it if this process is killed first (a subreaper)
+    chan.close()  # the parent reads end-of-file: started
+    while True:
+        pid, status = os.waitpid(command, 0)
+        if pid == command:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code)
 
 
 def _exec_or_report(cfg: ChildConfig, chan: Channel) -> NoReturn:

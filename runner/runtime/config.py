@@ -76,6 +76,8 @@ class ChildConfig(Record):
     cgroup: CgroupHook | None = None
     resources: dict[str, Any] = {}
     join_existing: bool = False  # exec: enter a running container (namespaces, cgroup); no filesystem set-up
+    console_path: str | None = None  # exec with a terminal: the pty the spawned command opens
+    sealed: bool = False  # exec into a container with CAP_SYS_PTRACE: run from a sealed copy (runtime.sealed)
 
 
 def load(bundle: str | os.PathLike[str]) -> dict[str, Any]:
@@ -184,6 +186,12 @@ def prepare(
         cfg.seccomp = seccomp.program(linux["seccomp"], seccomp_cache)
     cfg.stdin_null = not stdin_open
     cfg.builtin_init = (spec.get("annotations") or {}).get(BUILTIN_INIT_ANNOTATION) == "builtin"
+    if cfg.builtin_init and cfg.bounding >> capabilities.NUMBERS["CAP_SYS_PTRACE"] & 1:
+        raise InvalidSpec(
+            "the built-in init cannot run in a container with CAP_SYS_PTRACE: it is a copy of the host's "
+            "interpreter, which the container could then open and overwrite",
+            hint="install tini (tini-static) for --init, or leave CAP_SYS_PTRACE out",
+        )
     cfg.kill_with_parent = kill_with_parent
     cfg.preserve_fds = preserve_fds
     cfg.cgroup = cgroup
@@ -227,8 +235,15 @@ def _process(process: dict[str, Any], cfg: ChildConfig) -> None:
 
 
 # The namespaces `exec` joins, in order: the mount namespace last, because entering it hides the host's
-# /proc (the other paths are opened before, but the order keeps it obvious).
-_EXEC_NAMESPACES = (("ipc", "ipc"), ("uts", "uts"), ("network", "net"), ("cgroup", "cgroup"), ("mount", "mnt"))
+# /proc. Joining the PID namespace only moves the joining process's children into it.
+_EXEC_NAMESPACES = (
+    ("ipc", "ipc"),
+    ("uts", "uts"),
+    ("network", "net"),
+    ("cgroup", "cgroup"),
+    ("pid", "pid"),
+    ("mount", "mnt"),
+)
 
 
 def prepare_exec(
@@ -243,9 +258,9 @@ def prepare_exec(
 ) -> ChildConfig:
     """A ChildConfig that runs `process` (an OCI process object) inside the running container `container_pid`.
 
-    It joins each namespace the container's spec gives it (via /proc/PID/ns/*; the PID namespace by the
-    parent's fork), its cgroup, and gets the spec's seccomp filter; no mount, no pivot_root: the
-    container's own mount namespace already is its filesystem.
+    It joins each namespace the container's spec gives it (via /proc/PID/ns/*), its cgroup, and gets the
+    spec's seccomp filter; no mount, no pivot_root: the container's own mount namespace already is its
+    filesystem. The joining process then spawns the command into the PID namespace (minirun.runtime.child).
     """
     _need(isinstance(process, dict), "the exec process must be an object")
     linux = spec.get("linux") or {}
@@ -255,8 +270,6 @@ def prepare_exec(
     for kind, name in _EXEC_NAMESPACES:
         if kind in own or kind == "mount":
             cfg.join_namespaces.append((f"/proc/{container_pid}/ns/{name}", NAMESPACE_FLAGS[kind]))
-    if "pid" in own:
-        cfg.pid_namespace = (f"/proc/{container_pid}/ns/pid", False)
     if linux.get("seccomp"):
         from minirun.runtime import seccomp
 
@@ -264,4 +277,7 @@ def prepare_exec(
     cfg.stdin_null = not stdin_open
     cfg.kill_with_parent = kill_with_parent
     cfg.cgroup = cgroup
+    # Any process of the container may hold what its bounding set allows (and the exec'd one what it gets).
+    bounding = capabilities.mask(((spec.get("process") or {}).get("capabilities") or {}).get("bounding"))
+    cfg.sealed = bool((bounding | cfg.bounding) >> capabilities.NUMBERS["CAP_SYS_PTRACE"] & 1)
     return cfg

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn
 
-_NOT_FORWARDED = {signums.SIGCHLD, signums.SIGKILL, signums.SIGSTOP, signums.SIGTSTP, signums.SIGTTIN, signums.SIGTTOU}
+NOT_FORWARDED = {signums.SIGCHLD, signums.SIGKILL, signums.SIGSTOP, signums.SIGTSTP, signums.SIGTTIN, signums.SIGTTOU}
 
 
 def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) -> NoReturn:
@@ -44,7 +44,7 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
             os.kill(child, signum)
 
     for signum in range(1, signums.NSIG):
-        if signum in _NOT_FORWARDED:
+        if signum in NOT_FORWARDED:
             continue
         try:
             signums.signal(signum, forward)

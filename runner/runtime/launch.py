@@ -19,7 +19,7 @@ from minicache import signums
 from minicache import syscalls as sc
 from minicache.errors import CannotInvoke, CommandNotFound, MiniError
 from minirun.runtime import child, config
-from minirun.runtime.channel import ERROR, GO, PTY, READY, Channel
+from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,12 +46,16 @@ class Process:
         self.pty_master: int | None = None
         self.returncode: int | None = None
         self.oom_killed = False  # set by wait(): the kernel's OOM killer struck inside the container's cgroup
+        self.command_pid: int | None = None  # exec: the command the process (which stands in for it) spawned
         self._cgroup = cgroup
 
     def signal(self, signum: int) -> None:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
+            if signum == signums.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.command_pid, signum)
 
     def wait(self) -> int:
         """Reap the process; its exit code, or 128+N for death by signal N.
@@ -61,6 +65,14 @@ class Process:
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(status)
+            if self.command_pid is not None:
+                # Killed before it reaped the command (the container's cgroup was killed), the process that
+                # stood in for it left it to us: reap it too, or its zombie would keep the container's PID
+                # namespace, and so its init, from ending.
+                with contextlib.suppress(ChildProcessError):
+                    _, status = os.waitpid(self.command_pid, 0)
+                    if code < 0:
+                        code = os.waitstatus_to_exitcode(status)
             self.returncode = 128 - code if code < 0 else code
             self._destroy_cgroup()
         return self.returncode
@@ -156,6 +168,10 @@ def exec_in(
     Like `runc exec`: the new process joins the container's namespaces and cgroup and gets its seccomp
     filter; the process object brings the capabilities, no_new_privs, user, environment and directory.
     Returns once it has exec'ed; its errors are the same 125/126/127 errors as `start`'s.
+
+    The returned Process is the joining process, which stays outside the container's PID namespace and
+    stands in for the command it spawned there (signals in, exit status out); this process becomes a
+    child subreaper so that it can reap the command if the stand-in is killed first.
     """
     cfg = config.prepare_exec(
         spec,
@@ -166,6 +182,7 @@ def exec_in(
         kill_with_parent=kill_with_parent,
         cgroup=cgroup,
     )
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # see Process.wait
     return launch(cfg, owns_cgroup=False)
 
 
@@ -196,6 +213,10 @@ def launch(
         pid = _fork_in_pid_namespace(*cfg.pid_namespace)
         if pid == 0:
             parent_end.close()
+            if cfg.sealed:
+                from minirun.runtime import sealed
+
+                sealed.reexec(cfg, child_end)  # never returns
             child.main(cfg, child_end)  # never returns
         child_end.close()
         proc = Process(pid, cgroup)
@@ -233,6 +254,8 @@ def _handshake(
             chan.send(GO)
             if meanwhile is not None:
                 meanwhile(proc.pid)
+        elif kind == SPAWNED:
+            proc.command_pid = int(message.get("pid", 0)) or None
         elif kind == PTY and fds:
             proc.pty_master = fds[0]
             for extra in fds[1:]:
@@ -249,5 +272,6 @@ def _handshake(
             if code == 127:
                 raise CommandNotFound(text, hint="check the command and the image's PATH")
             if code == 126:
-                raise CannotInvoke(text, hint="check the file is an executable the container's user may run")
+                hint = message.get("hint") or "check the file is an executable the container's user may run"
+                raise CannotInvoke(text, hint=str(hint))
             raise StartError(f"container init failed: {text}")

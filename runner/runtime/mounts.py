@@ -2,22 +2,26 @@
 
 `plan_*` functions run in the parent and turn spec entries into plain data (parsing, stat of bind sources,
 the host's cgroup hierarchies); the rest runs in the child, inside its new mount namespace, and only makes
-system calls. Every destination is resolved with `secure_join`, so an image's symlinks cannot redirect a
-mount onto the host.
+system calls. Every destination is resolved and created by descriptor inside the root (minirun.inroot) and
+mounted on through that descriptor, so neither an image's symlinks nor a swap while the mounts are made can
+redirect a mount onto the host; /proc, /sys and /dev only take the kernel's own filesystems (`refusal`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import stat
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.record import Record
-from minirun.securepath import secure_join
+from minirun.inroot import Root, fd_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # option → (flags to set, flags to clear)
@@ -205,78 +209,175 @@ def plan_devices(spec_devices: list[dict[str, Any]] | None) -> list[Device]:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidSpec(f"invalid device entry {d!r}: {e}") from None
-        if device.kind not in ("c", "b", "u", "p") or not device.path.startswith("/dev/"):
+        if device.kind not in ("c", "b", "u", "p") or not posixpath.normpath(device.path).startswith("/dev/"):
             raise InvalidSpec(f"invalid device entry {d!r}: type must be c, b, u or p and the path under /dev")
         devices[device.path] = device
     return list(devices.values())
 
 
+# -- where a mount may go -------------------------------------------------------------------------------------------
+# Files under /proc that lxcfs emulates: a bind mount onto one of these is the one kind allowed inside /proc.
+LXCFS_PROC_FILES = frozenset(
+    {
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/loadavg",
+        "/proc/meminfo",
+        "/proc/slabinfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+    }
+)
+
+
+def refusal(where: str, fstype: str, is_bind: bool) -> str | None:
+    """Why a mount of `fstype` may not go on `where` (a clean path inside the container), or None.
+
+    /proc, /sys and /dev are the kernel's own views: a host directory there (or anything inside /proc)
+    would stand in for them, and the masked paths, the read-only /proc/sys and the LSM files under
+    /proc/self/attr would no longer be what the container sees.
+    """
+    if where == "/proc":
+        return None if fstype == "proc" else "/proc is the container's procfs and only proc can be mounted there"
+    if where.startswith("/proc/"):
+        if is_bind and where in LXCFS_PROC_FILES:
+            return None
+        return f"{where} is inside /proc"
+    if where == "/sys":
+        return None if fstype == "sysfs" else "/sys is the container's sysfs and only sysfs can be mounted there"
+    if where == "/dev" and is_bind:
+        return "/dev is the container's own device directory and a host directory cannot replace it"
+    return None
+
+
+class MountRefused(RuntimeError):
+    """A destination resolves to a place where no mount of this kind may go."""
+
+
+def _allow(m: Mount) -> Callable[[str], None]:
+    def check(where: str) -> None:
+        reason = refusal(where, m.fstype, m.is_bind)
+        if reason is not None:
+            via = f" (it resolves to {where} in the image)" if where != posixpath.normpath(m.destination) else ""
+            raise MountRefused(f"refusing to mount on {m.destination}{via}: {reason}")
+
+    return check
+
+
 # -- in the child ------------------------------------------------------------------------------------------------
-def _make_target(path: str, is_dir: bool) -> None:
-    if is_dir:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    if not os.path.lexists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+def _reopen(root: Root, fd: int, where: str) -> int:
+    """A descriptor of the mount just made on `fd` (a lookup of its path crosses onto the new mount).
+
+    The path is resolved in the root again, so a swap meanwhile cannot leave it; the mount ID must differ
+    from the one under it, or the lookup found something other than the new mount.
+    """
+    new = root.open(where)
+    if _mount_id(new) == _mount_id(fd):
+        os.close(new)
+        raise RuntimeError(f"the mount point {where} changed while it was mounted on")
+    return new
 
 
-def _mount_cgroup(target: str, m: Mount) -> None:
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/thread-self/fdinfo/{fd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise RuntimeError("the kernel reports no mount ID in fdinfo")
+
+
+def _mount_cgroup(root: Root, fd: int, where: str, m: Mount) -> None:
     readonly = m.flags & sc.MS_RDONLY
     base = m.flags & ~(sc.MS_RDONLY | sc.MS_BIND | sc.MS_REC)
     if m.cgroups and m.cgroups[0][0] == "":  # unified hierarchy at the top
-        sc.mount("cgroup2", target, "cgroup2", m.flags & ~(sc.MS_BIND | sc.MS_REC))
+        sc.mount("cgroup2", fd_path(fd), "cgroup2", m.flags & ~(sc.MS_BIND | sc.MS_REC))
         return
-    sc.mount("tmpfs", target, "tmpfs", base, "mode=755")
-    for name, fstype, options in m.cgroups:
-        sub = os.path.join(target, name)
-        os.mkdir(sub, 0o755)
-        sc.mount("cgroup", sub, fstype, base | readonly, options or None)
-    for link_target, name in m.cgroup_links:
-        os.symlink(link_target, os.path.join(target, name))
-    if readonly:
-        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base)
+    sc.mount("tmpfs", fd_path(fd), "tmpfs", base, "mode=755")
+    top = _reopen(root, fd, where)
+    try:
+        for name, fstype, options in m.cgroups:
+            os.mkdir(name, 0o755, dir_fd=top)
+            sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+            try:
+                sc.mount("cgroup", fd_path(sub), fstype, base | readonly, options or None)
+            finally:
+                os.close(sub)
+        for link_target, name in m.cgroup_links:
+            os.symlink(link_target, name, dir_fd=top)
+        if readonly:
+            sc.mount(None, fd_path(top), None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | base)
+    finally:
+        os.close(top)
 
 
-def mount_one(rootfs: str, m: Mount) -> None:
-    target = secure_join(rootfs, m.destination)
-    if m.fstype in ("proc", "sysfs") and target.rstrip("/") != rootfs.rstrip("/") + m.destination.rstrip("/"):
-        # An image whose /proc is a symlink would get its proc elsewhere and masked paths would miss it.
-        raise RuntimeError(f"{m.destination} is a symbolic link in the image; refusing to mount {m.fstype} there")
-    _make_target(target, m.source_is_dir)
-    if m.fstype == "cgroup":
-        _mount_cgroup(target, m)
-    elif m.is_bind:
-        assert m.source is not None
-        sc.mount(m.source, target, None, m.flags & (sc.MS_BIND | sc.MS_REC))
-        extra = m.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-        if extra:
-            sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | extra)
-    else:
-        sc.mount(m.source or m.fstype, target, m.fstype, m.flags, m.data or None)
-    for change in m.propagation:
-        sc.mount(None, target, None, change)
+def mount_one(root: Root | str, m: Mount) -> None:
+    """Mount `m` on its destination, resolved (and created) by descriptor inside `root`, through that descriptor."""
+    if isinstance(root, str):
+        with Root(root) as opened:
+            return mount_one(opened, m)
+    fd, where = root.make(m.destination, directory=m.source_is_dir, allow=_allow(m))
+    mounted = -1
+    try:
+        if m.fstype in ("proc", "sysfs"):
+            # An image whose /proc is a symlink would get its proc elsewhere and masked paths would miss it.
+            if where != posixpath.normpath(m.destination):
+                raise MountRefused(
+                    f"{m.destination} is a symbolic link in the image (to {where}); refusing to mount {m.fstype} there"
+                )
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise MountRefused(f"{m.destination} is not a directory in the image; refusing to mount {m.fstype}")
+        if m.fstype == "cgroup":
+            _mount_cgroup(root, fd, where, m)
+        elif m.is_bind:
+            assert m.source is not None
+            sc.mount(m.source, fd_path(fd), None, m.flags & (sc.MS_BIND | sc.MS_REC))
+            extra = m.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if extra:
+                mounted = _reopen(root, fd, where)
+                sc.mount(None, fd_path(mounted), None, sc.MS_BIND | sc.MS_REMOUNT | extra)
+        else:
+            sc.mount(m.source or m.fstype, fd_path(fd), m.fstype, m.flags, m.data or None)
+        if m.propagation and mounted < 0:
+            mounted = _reopen(root, fd, where)
+        for change in m.propagation:
+            sc.mount(None, fd_path(mounted), None, change)
+    except OSError as e:
+        if str(e.filename).startswith(fd_path(0)[:-1]):  # name the destination, not the descriptor's magic link
+            raise OSError(e.errno, e.strerror, m.destination) from None
+        raise
+    finally:
+        os.close(fd)
+        if mounted >= 0:
+            os.close(mounted)
+    return None
 
 
-def create_devices(rootfs: str, devices: list[Device]) -> None:
+def create_devices(root: Root, devices: list[Device]) -> None:
     for d in devices:
-        path = secure_join(rootfs, d.path)
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        if os.path.lexists(path):
-            os.unlink(path)
-        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.kind]
-        os.mknod(path, kind | (d.mode & 0o7777), os.makedev(d.major, d.minor))
-        os.chown(path, d.uid, d.gid)
+        parent, name = posixpath.split(posixpath.normpath(d.path))
+        dfd, _ = root.make(parent)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dfd)
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.kind]
+            os.mknod(name, kind | (d.mode & 0o7777), os.makedev(d.major, d.minor), dir_fd=dfd)
+            os.chown(name, d.uid, d.gid, dir_fd=dfd, follow_symlinks=False)
+        finally:
+            os.close(dfd)
 
 
-def create_dev_links(rootfs: str) -> None:
+def create_dev_links(root: Root) -> None:
     """The standard /dev symlinks; /dev/core only where the kernel has /proc/kcore (as runc)."""
-    for target, name in _DEV_LINKS:
-        if target == "/proc/kcore" and not os.path.exists(target):
-            continue
-        path = secure_join(rootfs, name)
-        if not os.path.lexists(path):
-            os.symlink(target, path)
+    dfd, _ = root.make("/dev")
+    try:
+        for target, name in _DEV_LINKS:
+            if target == "/proc/kcore" and not os.path.exists(target):
+                continue
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, posixpath.basename(name), dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
 def prepare_root(rootfs: str, propagation: int) -> None:

@@ -44,7 +44,8 @@ def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
             pass
     bpf = compile_section(section)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.parent.mkdir(mode=0o700, exist_ok=True)  # inside the store: private as all its folders
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         atomic_write(path, bpf, durable=False)  # a torn cache entry is impossible (rename); a lost one is recompiled
     return bpf
 

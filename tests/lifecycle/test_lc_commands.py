@@ -489,6 +489,9 @@ def test_top_lists_the_container_processes(store_root: Path, busybox_image: str)
     assert lines[0].split()[:3] == ["UID", "PID", "PPID"]
     cmds = [line for line in lines[1:] if "sleep 6" in line]
     assert len(cmds) == 2
+    ok(store_root, "exec", "-d", "topper", "sleep", "63")  # listed; its stand-in outside the container is not
+    wait_until(lambda: "sleep 63" in ok(store_root, "top", "topper"), what="the exec'd sleep")
+    assert "minirun-exec" not in ok(store_root, "top", "topper")
     ok(store_root, "stop", "-t", "0", "topper")
     err = fails(store_root, 1, "top", "topper")
     assert "is not running" in err

@@ -1,0 +1,76 @@
+"""Closing a store that an older version made with open modes (folders 0755, container records 0644).
+
+Run once, when the store's root (or run-time state) is found open to other users: afterwards the root is
+0700 and the check on every open is a single stat. Only what minicontainer itself made is touched, never
+the inside of a layer snapshot or of a container's filesystem (their modes are the image's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the store imports this on `minirun run`
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from minicache.store import Store
+
+PRIVATE_DIR = 0o700  # every folder of the store and of the run-time state
+PRIVATE_FILE = 0o600  # a container's config, environment, state and log; lock files
+# Bind-mounted into the container as /etc/...: a user other than root inside the container reads them.
+# They hold names and addresses only; the container's 0700 directory closes them to the host's users.
+CONTAINER_SHARED_FILES = frozenset({"hosts", "hostname", "resolv.conf"})
+
+
+def _chmod(path: Path | str, mode: int, kind: int) -> None:
+    """chmod `path` if it is of `kind` (S_IFDIR or S_IFREG) and looser than `mode`; a symlink is left alone."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        st = os.lstat(path)
+        if stat.S_IFMT(st.st_mode) == kind and stat.S_IMODE(st.st_mode) & ~mode:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
+def _entries(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _close_tree(path: Path) -> None:
+    """Every folder under `path` 0700 (or tighter) and every file 0600 (or tighter): locks, network records."""
+    _chmod(path, PRIVATE_DIR, stat.S_IFDIR)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames:
+            _chmod(os.path.join(dirpath, name), PRIVATE_DIR, stat.S_IFDIR)
+        for name in filenames:
+            _chmod(os.path.join(dirpath, name), PRIVATE_FILE, stat.S_IFREG)
+
+
+def tighten(store: Store) -> None:
+    """Close the store to other users: its folders 0700, containers' records, state and logs 0600."""
+    for top in (store.root, store.run_root):
+        _chmod(top, PRIVATE_DIR, stat.S_IFDIR)
+    own = {"blobs", "layers", "images", "containers", "tmp", "locks", store.run_root.name}
+    for name in _entries(store.root):
+        if name in own:
+            _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
+        else:  # what minirun keeps beside them: the seccomp cache, network records
+            _close_tree(store.root / name)
+    _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
+    for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
+        _chmod(store.layers_dir / name, PRIVATE_DIR, stat.S_IFDIR)
+    for name in _entries(store.containers_dir):
+        directory = store.containers_dir / name
+        _chmod(directory, PRIVATE_DIR, stat.S_IFDIR)
+        for entry in _entries(directory):
+            if entry not in CONTAINER_SHARED_FILES:
+                _chmod(directory / entry, PRIVATE_FILE, stat.S_IFREG)  # folders (upper/, rootfs/) keep theirs
+    _close_tree(store.locks_dir)
+    # Run-time state: each folder closed, without walking into netns/ or mounts/ (their entries are mount
+    # points: a namespace, an image's root filesystem); networks/ holds records only.
+    for name in _entries(store.run_root):
+        _chmod(store.run_root / name, PRIVATE_DIR, stat.S_IFDIR)
+    _close_tree(store.run_root / "networks")
