@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # What each test lane adds (one line each, so lanes change apart).
 APT_VM :=
 APT_SERVE := docker.io chromium chromium-driver curl
-APT_BUILD :=
+APT_BUILD := podman
 APT_SECURITY := util-linux
 APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \
                 python3-venv apache2-utils ca-certificates skopeo umoci \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on an embedded default: no internet, no registry account.
-# Builds a small image from the host's busybox-static, imports it with `minibuild from-tar`, lists it.
+# Builds a small image from the host's busybox-static, imports it with `minibuild from-tar`, lists it,
+# then builds recipes/multi-stage on it with `minibuild build` and runs the result.
 set -euo pipefail
 cd "$(dirname "$0")"
 BIN=.venv/bin
@@ -13,8 +14,12 @@ Path(sys.argv[1]).write_bytes(imagekit.tar_of_dir(imagekit.busybox_rootfs(Path(s
   "$work/busybox.tar" "$work/rootfs"
 echo "+ minibuild from-tar $work/busybox.tar --tag demo/busybox:latest"
 $BIN/minibuild from-tar "$work/busybox.tar" --tag demo/busybox:latest --change 'CMD ["/bin/sh"]'
+echo "+ minibuild build --build-arg BASE=demo/busybox -t demo/hello recipes/multi-stage"
+$BIN/minibuild build --build-arg BASE=demo/busybox -t demo/hello recipes/multi-stage
 echo "+ minibuild images"
 $BIN/minibuild images
+echo "+ minirun --rm demo/hello"
+$BIN/minirun --rm demo/hello
 echo "+ minirun --rm demo/busybox echo hello from a container"
 $BIN/minirun --rm demo/busybox echo hello from a container
 echo "+ minirun --rm demo/busybox sh -c 'hostname; id; grep -E \"^(CapEff|NoNewPrivs|Seccomp):\" /proc/self/status'"

@@ -37,7 +37,7 @@ from minibuild.changes import config_from_changes
 from minibuild.registry import manifests
 from minibuild.registry import mediatypes as mt
 from minicache import digest as digests
-from minicache import gc, reference
+from minicache import gc, reference, tarsplit
 from minicache.errors import DigestMismatch, InvalidArchive, InvalidReference, NotFound, RegistryError, TooLarge
 from minicache.images import ImageRecord, LayerRef
 from minicache.unpack import (
@@ -588,6 +588,7 @@ def _import_archive(
             extra={"source": plan.source},
         )
         names = [*plan.names, tag] if tag and len(plans) == 1 else plan.names
+        record = _keep_stored(store, record)
         store.images.put(record, names)
         result.images.append((record.id, names))
     return result
@@ -629,6 +630,26 @@ class _Guarded(io.RawIOBase):
         return len(data)
 
 
+def _keep_stored(store: Store, record: ImageRecord) -> ImageRecord:
+    """The record already stored for the same image ID, when it is complete: an image pulled earlier keeps its
+    compressed blobs and manifest digest (so a push sends the same digest, and prune keeps those blobs)."""
+    try:
+        existing = store.images.get(record.id)
+    except NotFound:
+        return record
+    complete = (
+        existing.manifest is not None
+        and store.blobs.has(existing.manifest)
+        and all(
+            layer.digest is not None
+            and store.layers.has(layer.chain_id)
+            and (store.blobs.has(layer.digest) or tarsplit.has_record(store, layer.chain_id))
+            for layer in existing.layers
+        )
+    )
+    return existing if complete else record
+
+
 # -- the entry point ---------------------------------------------------------------------------------------------
 def import_tarball(
     store: Store,
@@ -652,7 +673,7 @@ def import_tarball(
             kind, prefix = sniff(stream)
             replay = _Replay(prefix, stream)
             if kind == "export":
-                record = _import_export(store, replay, list(changes), keep_layer_blob)
+                record = _keep_stored(store, _import_export(store, replay, list(changes), keep_layer_blob))
                 store.images.put(record, [tag] if tag else [])
                 return ImportResult("export", [(record.id, [tag] if tag else [])])
             if changes:

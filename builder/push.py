@@ -1,13 +1,18 @@
 """`minibuild push IMAGE [DEST]`: an image of the store → a registry, by tag.
 
-The image's stored manifest is pushed as it is (so its digest stays the same): first every blob it names
+The image's stored manifest is pushed as it is (so its digest stays the same) when its layers are compressed
+already, as a pulled image's are. Uncompressed layers (a `from-tar` export, a `docker save` archive) are
+compressed first (gzip by default, with ISA-L; zstd or none on request), once: the image record then names
+the compressed blobs and a new OCI manifest, so the next push sends the same digest. Then every blob it names
 (config and layers) — skipped when the registry has it (HEAD), mounted from another repository of the same
 registry when one of our images came from there, uploaded otherwise (one PUT, or PATCH chunks with
-`chunk_size`) — then the manifest under the tag. The image gets the name `DEST@<digest>` in the store.
+`chunk_size`; by default large blobs go in chunks, at least as large as the registry asks) — then the
+manifest under the tag. The image gets the name `DEST@<digest>` in the store.
 """
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,12 +20,13 @@ from functools import partial
 from minibuild.progress import Progress
 from minibuild.pull import clients_for
 from minibuild.registry import manifests
-from minibuild.registry.client import RegistryClient
+from minibuild.registry import mediatypes as mt
+from minibuild.registry.client import AUTO, RegistryClient
 from minibuild.registry.manifests import Descriptor, Manifest
 from minibuild.registry.settings import Settings, load
-from minicache import reference, tarsplit
-from minicache.errors import InvalidReference, NotFound
-from minicache.images import ImageRecord
+from minicache import gc, layerdiff, reference, tarsplit
+from minicache.errors import InvalidReference, InvalidSpec, NotFound
+from minicache.images import ImageRecord, LayerRef
 from minicache.store import Store
 
 MISSING_BLOB_HINT = "pull or import the image again so that its layer blobs are stored"
@@ -68,6 +74,74 @@ def _manifest(store: Store, record: ImageRecord, image: str, rebuildable: dict[s
     return parsed
 
 
+_UNCOMPRESSED = frozenset({mt.OCI_LAYER, mt.DOCKER_LAYER, mt.OCI_NONDIST_LAYER})
+
+
+def compress_layers(
+    store: Store, record: ImageRecord, manifest: Manifest, rebuildable: dict[str, str], compression: str
+) -> tuple[ImageRecord, Manifest]:
+    """Compress the image's uncompressed layers into new blobs; returns the updated record and its new manifest.
+
+    Layers compressed already keep their blobs (and the image its digest when nothing changes).
+    """
+    if compression not in layerdiff.COMPRESSIONS:
+        raise InvalidSpec(f"unknown compression {compression!r}", hint="use gzip, zstd or none")
+    if compression == "none" or not any(d.media_type in _UNCOMPRESSED for d in manifest.layers):
+        return record, manifest
+    with gc.hold(store):  # the new blobs are named by no record until the end
+        return _compress_layers(store, record, manifest, rebuildable, compression)
+
+
+def _compress_layers(
+    store: Store, record: ImageRecord, manifest: Manifest, rebuildable: dict[str, str], compression: str
+) -> tuple[ImageRecord, Manifest]:
+    new_layers = []
+    new_descs = []
+    for desc, layer in zip(manifest.layers, record.layers, strict=True):
+        if desc.media_type not in _UNCOMPRESSED:
+            new_layers.append(layer)
+            new_descs.append(desc.to_json() | {"mediaType": _oci_type(desc.media_type)})
+            continue
+        chain = rebuildable.get(desc.digest)
+        opener = partial(tarsplit.open_layer_tar, store, chain) if chain else partial(store.blobs.open, desc.digest)
+        with opener() as source:
+            diff_id, digest, size = layerdiff.compress_stream(store, source, compression)
+        if diff_id != layer.diff_id:
+            raise InvalidSpec(f"layer {desc.digest} does not match its diff_id {layer.diff_id}; it was not pushed")
+        media = layerdiff.MEDIA_TYPES[compression]
+        new_layers.append(
+            LayerRef(diff_id=diff_id, chain_id=layer.chain_id, digest=digest, media_type=media, size=size)
+        )
+        new_descs.append({"mediaType": media, "digest": digest, "size": size})
+    config_size = store.blobs.size(record.id)
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.OCI_CONFIG, "digest": record.id, "size": config_size},
+            "layers": new_descs,
+        },
+        separators=(",", ":"),
+    ).encode()
+    manifest_digest = store.blobs.put(raw)
+    updated = ImageRecord(
+        id=record.id,
+        layers=tuple(new_layers),
+        manifest=manifest_digest,
+        manifest_media_type=mt.OCI_MANIFEST,
+        created=record.created,
+        extra=record.extra,
+    )
+    store.images.put(updated)
+    return updated, manifests.parse(raw, mt.OCI_MANIFEST, record.id)
+
+
+def _oci_type(media_type: str) -> str:
+    return {mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP, mt.DOCKER_FOREIGN_LAYER: mt.OCI_NONDIST_LAYER_GZIP}.get(
+        media_type, media_type
+    )
+
+
 def mount_sources(store: Store, dest: reference.Reference) -> dict[str, str]:
     """Blob digest → another repository of the destination registry that an image of ours with it came from."""
     out: dict[str, str] = {}
@@ -91,13 +165,19 @@ def push(
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | None = AUTO,
+    compression: str = "gzip",
 ) -> PushResult:
-    """Push `image` (a name or ID in the store) to `dest` (default: the image's own name)."""
+    """Push `image` (a name or ID in the store) to `dest` (default: the image's own name).
+
+    Uncompressed layers are compressed with `compression` first (see the module docstring).
+    """
     record = store.images.resolve(image)
     ref = _destination(store, image, dest)
     rebuildable = _rebuildable(store, record)
     manifest = _manifest(store, record, image, rebuildable)
+    record, manifest = compress_layers(store, record, manifest, rebuildable, compression)
+    rebuildable = _rebuildable(store, record)
     settings = settings or load()
     progress = progress or Progress()
     client = clients_for(ref, settings, push=True)[-1]

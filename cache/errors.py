@@ -111,3 +111,11 @@ def disk_full(err: OSError, where: object) -> NoSpace | None:
     if err.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
     return NoSpace(f"no space left on the filesystem of {where}")
+
+
+class RecipeError(MiniError):
+    """A Containerfile that cannot be parsed or built as written; the message names file, line and instruction."""
+
+
+class BuildError(MiniError):
+    """A build step that failed (a RUN that exited non-zero, a COPY source missing); no image was made."""

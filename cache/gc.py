@@ -3,8 +3,10 @@
 Live: every image record that has a reference, is used by a container or is mounted; the layers of those
 images with every layer below them; their config, manifest and layer blobs, and any blob named in the
 record's extra facts (an index, a signature). Dangling images (no reference, unused) are removed first,
-as `docker image prune` does. Everything runs under the refs lock, and under the exclusive `gc` lock that
-importers hold shared (`hold()`) while they write layers and blobs not yet referenced by any record.
+as `docker image prune` does. Layers only the build step cache names (intermediate stages, failed or
+untagged builds) are not live: they go, and their cache entries with them. Everything runs under the refs
+lock, and under the exclusive `gc` lock that importers and builds hold shared (`hold()`) while they write
+layers and blobs not yet referenced by any record.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def collect(store: Store) -> Report:
                     continue
                 store.blobs.remove(digest)
                 report.blobs.append(digest)
+        store.buildcache.drop_stale()  # step-cache entries of the build layers that just went
         store.clear_debris()
         store.prune_locks()
     return report

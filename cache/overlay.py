@@ -29,6 +29,7 @@ def mount(
     work: Path | None = None,
     *,
     volatile: bool = False,
+    options: str = "",
 ) -> None:
     """Mount `lowers` (topmost first, as overlayfs wants) at `target`, with `upper`/`work` if writable.
 
@@ -36,7 +37,8 @@ def mount(
     setuid binary or a device node an image carries is never honoured through it. A single lower directory
     without an upper one becomes a read-only bind mount (overlayfs needs two).
     `volatile` (Linux >= 5.10) skips every sync of the upper directory, unmount included: for throwaway
-    containers; after a crash the kernel refuses to reuse such an upper/work pair.
+    containers; after a crash the kernel refuses to reuse such an upper/work pair. `options` are added as
+    they are (a build step asks for `redirect_dir=off,metacopy=off`, so its upper directory is a plain diff).
     """
     if not lowers:
         raise ValueError("an overlay needs at least one lower directory")
@@ -51,12 +53,13 @@ def mount(
         return
     fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in lowers]
     try:
-        options = "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        data = "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds)
         if upper is not None:
             if work is None:
                 raise ValueError("a writable overlay needs a work directory")
-            options += f",upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
-        syscalls.mount("overlay", target, "overlay", 0 if upper is not None else view, options)
+            data += f",upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
+        data += f",{options}" if options else ""
+        syscalls.mount("overlay", target, "overlay", 0 if upper is not None else view, data)
     finally:
         for fd in fds:
             os.close(fd)

@@ -4,6 +4,7 @@ root/blobs/sha256/<hex>    manifests, configs, compressed layers exactly as fetc
 root/layers/<chain-hex>/   one unpacked layer: fs/ plus layer.json (LayerStore)
 root/images/               image records and the reference index (ImageStore)
 root/containers/<id>/      one container each (owned by minirun)
+root/buildcache/           the step cache of `minibuild build`: step key → the layer it made (BuildCache)
 root/tmp/                  staging on the same filesystem; everything is committed by rename
 root/locks/                flock files
 run_root/                  run-time state that must not outlive a reboot (minirun)
@@ -75,6 +76,7 @@ class Store:
         self.images_dir = self.root / "images"
         self.containers_dir = self.root / "containers"
         self.tmp_dir = self.root / "tmp"
+        self.buildcache_dir = self.root / "buildcache"
         self.locks_dir = self.root / "locks"
         try:
             self._open(create)
@@ -113,6 +115,7 @@ class Store:
             tighten(self)
         for d in (self.blobs_dir.parent, self.blobs_dir, self.layers_dir, self.images_dir, self.containers_dir):
             _mkdir_private(d)
+        _mkdir_private(self.buildcache_dir)
         for d in (self.tmp_dir, self.locks_dir):
             _mkdir_private(d)
 
@@ -134,6 +137,12 @@ class Store:
         from minicache.images import ImageStore
 
         return ImageStore(self)
+
+    @cached_property
+    def buildcache(self):  # -> BuildCache
+        from minicache.buildcache import BuildCache
+
+        return BuildCache(self)
 
     # -- locks and staging -----------------------------------------------------------------------------------
     def lock(self, name: str, *, shared: bool = False) -> FileLock:
@@ -177,6 +186,7 @@ class Store:
             names = os.listdir(self.tmp_dir)
         except FileNotFoundError:
             return
+        dead = []
         for name in names:
             parts = name.split("-")
             try:
@@ -184,7 +194,29 @@ class Store:
             except (IndexError, ValueError):
                 pid, started = -1, None
             if not process.is_alive(pid, started):
-                remove_tree(self.tmp_dir / name, ignore_errors=True)
+                dead.append(self.tmp_dir / name)
+        if dead:
+            _unmount_below(dead)  # a build killed mid-step leaves its overlay mounted in tmp/
+        for path in dead:
+            remove_tree(path, ignore_errors=True)
+
+
+def _unmount_below(paths: list[Path]) -> None:
+    """Detach every mount at or below `paths` (deepest first), so removing them never walks into a mount."""
+    import contextlib
+
+    from minicache import syscalls
+
+    prefixes = tuple(os.fsencode(os.path.realpath(p)) for p in paths)
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            points = [line.split()[4] for line in f]
+    except OSError:
+        return
+    below = [p for p in points if any(p == pre or p.startswith(pre + b"/") for pre in prefixes)]
+    for point in sorted(below, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            syscalls.umount(os.fsdecode(point), syscalls.MNT_DETACH)
 
 
 def _names_object(lock_name: str) -> bool:

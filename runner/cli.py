@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("minirun.commands.wait", "Block until containers stop, then print their exit codes"),
     "top": ("minirun.commands.top", "Display the running processes of a container"),
     "rename": ("minirun.commands.rename", "Rename a container"),
+    "commit": ("minirun.commands.commit", "Create a new image from a container's changes"),
     "pause": ("minirun.commands.pause", "Pause all processes within containers"),
     "unpause": ("minirun.commands.unpause", "Unpause all processes within containers"),
     "stats": ("minirun.commands.stats", "Display a live stream of container resource usage"),

@@ -1,4 +1,4 @@
-"""`minibuild images|inspect|tag|rm|prune|export|mount|umount`: thin wrappers over minibuild.images."""
+"""`minibuild images|inspect|tag|rm|prune|export|mount|umount|save`: thin wrappers over the library."""
 
 from __future__ import annotations
 
@@ -136,3 +136,24 @@ def umount_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
     from minibuild import images
 
     images.umount(store_of(ctx), name)
+
+
+@app.command("save")
+def save_cmd(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="docker-archive (default, as docker save) or oci-archive.")
+    ] = "docker-archive",
+) -> None:
+    """Save images to a tarball that `podman load` and `docker load` read."""
+    from minibuild.save import save, save_to_path
+    from minicache.errors import InvalidSpec
+
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidSpec("refusing to write a tarball to a terminal", hint="give -o FILE or redirect stdout")
+        save(store_of(ctx), names, sys.stdout.buffer, fmt)
+    else:
+        save_to_path(store_of(ctx), names, output, fmt)

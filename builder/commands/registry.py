@@ -70,10 +70,14 @@ def push_cmd(
     chunk_size: Annotated[
         int | None, typer.Option("--chunk-size", min=1024, help="Upload blobs in PATCH chunks of this many bytes.")
     ] = None,
+    compression: Annotated[
+        str, typer.Option("--compression", help="For uncompressed layers: gzip (default), zstd or none.")
+    ] = "gzip",
 ) -> None:
     """Push an image of the store to a registry."""
     from minibuild import progress
     from minibuild.push import push
+    from minibuild.registry.client import AUTO
 
     result = push(
         store_of(ctx),
@@ -81,7 +85,8 @@ def push_cmd(
         dest,
         settings=_settings(insecure_registry, timeout),
         progress=progress.for_terminal(quiet),
-        chunk_size=chunk_size,
+        chunk_size=chunk_size if chunk_size is not None else AUTO,
+        compression=compression,
     )
     tag = result.reference.rsplit(":", 1)[-1]
     if quiet:

@@ -39,6 +39,11 @@ class _Interrupted(Exception):
     """A blob's body ended early or the connection broke while reading it."""
 
 
+AUTO = -1  # upload_blob(chunk_size=AUTO): chunked when the blob is large
+AUTO_CHUNK_ABOVE = 64 << 20
+AUTO_CHUNK_SIZE = 32 << 20
+
+
 class RegistryClient:
     """Talks to `registry/repository` (`endpoint` is where HTTP goes: registry-1.docker.io for docker.io)."""
 
@@ -301,7 +306,12 @@ class RegistryClient:
         with response:
             if response.status_code != 202:
                 self.fail(response, "start of a blob upload")
+            advertised = response.headers.get("OCI-Chunk-Min-Length", "")
+            if advertised.isdigit():
+                self.chunk_min_length = int(advertised)
             return self._location(response)
+
+    chunk_min_length: int | None = None  # what the registry said its PATCH chunks must at least hold
 
     def _location(self, response: requests.Response) -> str:
         from urllib.parse import urljoin
@@ -321,8 +331,16 @@ class RegistryClient:
         chunk_size: int | None = None,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
-        """Upload a blob: monolithic (one PUT) or, with `chunk_size`, in PATCHes followed by a PUT."""
+        """Upload a blob: monolithic (one PUT) or, with `chunk_size`, in PATCHes followed by a PUT.
+
+        `chunk_size=AUTO` chunks blobs above AUTO_CHUNK_ABOVE bytes, in chunks of AUTO_CHUNK_SIZE or the
+        minimum the registry advertises (`OCI-Chunk-Min-Length`), whichever is larger; smaller ones go whole.
+        """
         location = location or self.start_upload()
+        if chunk_size == AUTO:
+            chunk_size = None
+            if size > AUTO_CHUNK_ABOVE:
+                chunk_size = max(AUTO_CHUNK_SIZE, self.chunk_min_length or 0)
         headers = {"Content-Type": "application/octet-stream"}
         if chunk_size:
             sent = 0

@@ -2,7 +2,10 @@
 
 The bundle alone decides everything, its cgroup too (`linux.cgroupsPath`, `linux.resources`).
 
-For debugging and for differential tests against runc; exit status is the container's.
+For debugging, for differential tests against runc, and for `minibuild build`, whose RUN steps are bundles
+run through this command; exit status is the container's. `spec --bundle DIR --id ID`, like `runc spec`,
+writes a starting config.json: this project's hardened defaults (capabilities, seccomp, masked paths,
+device rules, the cgroup under the default parent), so a client that edits it keeps them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a bundle and wait for it")
     run.add_argument("bundle")
     run.add_argument("id")
+    spec_cmd = sub.add_parser("spec", help="write a default config.json into a bundle directory")
+    spec_cmd.add_argument("--bundle", "-b", default=".")
+    spec_cmd.add_argument("--id", default="container", help="the container ID its cgroup path is named after")
+    spec_cmd.add_argument("--network", choices=("none", "host"), default="none")
     args = parser.parse_args(argv)
+    if args.command == "spec":
+        return _write_spec(args.bundle, args.id, args.network)
     from minirun.cgroups import show_warnings
 
     show_warnings("minirun.runtime")
@@ -33,6 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     except MiniError as err:
         print(one_line("minirun.runtime", err), file=sys.stderr)
         return err.exit_code
+
+
+def _write_spec(bundle: str, container_id: str, network: str) -> int:
+    import json
+    from pathlib import Path
+
+    from minirun import spec
+    from minirun.cgroups.base import default_parent
+
+    cgroups_path = f"/{default_parent().strip('/')}/{container_id}"
+    oci = spec.build(
+        {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        spec.RunOptions(command=["sh"], network=network),
+        spec.SpecContext(container_id=container_id, cgroups_path=cgroups_path),
+    )
+    (Path(bundle) / "config.json").write_text(json.dumps(oci, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -280,8 +281,16 @@ def test_images_imported_from_a_tarball_can_be_pushed_and_pulled(store: Store, r
     pulled = do_pull(fresh, dest)
     assert pulled.image_id == store.images.resolve("flat:v1").id
     assert (fresh.layers.fs(fresh.images.get(pulled.image_id).chain_ids[-1]) / "hello").read_bytes() == b"hi\n"
-    assert not store.blobs.has(imagekit.sha256(tar))  # what was pushed was rebuilt from the tar-split record
-    assert fresh.blobs.read(imagekit.sha256(tar)) == tar
+    # what was pushed was rebuilt from the tar-split record and gzip-compressed on the way
+    (layer,) = fresh.images.get(pulled.image_id).layers
+    assert layer.media_type == mt.OCI_LAYER_GZIP and layer.diff_id == imagekit.sha256(tar)
+    assert gzip.decompress(fresh.blobs.read(layer.digest)) == tar
+    # the compressed blob is now the image's: the next push sends the same manifest
+    again = push(store, "flat:v1", dest, settings=FAST)
+    assert again.digest == pulled.digest and again.pushed == []
+    # importing the same tarball again keeps the image's record: its compressed blob and manifest digest
+    assert run_cli(store, "from-tar", str(path), "-t", "again:v1").returncode == 0
+    assert store.images.resolve("again:v1").manifest == store.images.resolve("flat:v1").manifest
 
 
 def test_an_imported_rootfs_pushes_in_chunks_and_refuses_a_tampered_snapshot(

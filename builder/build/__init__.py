@@ -1,0 +1,1 @@
+"""`minibuild build`: Containerfiles into images, step by step, with a step cache."""
