@@ -7,7 +7,7 @@ All three start the same busybox root filesystem (built from the host's busybox-
 no-op command and clean up after themselves:
   minirun  from a throwaway store (overlay of the image layer + the container's upper dir), as a user's
            install runs it: a non-editable `pip install` of this checkout into a throwaway venv
-           (benchkit.installed_minirun; ~30 s of set-up while pip builds the wheel). `--editable` times the
+           (benchkit.installed_minirun; set-up waits while pip builds the wheel). `--editable` times the
            development venv's console script instead, whose editable-install import hook costs every
            start pathlib, importlib.util and more before minirun runs (minirun imports pathlib anyway,
            but defers what pathlib imports for as_uri(); the hook gets there first)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from minicache import jsoncodec
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
 if TYPE_CHECKING:
     from typing import Any
 
@@ -51,7 +51,7 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool =
     """`atomic_write` of `obj` as compact, key-sorted JSON.
 
     Compact because json's C encoder serves only that form: with `indent` the pure-Python encoder wrote
-    each container record and state (~2 ms of a `minirun run --rm`'s ~72); `jq .` shows them indented.
+    each container record and state on the `run` path; `jq .` shows them indented.
     """
     atomic_write(path, jsoncodec.dumps(obj, sort_keys=True, compact=True).encode() + b"\n", durable=durable)
 

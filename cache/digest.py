@@ -27,7 +27,7 @@ def hex_of(digest: str) -> str:
 
 
 def of_bytes(data: bytes) -> str:
-    import hashlib  # imported on use: loading OpenSSL costs ~4 ms of start-up that lookups do not need
+    import hashlib  # imported on use: loading OpenSSL is start-up time that lookups do not need
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -17,7 +17,7 @@ from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import InvalidReference, NotFound
 from minicache.record import Record
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms of `minirun` start-up)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any

@@ -1,7 +1,7 @@
 """`Record`: a small stand-in for `dataclasses.dataclass` on the `minirun run` hot path.
 
-Importing `dataclasses` costs ~3-15 ms here (it pulls in `copy`, `weakref`, and `inspect` unless deferred)
-and every decorated class another ~1 ms (generated code is exec'ed): a good share of the start-up budget
+Importing `dataclasses` pulls in `copy`, `weakref`, and `inspect` unless deferred, and every decorated
+class exec's generated code: a good share of the start-up budget
 of `minirun --rm IMAGE true`. A Record takes its fields from the class annotations (inherited ones
 first), its defaults from the class attributes (a list or dict default is copied per instance), and
 offers __init__ (positional or keyword), __eq__, __repr__ and `as_dict()`. `frozen=True` makes it

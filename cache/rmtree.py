@@ -2,7 +2,7 @@
 
 What a container wrote into its upper directory, or a layer tarball into a snapshot, is hostile input: a
 symlink is removed, never followed. `shutil.rmtree` does the same, but takes no descriptor, recurses (a
-very deep tree raises RecursionError), and importing shutil (with bz2 and lzma) costs ~4 ms of the start-up
+very deep tree raises RecursionError), and importing shutil (with bz2 and lzma) would weigh on the start-up
 of `minirun run --rm`, whose container directory is removed here.
 """
 

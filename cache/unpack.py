@@ -42,7 +42,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 # The reader thread hands the main thread this much at a time: every hand-off moves the GIL between the
-# two threads, which costs a wake-up on a busy machine (1 MB chunks: ~0.7 s of waiting on 459 MB).
+# two threads, which costs a wake-up on a busy machine: fewer, larger hand-offs wait less.
 CHUNK = 4 << 20
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)

@@ -239,7 +239,7 @@ def test_tty_session(store_root: Path, busybox_image: str) -> None:
 
 
 def test_terminal_is_automatic_at_a_terminal(store_root: Path, busybox_image: str) -> None:
-    """`minirun IMAGE sh` at a terminal gets an interactive tty without -it (as the issue asks)."""
+    """`minirun IMAGE sh` at a terminal gets an interactive tty without -it, as a user typing it expects."""
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
         MINIRUN, ["--root", str(store_root), "--rm", busybox_image, "sh"], encoding="utf-8", timeout=20

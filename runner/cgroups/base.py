@@ -229,7 +229,7 @@ class Cgroup(ABC):
         """Move process `pid` (and its threads) in."""
 
     def apply(self, pid: int) -> None:
-        """The issue's name for `add`."""
+        """Alias of `add` under the name runc's cgroup managers use (`Apply`)."""
         self.add(pid)
 
     @abstractmethod

@@ -38,7 +38,7 @@ def start(parent: str | None = None) -> None:
         return
     if tasks is None:
         return
-    # _thread rather than threading: `threading` is not otherwise imported on the `run` path (~1 ms)
+    # _thread rather than threading: `threading` is not otherwise imported on the `run` path
     stop_, finished, tid = _thread.allocate_lock(), _thread.allocate_lock(), []
     stop_.acquire()
     finished.acquire()

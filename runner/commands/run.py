@@ -171,7 +171,7 @@ def options(args: argparse.Namespace, *, attach: bool = True) -> RunOptions:
             env.append(entry)
     interactive, tty = args.interactive, args.tty
     if attach and not interactive and not tty and os.isatty(0) and os.isatty(1):
-        interactive = tty = True  # `minirun IMAGE bash` at a terminal: an interactive session, as the issue asks
+        interactive = tty = True  # `minirun IMAGE bash` at a terminal: an interactive session, as a user expects
     if attach and tty and interactive and not os.isatty(0):
         raise InvalidSpec("the input device is not a TTY", hint="drop -t, or run from a terminal")
     network = args.network or os.environ.get(DEFAULT_NETWORK_ENV) or "bridge"

@@ -6,7 +6,7 @@ leaves its own namespace. Removed by a lazy unmount and unlink: the kernel frees
 interfaces, once no process is left in it.
 
 pyroute2.netns.create does the same, but importing it adds ctypes.util, multiprocessing and pyroute2's
-child-process machinery (~25 ms here) to every container start, for fifteen lines of work; and it
+child-process machinery to every container start, for fifteen lines of work; and it
 makes the folder a shared bind mount of itself, which would outlive every container. The syscalls come
 from minicache.syscalls; everything done *inside* the namespace (loopback, addresses, routes) goes
 through pyroute2 (minirun.network.rtnl).

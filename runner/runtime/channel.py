@@ -4,7 +4,7 @@ One datagram = one message `{"t": TYPE, ...}`; a message may carry file descript
 is how the child hands the parent the pty master it opened inside the container. Both ends are
 O_CLOEXEC: when the child's execve succeeds its end closes, and the parent reads end-of-file.
 
-Built on `_socket`, the C module under `socket`: `socket.py` spends ~4 ms of start-up building enums.
+Built on `_socket`, the C module under `socket`: `socket.py` spends start-up time building enums.
 Descriptors are packed with `struct` (loaded anyway by ctypes), not `array` (one more shared library).
 """
 

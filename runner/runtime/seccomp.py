@@ -14,7 +14,7 @@ from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 
 try:
-    from _sha256 import sha256  # CPython's built-in SHA-256: hashlib would load OpenSSL (~4 ms of start-up)
+    from _sha256 import sha256  # CPython's built-in SHA-256: hashlib would load OpenSSL at start-up
 except ImportError:  # pragma: no cover - Python >= 3.12 names it _sha2
     from hashlib import sha256
 

@@ -1,4 +1,4 @@
-"""Resource limits and accounting through real containers: `minirun run/stats/pause/unpause/inspect` (issue 5).
+"""Resource limits and accounting through real containers: `minirun run/stats/pause/unpause/inspect`.
 
 Every container here runs from the CLI on the real kernel, under the session's own cgroup parent
 (sessionkit). The figures are read from the container's own cgroup files, found independently of the
