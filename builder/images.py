@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -15,6 +14,7 @@ from minicache.errors import Conflict, InvalidReference, NotFound
 from minicache.imageinfo import created as _created
 from minicache.imageinfo import image_size
 from minicache.imageinfo import inspect as inspect  # `minibuild inspect` reads it here
+from minicache.record import Record
 from minishow import human_duration, human_size, table
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ NONE = "<none>"
 
 
 # -- listing ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ImageRow:
+class ImageRow(Record, frozen=True):
     repository: str
     tag: str
     id: str

@@ -19,9 +19,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; prin
 
 
 def _settings(insecure: list[str] | None, timeout: float | None, mirrors: list[str] | None = None, **kw):
-    from dataclasses import replace
-
     from minibuild.registry.settings import load
+    from minicache.record import replace
 
     settings = load(insecure=insecure or [], mirrors=mirrors or [], timeout=timeout)
     return replace(settings, **{k: v for k, v in kw.items() if v is not None})
