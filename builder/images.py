@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -15,6 +14,8 @@ from minicache.errors import Conflict, InvalidReference, NotFound
 from minicache.imageinfo import created as _created
 from minicache.imageinfo import image_size
 from minicache.imageinfo import inspect as inspect  # `minibuild inspect` reads it here
+from minicache.record import Record
+from minishow import human_duration, human_size, table
 
 if TYPE_CHECKING:
     from minicache.store import Store
@@ -23,8 +24,7 @@ NONE = "<none>"
 
 
 # -- listing ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ImageRow:
+class ImageRow(Record, frozen=True):
     repository: str
     tag: str
     id: str
@@ -54,15 +54,6 @@ def list_images(store: Store) -> list[ImageRow]:
     return rows
 
 
-def human_size(n: int) -> str:
-    """Docker's sizes: decimal units, three significant digits (`4.26MB`, `512B`)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000  # type: ignore[assignment]
-    raise AssertionError
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -83,31 +74,14 @@ def human_since(text: str | None, now: datetime | None = None) -> str:
     when = _parse_time(text)
     if when is None:
         return "N/A"
-    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
-    if seconds < 1:
-        return "Less than a second ago"
-    for limit, unit, div in (
-        (60, "second", 1),
-        (3600, "minute", 60),
-        (86400 * 2, "hour", 3600),
-        (86400 * 14, "day", 86400),
-        (86400 * 60, "week", 86400 * 7),
-        (86400 * 365 * 2, "month", 86400 * 30),
-    ):
-        if seconds < limit:
-            n = seconds // div
-            return "About a minute ago" if unit == "minute" and n == 1 else f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{seconds // (86400 * 365)} years ago"
+    return human_duration(((now or datetime.now(UTC)) - when).total_seconds()) + " ago"
 
 
 def images_table(rows: list[ImageRow]) -> str:
     header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
-    table = [header] + [
-        (r.repository, r.tag, digests.hex_of(r.id)[:12], human_since(r.created), human_size(r.size)) for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join(
-        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "   " + row[-1] for row in table
+    return table(
+        header,
+        [(r.repository, r.tag, digests.hex_of(r.id)[:12], human_since(r.created), human_size(r.size, 3)) for r in rows],
     )
 
 
@@ -121,8 +95,8 @@ def images_json(rows: list[ImageRow]) -> list[dict[str, Any]]:
             "Digest": NONE,
             "CreatedAt": r.created or "",
             "CreatedSince": human_since(r.created),
-            "Size": human_size(r.size),
-            "VirtualSize": human_size(r.size),
+            "Size": human_size(r.size, 3),
+            "VirtualSize": human_size(r.size, 3),
         }
         for r in rows
     ]

@@ -28,7 +28,6 @@ import os
 import platform
 import re
 import tarfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -40,6 +39,7 @@ from minicache import digest as digests
 from minicache import gc, reference, tarsplit
 from minicache.errors import DigestMismatch, InvalidArchive, InvalidReference, NotFound, RegistryError, TooLarge
 from minicache.images import ImageRecord, LayerRef
+from minicache.record import Record
 from minicache.unpack import (
     GZIP_MAGIC,
     LNKTYPE,
@@ -79,10 +79,9 @@ _REF_NAME = "org.opencontainers.image.ref.name"
 _CONTAINERD_NAME = "io.containerd.image.name"
 
 
-@dataclass
-class ImportResult:
+class ImportResult(Record):
     kind: str  # "export", "docker-save" or "oci-layout"
-    images: list[tuple[str, list[str]]] = field(default_factory=list)  # (image ID, names given to it)
+    images: list[tuple[str, list[str]]] = []  # (image ID, names given to it)
 
 
 # -- the stream ----------------------------------------------------------------------------------------------------
@@ -401,8 +400,7 @@ def _checked_config(archive: _Archive, digest: str, layers: int | None, what: st
     return config, diff_ids
 
 
-@dataclass
-class _Plan:
+class _Plan(Record):
     """One image of the archive, checked, before anything of it is stored."""
 
     config_digest: str

@@ -6,9 +6,8 @@ arm/v7), so `--platform linux/aarch64` finds the `linux/arm64` entry of an index
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from minicache.errors import InvalidSpec
+from minicache.record import Record
 
 _ARCH_ALIASES = {
     "x86_64": "amd64",
@@ -30,8 +29,7 @@ _ARM_COMPAT = {"v8": ("v8", "v7", "v6", "v5"), "v7": ("v7", "v6", "v5"), "v6": (
 PLATFORM_HINT = "give --platform as OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8"
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Record, frozen=True):
     os: str
     architecture: str
     variant: str | None = None

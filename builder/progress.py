@@ -10,14 +10,7 @@ import threading
 import time
 from typing import TextIO
 
-
-def human(n: float) -> str:
-    """Bytes as Docker shows them: 1.23MB (powers of 1000)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
+from minishow import human_size
 
 
 class Progress:
@@ -66,7 +59,7 @@ class LineProgress(Progress):
         if final:
             took = time.monotonic() - self.started.get(key, time.monotonic())
             size = self.sizes.get(key)
-            detail = f" ({human(size)} in {took:.1f}s)" if size and status not in ("Already exists",) else ""
+            detail = f" ({human_size(size)} in {took:.1f}s)" if size and status not in ("Already exists",) else ""
             self._print(f"{key}: {status}{detail}")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from minibuild import platforms
@@ -24,23 +23,22 @@ from minicache import digest as digests
 from minicache import events, gc, reference
 from minicache.errors import DigestMismatch, NotFound, RegistryError
 from minicache.images import ImageRecord, LayerRef
+from minicache.record import Record, replace
 from minicache.store import Store
 from minicache.unpack import unpack_layer
 
 
-@dataclass
-class PullResult:
+class PullResult(Record):
     reference: str  # the full, normalised name that now points at the image
     image_id: str
     digest: str  # what the registry calls the image: the index's digest when there is one
     size: int  # bytes of the image's config and layer blobs
     status: str  # "downloaded" or "up to date"
     platform: str
-    fetched: list[str] = field(default_factory=list)  # blobs this pull downloaded
+    fetched: list[str] = []  # blobs this pull downloaded
 
 
-@dataclass
-class _Layer:
+class _Layer(Record):
     desc: Descriptor
     diff_id: str
     chain_id: str

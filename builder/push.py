@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 
 from minibuild.progress import Progress
@@ -27,19 +26,19 @@ from minibuild.registry.settings import Settings, load
 from minicache import gc, layerdiff, reference, tarsplit
 from minicache.errors import InvalidReference, InvalidSpec, NotFound
 from minicache.images import ImageRecord, LayerRef
+from minicache.record import Record
 from minicache.store import Store
 
 MISSING_BLOB_HINT = "pull or import the image again so that its layer blobs are stored"
 
 
-@dataclass
-class PushResult:
+class PushResult(Record):
     reference: str
     digest: str
     size: int  # bytes of the manifest, as `docker push` reports it
-    pushed: list[str] = field(default_factory=list)
-    mounted: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
+    pushed: list[str] = []
+    mounted: list[str] = []
+    existing: list[str] = []
 
 
 def _destination(store: Store, image: str, dest: str | None) -> reference.Reference:

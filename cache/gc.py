@@ -15,11 +15,11 @@ import contextlib
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from minicache import tarsplit, usage
 from minicache.errors import NotFound
+from minicache.record import Record
 
 if TYPE_CHECKING:
     from minicache.locks import FileLock
@@ -28,11 +28,10 @@ if TYPE_CHECKING:
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
-@dataclass
-class Report:
-    images: list[str] = field(default_factory=list)
-    layers: list[str] = field(default_factory=list)
-    blobs: list[str] = field(default_factory=list)
+class Report(Record):
+    images: list[str] = []
+    layers: list[str] = []
+    blobs: list[str] = []
     bytes_freed: int = 0
 
 

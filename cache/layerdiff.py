@@ -19,13 +19,13 @@ import hashlib
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache.errors import InvalidSpec
 from minicache.layers import FS_DIR, LayerInfo
+from minicache.record import Record
 from minicache.safetree import OPAQUE_XATTR, is_whiteout
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class LayerBlob:
+class LayerBlob(Record, frozen=True):
     diff_id: str  # sha256 of the uncompressed tar
     digest: str  # sha256 of the blob as stored
     size: int  # bytes of the blob

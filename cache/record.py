@@ -1,11 +1,11 @@
-"""`Record`: a small stand-in for `dataclasses.dataclass` on the `minirun run` hot path.
+"""`Record`: the one record type of minibuild, minirun and minicache, in place of `dataclasses.dataclass`.
 
-Importing `dataclasses` pulls in `copy`, `weakref`, and `inspect` unless deferred, and every decorated
-class exec's generated code: a good share of the start-up budget
-of `minirun --rm IMAGE true`. A Record takes its fields from the class annotations (inherited ones
-first), its defaults from the class attributes (a list or dict default is copied per instance), and
-offers __init__ (positional or keyword), __eq__, __repr__ and `as_dict()`. `frozen=True` makes it
-immutable and hashable, like `@dataclass(frozen=True)`.
+Importing `dataclasses` pulls in `inspect` (and with it `ast`, `tokenize`, ...), and every decorated class
+runs generated code: a share of the start-up of `minirun run` that plain classes do not pay. A Record takes its
+fields from the class annotations (inherited ones first), its defaults from the class attributes (a list, dict
+or set default is copied per instance), and offers __init__ (positional or keyword), __eq__, __repr__,
+`as_dict()` and `replace()`. `frozen=True` makes it immutable and hashable, like `@dataclass(frozen=True)`;
+a class that defines its own __hash__ keeps it.
 
     class Volume(Record):
         source: str
@@ -18,6 +18,12 @@ immutable and hashable, like `@dataclass(frozen=True)`.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    R = TypeVar("R", bound="Record")
+
 _MISSING = object()
 
 
@@ -28,7 +34,8 @@ class Record:
         if frozen:
             cls.__setattr__ = _refuse_change  # type: ignore[assignment]
             cls.__delattr__ = _refuse_change  # type: ignore[assignment]
-            cls.__hash__ = _hash_fields  # type: ignore[assignment]
+            if "__hash__" not in cls.__dict__:  # a class may hash (and compare) fewer fields than it has
+                cls.__hash__ = _hash_fields  # type: ignore[assignment]
         names: list[str] = []
         for klass in reversed(cls.__mro__):
             for name in klass.__dict__.get("__annotations__", {}):  # noqa: RUF063 - inspect is what we avoid
@@ -70,6 +77,11 @@ class Record:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
         return f"{type(self).__name__}({inner})"
+
+
+def replace(record: R, **changes: object) -> R:
+    """A copy of `record` with `changes`, as `dataclasses.replace` (works for frozen Records too)."""
+    return type(record)(**{**{name: getattr(record, name) for name in record._fields}, **changes})
 
 
 def _refuse_change(self: Record, name: str, *_value: object) -> None:

@@ -21,7 +21,6 @@ import queue
 import stat
 import struct
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 from zlib import adler32
 
@@ -29,6 +28,7 @@ from minicache import digest as digests
 from minicache import tarsplit
 from minicache.errors import DigestMismatch, InvalidArchive, MiniError, TooLarge
 from minicache.layers import LayerInfo
+from minicache.record import Record
 from minicache.rmtree import empty_dir_at
 from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
 
@@ -72,8 +72,7 @@ _PAX, _PAX_GLOBAL, _SOLARIS_PAX, _GNU_LONGNAME, _GNU_LONGLINK = b"x", b"g", b"X"
 _EXTENDED = (_PAX, _PAX_GLOBAL, _SOLARIS_PAX, _GNU_LONGNAME, _GNU_LONGLINK)
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record, frozen=True):
     """Decompression-bomb guards. Generous defaults; a layer beyond them is refused, not half-written."""
 
     max_bytes: int = 64 << 30  # uncompressed tar stream

@@ -1,4 +1,4 @@
-"""How containers are shown: `ps` rows, `inspect` documents, Docker's human durations and Go-template `-f`."""
+"""How containers are shown: `ps` rows, `inspect` documents and Go-template `-f` (units and tables: minishow)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import re
 import time
 
 from minirun.containers import ACTIVE, EXITED, PAUSED, RESTARTING, Container, State
+from minishow import human_duration
+from minishow import table as show_table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,33 +30,6 @@ def parse_time(stamp: str | None) -> float | None:
     if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60 and fields[5] < 62):
         return None  # what strptime refused; timegm (no strptime: a listing parses one per container) would not
     return calendar.timegm((*fields, 0, 0, 0)) + float("0." + (m.group(7) or "0"))
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration: "Less than a second", "3 seconds", "About a minute", "2 hours", ..."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if round(minutes) == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if round(hours) == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    if hours < 24 * 7 * 2:
-        return f"{int(hours / 24)} days"
-    if hours < 24 * 30 * 2:
-        return f"{int(hours / 24 / 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{int(hours / 24 / 30)} months"
-    return f"{int(hours / 24 / 365)} years"
 
 
 def _since(stamp: str | None, now: float) -> str:
@@ -128,10 +103,8 @@ PS_COLUMNS = (
 
 
 def table(rows: list[dict[str, str]], columns: tuple[tuple[str, str], ...]) -> str:
-    """Docker's aligned table (three spaces between columns), header first."""
-    lines = [[title for title, _ in columns], *([row[key] for _, key in columns] for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    """Docker's aligned table of `rows` (dicts keyed like `--format json`), header first."""
+    return show_table([title for title, _ in columns], [[row[key] for _, key in columns] for row in rows])
 
 
 def mounts(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
-from minicache.record import Record
+from minicache.record import Record, replace
 from minirun import flags
 
 
@@ -126,6 +126,22 @@ def test_frozen_record_is_immutable_and_hashable_like_a_frozen_dataclass() -> No
     with pytest.raises(AttributeError):
         del a.name
     assert a.tag == "1"
+
+
+def test_record_replace_and_own_hash() -> None:
+    class Challenge(Record, frozen=True):
+        scheme: str
+        params: dict[str, str] = {}
+
+        def __hash__(self) -> int:
+            return hash(self.scheme)
+
+    a = Challenge("bearer", {"realm": "r"})
+    b = replace(a, params={"realm": "s"})
+    assert b == Challenge("bearer", {"realm": "s"}) and a.params == {"realm": "r"}
+    assert hash(a) == hash(b) and a != b  # the dict takes part in == only, as `field(hash=False)` did
+    with pytest.raises(TypeError):
+        replace(a, nope=1)
 
 
 def _samples(alphabet: str, seed: int, count: int = 3000) -> list[str]:

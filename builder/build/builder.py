@@ -23,7 +23,6 @@ import stat as stat_mod
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +35,7 @@ from minibuild.build.words import WordError, expand, expand_vars, expand_words, 
 from minicache import gc, layerdiff, newimage, overlay
 from minicache.errors import BuildError, InvalidReference, MiniError, NotFound, RecipeError
 from minicache.images import ImageRecord, LayerRef
+from minicache.record import Record
 from minicache.store import Store
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -52,25 +52,23 @@ _PROXY_ARGS = frozenset(
 _UNIT_NS = {"h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1}
 
 
-@dataclass
-class BuildOptions:
+class BuildOptions(Record):
     context: str = "."
     file: str | None = None
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = []
+    build_args: dict[str, str] = {}
     target: str | None = None
     platform: str | None = None
     no_cache: bool = False
     network: str = "none"
     compression: str = "gzip"
     timestamp: int | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = {}
     out: TextIO | None = None  # step lines; None: stdout
     quiet: bool = False  # RUN output is kept back, and shown only when its step fails
 
 
-@dataclass
-class BuildResult:
+class BuildResult(Record):
     image_id: str
     names: list[str]
     steps: int
@@ -78,8 +76,7 @@ class BuildResult:
     manifest: str
 
 
-@dataclass
-class State:
+class State(Record):
     """A stage while it is built: its layers, config and the cache key of everything so far."""
 
     layers: list[LayerRef]
@@ -87,7 +84,7 @@ class State:
     image: dict[str, Any]  # top-level config fields: architecture, os, variant, author
     history: list[dict[str, Any]]
     key: str
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = {}
     cmd_set: bool = False
 
     @property
@@ -103,8 +100,7 @@ class State:
         return out
 
 
-@dataclass
-class Stage:
+class Stage(Record):
     index: int
     name: str | None
     base: Instruction

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 
 from minibuild.build.words import WordError, split_raw
 from minicache.errors import RecipeError
+from minicache.record import Record
 
 INSTRUCTIONS = frozenset(
     {
@@ -42,23 +42,21 @@ _HEREDOC = re.compile(r"^(\d*)<<(-?)(.+)$")
 _HEREDOC_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass
-class Heredoc:
+class Heredoc(Record):
     name: str
     content: str
     expand: bool  # False when the name was quoted (<<"EOF"): the body is taken literally
     chomp: bool  # <<-EOF: leading tabs were removed from the body
 
 
-@dataclass
-class Instruction:
+class Instruction(Record):
     keyword: str  # upper case
     args: str  # the text after the keyword and its flags, continuations joined
     line: int  # first line, 1-based
     file: str
-    flags: dict[str, list[str]] = field(default_factory=dict)
+    flags: dict[str, list[str]] = {}
     exec_form: list[str] | None = None  # the JSON array, when written in that form
-    heredocs: list[Heredoc] = field(default_factory=list)
+    heredocs: list[Heredoc] = []
     original: str = ""  # the instruction as written (one line), for history and messages
     onbuild: Instruction | None = None  # ONBUILD's own instruction
 
@@ -71,11 +69,10 @@ class Instruction:
         return RecipeError(f"{self.file}:{self.line}: {self.keyword}: {message}", hint=hint)
 
 
-@dataclass
-class Containerfile:
+class Containerfile(Record):
     instructions: list[Instruction]
     escape: str = "\\"
-    directives: dict[str, str] = field(default_factory=dict)
+    directives: dict[str, str] = {}
     file: str = "Containerfile"
 
 

@@ -12,17 +12,16 @@ import os
 import re
 import stat
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibuild.build.rootfs import secure_join
 from minicache.errors import BuildError, NotFound
+from minicache.record import Record
 
 IGNORE_FILES = (".containerignore", ".dockerignore")
 
 
-@dataclass
-class _Pattern:
+class _Pattern(Record):
     regex: re.Pattern[str]
     exclude: bool
     text: str
@@ -97,13 +96,12 @@ class Ignore:
         return self.excluded(path) and not self.has_exceptions
 
 
-@dataclass
-class Context:
+class Context(Record):
     root: str  # a directory on the host (a tar context is extracted into a private one first)
-    ignore: Ignore = field(default_factory=lambda: Ignore([]))
+    ignore: Ignore | None = None  # None: nothing is left out
 
     def skip(self, rel: str) -> bool:
-        return self.ignore.excluded(rel)
+        return self.ignore is not None and self.ignore.excluded(rel)
 
 
 def load(path: str, containerfile: str | None, workdir: Path) -> tuple[Context, str, str]:

@@ -17,7 +17,8 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from minicache.record import Record
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_OPENAT2 = 437  # x86_64, aarch64 and every other architecture with the generic table
@@ -179,8 +180,7 @@ def secure_join(root: str, unsafe: str) -> str:
 
 
 # -- copying ---------------------------------------------------------------------------------------------------------
-@dataclass
-class CopyOptions:
+class CopyOptions(Record):
     uid: int = 0
     gid: int = 0
     chmod: int | None = None
@@ -332,8 +332,7 @@ def read_in_root(root_fd: int, path: str, limit: int = 4 << 20) -> str | None:
         os.close(fd)
 
 
-@dataclass
-class User:
+class User(Record):
     uid: int
     gid: int
     home: str = "/"

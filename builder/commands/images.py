@@ -73,13 +73,14 @@ def rm_cmd(
 def prune_cmd(ctx: typer.Context) -> None:
     """Remove dangling images and every blob and layer no image needs."""
     from minibuild import images
+    from minishow import human_size
 
     report = images.prune(store_of(ctx))
     for image_id in report.images:
         typer.echo(f"Deleted Images: {image_id}")
     typer.echo(
         f"Deleted {len(report.layers)} layers and {len(report.blobs)} blobs; "
-        f"Total reclaimed space: {images.human_size(report.bytes_freed)}"
+        f"Total reclaimed space: {human_size(report.bytes_freed)}"
     )
 
 

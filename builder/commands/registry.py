@@ -19,9 +19,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; prin
 
 
 def _settings(insecure: list[str] | None, timeout: float | None, mirrors: list[str] | None = None, **kw):
-    from dataclasses import replace
-
     from minibuild.registry.settings import load
+    from minicache.record import replace
 
     settings = load(insecure=insecure or [], mirrors=mirrors or [], timeout=timeout)
     return replace(settings, **{k: v for k, v in kw.items() if v is not None})
@@ -48,6 +47,7 @@ def pull_cmd(
     from minibuild import progress
     from minibuild.pull import pull
     from minicache.reference import parse
+    from minishow import human_size
 
     settings = _settings(insecure_registry, timeout, registry_mirror, max_concurrent_downloads=max_concurrent_downloads)
     result = pull(store_of(ctx), image, platform=platform, settings=settings, progress=progress.for_terminal(quiet))
@@ -55,7 +55,7 @@ def pull_cmd(
         familiar = parse(result.reference).familiar
         status = "Image is up to date for" if result.status == "up to date" else "Downloaded newer image for"
         typer.echo(f"Digest: {result.digest}")
-        typer.echo(f"Status: {status} {familiar} ({result.platform}, {progress.human(result.size)})")
+        typer.echo(f"Status: {status} {familiar} ({result.platform}, {human_size(result.size)})")
     typer.echo(result.reference)
 
 

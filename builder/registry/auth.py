@@ -13,12 +13,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from minibuild.registry.credentials import Credentials
 from minibuild.registry.settings import is_loopback
 from minicache.errors import AuthError, RegistryError
+from minicache.record import Record
 
 if TYPE_CHECKING:
     import requests
@@ -31,10 +31,12 @@ MIN_TOKEN_LIFETIME = 60  # seconds; what docker assumes when a token server says
 RENEW_MARGIN = 5  # renew this many seconds before the token server says it expires
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Record, frozen=True):
     scheme: str  # lower case: "bearer" or "basic"
-    params: dict[str, str] = field(default_factory=dict, hash=False)
+    params: dict[str, str] = {}
+
+    def __hash__(self) -> int:  # the parameters are a dict: they take part in == only
+        return hash(self.scheme)
 
 
 def parse_challenges(header: str) -> list[Challenge]:
@@ -60,8 +62,7 @@ def parse_challenges(header: str) -> list[Challenge]:
     return out
 
 
-@dataclass
-class _Token:
+class _Token(Record):
     value: str
     expires: float  # time.monotonic() after which we renew
 

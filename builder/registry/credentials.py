@@ -14,11 +14,11 @@ import binascii
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from minicache.atomic import atomic_write
 from minicache.errors import AuthError, InvalidSpec
+from minicache.record import Record
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
@@ -26,8 +26,7 @@ _TOKEN_USER = "<token>"  # a helper's Username when Secret is an identity token
 _HELPER_TIMEOUT = 60
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Record, frozen=True):
     username: str = ""
     password: str = ""
     identity_token: str | None = None

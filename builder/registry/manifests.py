@@ -7,21 +7,20 @@ anything else is refused with a clear error. The bytes are kept: digests are alw
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from minibuild import platforms
 from minibuild.platforms import Platform
 from minibuild.registry import mediatypes as mt
 from minicache import digest as digests
 from minicache.errors import InvalidDigest, NotFound, RegistryError
+from minicache.record import Record
 
 SCHEMA1_HINT = "schema 1 images are deprecated: push the image again with a current docker, podman or minibuild"
 MAX_MANIFEST_BYTES = 4 << 20  # what distribution itself accepts
 MAX_LAYERS = 125  # Docker's limit: more lower directories than an overlay mount of a container can stack
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Record, frozen=True):
     """A pointer to a blob or manifest: media type, digest, size (and, in an index, a platform)."""
 
     media_type: str
@@ -29,7 +28,16 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     urls: tuple[str, ...] = ()
-    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    annotations: dict[str, str] = {}
+
+    def _key(self) -> tuple[object, ...]:  # annotations do not make two descriptors of one blob differ
+        return (self.media_type, self.digest, self.size, self.platform, self.urls)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if type(other) is type(self) else NotImplemented  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def short(self) -> str:
@@ -65,8 +73,7 @@ class Descriptor:
         return out
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record, frozen=True):
     """One image: its config and its layers, bottom first."""
 
     media_type: str
@@ -76,8 +83,7 @@ class Manifest:
     digest: str
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(Record, frozen=True):
     """A manifest list or OCI index: one manifest per platform."""
 
     media_type: str

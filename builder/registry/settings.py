@@ -13,9 +13,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field, replace
 
 from minicache.errors import InvalidSpec
+from minicache.record import Record, replace
 
 CONF_ENV = "MINICONTAINER_REGISTRIES_CONF"
 DEFAULT_CONF = "/etc/minicontainer/registries.json"
@@ -24,8 +24,7 @@ MIRRORS_ENV = "MINICONTAINER_REGISTRY_MIRRORS"
 TIMEOUT_ENV = "MINICONTAINER_REGISTRY_TIMEOUT"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Record, frozen=True):
     """Retries of connection errors, 5xx and 429: exponential backoff with jitter, Retry-After honoured."""
 
     attempts: int = 5  # tries in all, the first included
@@ -40,13 +39,12 @@ class RetryPolicy:
         return min(self.max_backoff, self.backoff * 2 ** (retry - 1)) * random.uniform(0.8, 1.2)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record, frozen=True):
     insecure: tuple[str, ...] = ()  # host[:port] or CIDR networks that may use plain HTTP / unverified TLS
     mirrors: tuple[str, ...] = ()  # URLs tried, in order, before registry-1.docker.io for docker.io images
     connect_timeout: float = 10.0
     read_timeout: float = 60.0  # between two reads of the socket, not for a whole blob
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = RetryPolicy()  # frozen: one shared default is safe
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 3
 

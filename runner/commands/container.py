@@ -32,9 +32,9 @@ def _size(path: str) -> int:
 def prune(args: argparse.Namespace) -> int:
     from minicache.errors import MiniError, NotFound, one_line
     from minirun import lifecycle
-    from minirun.cgroups.stats import decimal_size
     from minirun.commands.common import PROG, open_store
     from minirun.containers import CREATED, EXITED, ContainerStore
+    from minishow import human_size
 
     if not args.force:
         print("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ", end="")
@@ -60,7 +60,7 @@ def prune(args: argparse.Namespace) -> int:
         print("Deleted Containers:")
         print("\n".join(deleted))
         print()
-    print(f"Total reclaimed space: {decimal_size(reclaimed)}")
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
     return 1 if failed else 0
 
 

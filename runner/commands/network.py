@@ -63,11 +63,10 @@ def execute(args: argparse.Namespace) -> int:
             for net, _count in rows:
                 print(net.id[:12])
             return 0
-        table = [("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")]
-        table += [(n.id[:12], n.name, n.driver, n.subnet, n.gateway, n.bridge, str(c)) for n, c in rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        from minishow import table
+
+        header = ("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS")
+        print(table(header, [(n.id[:12], n.name, n.driver, n.subnet, n.gateway, n.bridge, str(c)) for n, c in rows]))
     elif command == "inspect":
         print(json.dumps([network.inspect_network(store, name) for name in args.names], indent=4))
     elif command == "rm":

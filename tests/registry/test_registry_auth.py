@@ -121,7 +121,7 @@ def test_token_expiring_mid_pull_is_renewed(store: Store, token_registry, tokens
         img = images["public"]
         last_layer = [d for d in img.blobs if d != img.config_digest][-1]
         proxy.add(registrykit.Rule(registrykit.blob_get(last_layer), "delay", seconds=3.0))
-        from dataclasses import replace
+        from minicache.record import replace
 
         result = do_pull(store, f"{proxy.endpoint}/test/public:v1", settings=replace(FAST, max_concurrent_downloads=1))
         assert result.image_id == img.config_digest

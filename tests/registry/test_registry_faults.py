@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import imagekit
@@ -17,6 +16,7 @@ import registrykit
 from imagekit import Entry
 from minicache import gc
 from minicache.errors import DigestMismatch, RegistryError, one_line
+from minicache.record import replace
 from minicache.store import Store
 from pullkit import FAST, MINIBUILD, blob_gets, do_pull, run_cli
 
