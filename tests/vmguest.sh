@@ -14,10 +14,10 @@ if [ -z "$controllers" ] || [ -e /sys/fs/cgroup/unified ]; then
   exit 1
 fi
 stage "kernel $(uname -r), cgroup v2 controllers: $controllers"
-for module in virtio_scsi sd_mod ext4 loop; do modprobe "$module" 2>/dev/null || true; done
+for module in virtio_blk virtio_scsi sd_mod ext4 loop; do modprobe "$module" 2>/dev/null || true; done
 disk=""
 for _ in $(seq 300); do
-  for dev in /dev/sd?; do
+  for dev in /dev/vd? /dev/sd?; do
     [ -b "$dev" ] && [ "$(blkid -s LABEL -o value "$dev" 2>/dev/null)" = mclane ] && disk=$dev
   done
   [ -n "$disk" ] && break

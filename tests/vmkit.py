@@ -14,13 +14,16 @@ exit status 0: nothing else in the suite depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -71,7 +74,7 @@ def vng_command(image: Path, guest_argv: list[str], disk: Path) -> list[str]:
     return [
         "vng",
         "--disk",
-        f"lane={disk}",
+        str(disk),
         "--disable-kvm",
         "--run",
         str(image),
@@ -135,6 +138,7 @@ def pack(image: Path, dirs: list[Path], scratch: Path) -> None:
     subprocess.run(
         ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "mclane", "-d", str(stage), str(image), f"{megabytes}M"],
         check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -167,28 +171,40 @@ def host(pytest_args: list[str]) -> int:
             *pytest_args,
         ]
         print(f"VM lane: booting {image.name} (software emulation) for {len(LANE)} files", flush=True)
-        # Through a pipe: QEMU truncates a regular file given as its standard output or error.
+        # Through a pipe: QEMU truncates a regular file given as its standard output or error. In a session of
+        # its own, so the watchdog and an interrupt end vng, virtme-run and QEMU together, by that group's ID.
         proc = subprocess.Popen(
             vng_command(image, guest_argv, image_file),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         assert proc.stdout is not None
-        deadline = started + BOOT_TIMEOUT
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(BOOT_TIMEOUT, lambda: (timed_out.set(), stop()))
+        watchdog.start()
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         try:
             for line in proc.stdout:
                 sys.stdout.buffer.write(line)
                 sys.stdout.flush()
-                if time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(proc.args, BOOT_TIMEOUT)
             returncode = proc.wait()
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            print(f"VM lane FAILED: not done after {BOOT_TIMEOUT}s", flush=True)
-            return 1
+        finally:
+            watchdog.cancel()
+            signal.signal(signal.SIGTERM, previous)
+            if proc.poll() is None:
+                stop()
+                proc.wait()
+    if timed_out.is_set():
+        print(f"VM lane FAILED: not done after {BOOT_TIMEOUT}s", flush=True)
+        return 1
     print(f"VM lane: exit status {returncode} after {time.monotonic() - started:.0f}s", flush=True)
     return returncode
 
