@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # What each test lane adds (one line each, so lanes change apart).
-APT_VM := qemu-system-x86 linux-image-amd64 kmod
+APT_VM := qemu-system-x86 linux-image-amd64 kmod e2fsprogs
 APT_SERVE :=
 APT_BUILD :=
 APT_SECURITY := util-linux
