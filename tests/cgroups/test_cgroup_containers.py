@@ -284,7 +284,7 @@ GATE = "while [ ! -e /out/go ]; do sleep 0.02; done"
     "how",
     [
         "foreground",
-        pytest.param("foreground --rm", marks=pytest.mark.vm),
+        "foreground --rm",
         "detached",
         "detached --rm",
         pytest.param("detached rm -f", marks=pytest.mark.vm),
