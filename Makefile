@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # What each test lane adds (one line each, so lanes change apart).
-APT_VM :=
+APT_VM := qemu-system-x86 linux-image-amd64 kmod e2fsprogs
 APT_SERVE := docker.io chromium chromium-driver curl
 APT_BUILD := podman
 APT_SECURITY := util-linux
@@ -12,7 +12,7 @@ APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables r
                 $(APT_VM) $(APT_SERVE) $(APT_BUILD) $(APT_SECURITY)
 BENCH_PACKAGES := podman skopeo umoci hyperfine
 
-.PHONY: setup system venv demo test lint bench clean
+.PHONY: setup system venv demo test test-vm lint bench clean
 
 setup: system venv
 
@@ -42,6 +42,12 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-vm
+
+# Pure cgroup v2 on Debian's own kernel: one VM boot (virtme-ng, software emulation) runs the `vm` tests.
+# Skips, with the reason, on a host that cannot boot it.
+test-vm: setup
+	$(PY) tests/vmkit.py $(VM_PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

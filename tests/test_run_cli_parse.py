@@ -103,6 +103,8 @@ FAST = [
     "run --cpu-period 100000 --cpu-quota -1 img",
     "run --cpuset-cpus 0-1 --cpuset-mems 0 --pids-limit -1 img",
     "run --pids-limit=-1 img",
+    "run --blkio-weight 300 --device-read-bps /dev/sda:1mb --device-read-bps /dev/sdb:2mb img",
+    "run --device-write-bps=/dev/sda:1mb --device-read-iops /dev/sda:100 --device-write-iops /dev/sda:50 img",
     "run -m-1 img",
     "run --name - img",
     "run -e - img",

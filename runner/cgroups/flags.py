@@ -13,7 +13,7 @@ import os
 
 from minicache.charsets import DIGITS, is_name
 from minicache.errors import InvalidSpec
-from minirun.argtable import Option, add_to
+from minirun.argtable import APPEND, VALUE, Option, add_to
 from minirun.cgroups.base import warn
 from minirun.cgroups.limits import (
     CPU_LIST,
@@ -59,11 +59,30 @@ FLAGS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cpuset_cpus": (("--cpuset-cpus",), "LIST", "CPUs the container may use, e.g. 0-2,4"),
     "cpuset_mems": (("--cpuset-mems",), "LIST", "memory nodes the container may use, e.g. 0"),
     "pids_limit": (("--pids-limit",), "NUMBER", "maximum number of processes (-1 for unlimited)"),
+    "blkio_weight": (("--blkio-weight",), "WEIGHT", "relative block I/O weight, 10 to 1000 (v2 io.weight converted)"),
+    "device_read_bps": (("--device-read-bps",), "DEVICE:RATE", "read rate limit of a block device, e.g. /dev/sda:1mb"),
+    "device_write_bps": (("--device-write-bps",), "DEVICE:RATE", "write rate limit of a block device (bytes/s)"),
+    "device_read_iops": (("--device-read-iops",), "DEVICE:RATE", "read limit of a block device (I/O per second)"),
+    "device_write_iops": (("--device-write-iops",), "DEVICE:RATE", "write limit of a block device (I/O per second)"),
+}
+# The repeatable ones (one per device), and the OCI blockIO list each fills.
+DEVICE_FLAGS = {
+    "device_read_bps": "throttleReadBpsDevice",
+    "device_write_bps": "throttleWriteBpsDevice",
+    "device_read_iops": "throttleReadIOPSDevice",
+    "device_write_iops": "throttleWriteIOPSDevice",
 }
 
 
 OPTIONS = tuple(
-    Option(names, dest, help=help_, metavar=metavar, group="resource limits")
+    Option(
+        names,
+        dest,
+        kind=APPEND if dest in DEVICE_FLAGS else VALUE,
+        help=help_,
+        metavar=metavar,
+        group="resource limits",
+    )
     for dest, (names, metavar, help_) in FLAGS.items()
 )
 
@@ -209,7 +228,39 @@ def resources_from_args(
             raise InvalidSpec(f"--pids-limit {value} is out of range", hint=hint)
         pids["limit"] = -1 if limit <= 0 else limit
 
-    return {k: v for k, v in (("memory", memory), ("cpu", cpu), ("pids", pids)) if v}
+    block_io: dict[str, Any] = {}
+    if (value := get("blkio_weight")) is not None and (weight := _int("--blkio-weight", value, "use 10 to 1000")):
+        if not 10 <= weight <= 1000:
+            raise InvalidSpec(f"--blkio-weight {value} is out of range", hint="use 10 to 1000 (or 0 for the default)")
+        block_io["weight"] = weight
+    for dest, field in DEVICE_FLAGS.items():
+        for value in get(dest) or ():
+            block_io.setdefault(field, []).append(_device_rate(f"--{dest.replace('_', '-')}", value))
+
+    sections = (("memory", memory), ("cpu", cpu), ("pids", pids), ("blockIO", block_io))
+    return {k: v for k, v in sections if v}
+
+
+def _device_rate(flag: str, value: str) -> dict[str, int]:
+    """ "/dev/sda:1mb" -> {"major": 8, "minor": 0, "rate": 1048576} (iops flags take a plain number)."""
+    import stat
+
+    path, sep, rate_text = value.rpartition(":")
+    if not sep or not path or not rate_text:
+        raise InvalidSpec(f"invalid value {value!r} for {flag}", hint="use DEVICE:RATE, e.g. /dev/sda:10mb")
+    if flag.endswith("bps"):
+        rate = parse_bytes(flag, rate_text)
+    else:
+        rate = _int(flag, rate_text, "give the rate as a number of I/O operations per second, e.g. /dev/sda:1000")
+        if rate < 0:
+            raise InvalidSpec(f"invalid value {value!r} for {flag}: a negative rate", hint="use a positive number")
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise InvalidSpec(f"{flag} {value}: cannot use {path}: {err.strerror}", hint="name a block device") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidSpec(f"{flag} {value}: {path} is not a block device", hint="name a block device, e.g. /dev/sda")
+    return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev), "rate": rate}
 
 
 def _cpu_list(flag: str, value: str, available: set[int]) -> str:

@@ -22,6 +22,15 @@ MIN_CFS_QUOTA = 1000
 DEFAULT_CFS_PERIOD = 100000
 CPU_LIST = r"[0-9]{1,6}(-[0-9]{1,6})?(,[0-9]{1,6}(-[0-9]{1,6})?)*"  # ASCII digits only (\d takes any script's)
 _INT64_MAX = 2**63 - 1
+MIN_BLKIO_WEIGHT, MAX_BLKIO_WEIGHT = 10, 1000
+# OCI blockIO list -> the io.max key it sets on v2 (v1: blkio.throttle.<v1 name>_device).
+THROTTLES = {
+    "throttleReadBpsDevice": "rbps",
+    "throttleWriteBpsDevice": "wbps",
+    "throttleReadIOPSDevice": "riops",
+    "throttleWriteIOPSDevice": "wiops",
+}
+THROTTLE_FLAGS = {"rbps": "read-bps", "wbps": "write-bps", "riops": "read-iops", "wiops": "write-iops"}
 _HINT = "see the OCI runtime spec, linux.resources"
 
 
@@ -41,6 +50,10 @@ class Limits(Record):
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids: int | None = None
+    blkio_weight: int | None = None  # OCI blockIO.weight, 10 to 1000
+    # OCI blockIO.throttle*Device as (file key, major, minor, rate): key "rbps", "wbps", "riops" or "wiops"
+    blkio_throttle: tuple[tuple[str, int, int, int], ...] = ()
+    hugepages: tuple[tuple[str, int], ...] = ()  # OCI hugepageLimits as (page size "2MB", bytes)
     unified: tuple[tuple[str, str], ...] = ()  # raw cgroup v2 files (OCI linux.resources.unified)
     # OCI linux.resources.devices in order, as (allow, "TYPE MAJOR:MINOR ACCESS") in v1 devices.list syntax.
     devices: tuple[tuple[bool, str], ...] = ()
@@ -57,8 +70,14 @@ class Limits(Record):
             "cpuset-cpus": self.cpuset_cpus,
             "cpuset-mems": self.cpuset_mems,
             "pids-limit": self.pids,
+            "blkio-weight": self.blkio_weight,
         }
-        return [name for name, value in names.items() if value is not None] + [k for k, _ in self.unified]
+        return (
+            [name for name, value in names.items() if value is not None]
+            + [f"device-{THROTTLE_FLAGS[key]}" for key, *_ in self.blkio_throttle]
+            + [f"hugetlb {size}" for size, _ in self.hugepages]
+            + [k for k, _ in self.unified]
+        )
 
 
 def _int(section: Mapping[str, Any], key: str, where: str, *, minimum: int = UNLIMITED) -> int | None:
@@ -116,6 +135,8 @@ def parse_resources(resources: Mapping[str, Any] | None) -> Limits:
         pids=_pids(_int(pids, "limit", "linux.resources.pids", minimum=-(2**63))),
         unified=_unified(resources.get("unified")),
         devices=_devices(resources.get("devices")),
+        **_block_io(_section(resources, "blockIO")),
+        hugepages=_hugepages(resources.get("hugepageLimits")),
     )
     if limits.cpu_period is not None and not MIN_CFS_PERIOD <= limits.cpu_period <= MAX_CFS_PERIOD:
         raise InvalidSpec(
@@ -149,6 +170,54 @@ def _pids(value: int | None) -> int | None:
     if value is None or value == 0:
         return None
     return UNLIMITED if value < 0 else value
+
+
+def _block_io(section: Mapping[str, Any]) -> dict[str, Any]:
+    """OCI blockIO: the weight and the per-device throttles (weightDevice and leafWeight are not supported)."""
+    where = "linux.resources.blockIO"
+    for unsupported in ("leafWeight", "weightDevice"):
+        if section.get(unsupported):
+            raise InvalidSpec(f"{where}.{unsupported} is not supported", hint="use blockIO.weight")
+    weight = _zero_is_unset(_int(section, "weight", where, minimum=0))
+    if weight is not None and not MIN_BLKIO_WEIGHT <= weight <= MAX_BLKIO_WEIGHT:
+        raise InvalidSpec(f"{where}.weight must be between 10 and 1000, not {weight}", hint=_HINT)
+    throttles = []
+    for field, key in THROTTLES.items():
+        entries = section.get(field) or []
+        if not isinstance(entries, list):
+            raise InvalidSpec(f"{where}.{field} must be a list, not {entries!r}", hint=_HINT)
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise InvalidSpec(f"{where}.{field}[{i}] must be an object, not {entry!r}", hint=_HINT)
+            numbers = [_int(entry, k, f"{where}.{field}[{i}]", minimum=0) for k in ("major", "minor", "rate")]
+            if None in numbers or numbers[0] > 0xFFFFFFFF or numbers[1] > 0xFFFFFFFF:
+                raise InvalidSpec(f"{where}.{field}[{i}] needs a major, a minor and a rate", hint=_HINT)
+            throttles.append((key, *numbers))
+    return {"blkio_weight": weight, "blkio_throttle": tuple(throttles)}
+
+
+_PAGE_SIZE = r"[0-9]{1,4}[KMG]B"
+
+
+def _hugepages(value: Any) -> tuple[tuple[str, int], ...]:
+    """OCI hugepageLimits: [{"pageSize": "2MB", "limit": bytes}] (the size as the hugetlb file names it)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidSpec(f"linux.resources.hugepageLimits must be a list, not {value!r}", hint=_HINT)
+    import re  # only with hugepageLimits: off the common `run` path
+
+    limits = []
+    for i, entry in enumerate(value):
+        where = f"linux.resources.hugepageLimits[{i}]"
+        size = entry.get("pageSize") if isinstance(entry, Mapping) else None
+        if not isinstance(size, str) or not re.fullmatch(_PAGE_SIZE, size):
+            raise InvalidSpec(f"{where}.pageSize must be a size like 2MB, not {size!r}", hint=_HINT)
+        limit = _int(entry, "limit", where, minimum=0)
+        if limit is None:
+            raise InvalidSpec(f"{where} needs a limit", hint=_HINT)
+        limits.append((size, limit))
+    return tuple(limits)
 
 
 _UNIFIED_KEY = r"[a-z0-9_]+\.[a-z0-9_.]+"
@@ -229,6 +298,11 @@ def shares_to_weight(shares: int) -> int:
 def weight_to_shares(weight: int) -> int:
     """The smallest shares that `shares_to_weight` maps to `weight`, for showing v2 weights as Docker shares."""
     return 2 + -((-(weight - 1) * 262142) // 9999)
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """v1 blkio.weight [10, 1000] -> v2 io.weight [1, 10000], the conversion runc uses."""
+    return 1 + (weight - MIN_BLKIO_WEIGHT) * 9999 // 990
 
 
 def swap_v2(memory_swap: int | None, memory: int | None) -> int | None:

@@ -27,6 +27,12 @@ from minirun.cgroups.base import (
 from minirun.cgroups.limits import UNLIMITED, Limits
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
+V1_THROTTLE_FILES = {
+    "rbps": "read_bps_device",
+    "wbps": "write_bps_device",
+    "riops": "read_iops_device",
+    "wiops": "write_iops_device",
+}
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 
@@ -135,6 +141,14 @@ class V1Cgroup(Cgroup):
             write(self.paths["pids"] / "pids.max", "max" if limits.pids == UNLIMITED else limits.pids)
         if limits.devices and "devices" in self.paths:
             self._write_devices(limits.devices)
+        blkio = self.paths.get("blkio")
+        if blkio is not None:
+            if limits.blkio_weight is not None:
+                bfq = blkio / "blkio.bfq.weight"  # CFQ's blkio.weight left the kernel with CFQ
+                weight = bfq if bfq.exists() or not (blkio / "blkio.weight").exists() else blkio / "blkio.weight"
+                write(weight, limits.blkio_weight)
+            for key, major, minor, rate in limits.blkio_throttle:
+                write(blkio / f"blkio.throttle.{V1_THROTTLE_FILES[key]}", f"{major}:{minor} {rate}")
 
     def _write_devices(self, rules: tuple[tuple[bool, str], ...]) -> None:
         """The device allowlist, rule by rule in the spec's order (a leading deny-all "a *:* rwm" clears the
@@ -150,7 +164,13 @@ class V1Cgroup(Cgroup):
             "cpuset": (limits.cpuset_cpus, limits.cpuset_mems),
             "pids": (limits.pids,),
             "devices": (limits.devices or None,),
+            "blkio": (limits.blkio_weight, limits.blkio_throttle or None),
         }
+        if limits.hugepages:
+            raise CgroupError(
+                "hugepage limits need the hugetlb controller, which minirun manages on cgroup v2 only",
+                hint="run on a cgroup v2 host, or drop linux.resources.hugepageLimits",
+            )
         for controller, values in needs.items():
             if controller not in self.paths and any(v is not None for v in values):
                 warn(f"this host does not mount the {controller} cgroup controller: {controller} limits are ignored")

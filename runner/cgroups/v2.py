@@ -1,20 +1,31 @@
 """cgroup v2 (unified): one directory, `<mount>/<parent>/<id>`.
 
-Controllers reach the container's cgroup through `cgroup.subtree_control` of every level above it. We
-enable them in the parent path's own levels (ours) and never in the hierarchy's root or anything else
-above: a controller the host has not delegated to the parent's level is reported, not forced.
+Controllers reach the container's cgroup through `cgroup.subtree_control` of every level above it. As runc's
+`fs2.CreateCgroupPath` does, creating a container's cgroup enables them along the path from the hierarchy's
+root, root included, within three rules:
+
+- a level that holds processes (other than the root) is never given a controller: the kernel's "no internal
+  processes" rule;
+- on a systemd host the hierarchy's root is systemd's, and above a delegated cgroup (one systemd marked with
+  the `trusted.delegate` or `user.delegate` attribute) nothing is ours: we write only inside the delegation;
+- a level we may not write to is left alone.
+
+A controller a requested limit needs and that cannot be enabled is an error naming the controller and the file
+(never a container without its limits); the others (for `stats`) are enabled where they can be.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
 from minicache import signums
-from minicache.errors import Conflict, InvalidSpec, NotFound
+from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minirun.cgroups.base import (
     Cgroup,
+    CgroupError,
     read,
     read_int,
     read_keyed,
@@ -25,7 +36,15 @@ from minirun.cgroups.base import (
     write,
 )
 from minirun.cgroups.host import V2_CONTROLLERS
-from minirun.cgroups.limits import UNLIMITED, Limits, cpu_max, shares_to_weight, swap_v2
+from minirun.cgroups.limits import (
+    THROTTLE_FLAGS,
+    UNLIMITED,
+    Limits,
+    blkio_to_io_weight,
+    cpu_max,
+    shares_to_weight,
+    swap_v2,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
@@ -54,9 +73,29 @@ def _needed_controllers(limits: Limits) -> dict[str, list[str]]:
     ):
         if value is not None:
             needs.setdefault(controller, []).append(name)
+    if limits.blkio_weight is not None:
+        needs.setdefault("io", []).append("blkio-weight")
+    for key, *_ in limits.blkio_throttle:
+        needs.setdefault("io", []).append(f"device-{THROTTLE_FLAGS[key]}")
+    for size, _ in limits.hugepages:
+        needs.setdefault("hugetlb", []).append(f"hugepage limit {size}")
     for key, _ in limits.unified:
         needs.setdefault(key.split(".", 1)[0], []).append(key)
     return needs
+
+
+DELEGATE_XATTRS = ("trusted.delegate", "user.delegate")
+
+
+def _delegated(level: Path) -> bool:
+    """True if systemd delegated this cgroup (it marks the delegated cgroup with an extended attribute)."""
+    for name in DELEGATE_XATTRS:
+        try:
+            if os.getxattr(level, name) in (b"1", b"1\n"):
+                return True
+        except OSError:  # ENODATA: not marked; ENOTSUP/EPERM: cannot tell, as unmarked
+            continue
+    return False
 
 
 class V2Cgroup(Cgroup):
@@ -77,11 +116,10 @@ class V2Cgroup(Cgroup):
     # -- life cycle ------------------------------------------------------------------------------------------
     def create(self, resources: Mapping[str, Any] | Limits | None = None) -> None:
         limits = self._limits(resources)
-        level = self.mount
+        levels = [self.mount]
         for part in self.parent_parts:
-            level = level / part
-            self._mkdir(level)
-            self._delegate(level)
+            levels.append(levels[-1] / part)
+        self._make_path(levels, _needed_controllers(limits))
         if not self._mkdir(self.path) and self.pids():
             raise Conflict(
                 f"the cgroup of container {self.container_id} already exists and has processes",
@@ -95,6 +133,58 @@ class V2Cgroup(Cgroup):
             self._remove_dirs()
             raise
 
+    def _ours(self, levels: list[Path]) -> list[bool]:
+        """For each level from the root down: may we write its cgroup.subtree_control?"""
+        ours = [not level.exists() or os.access(level / "cgroup.subtree_control", os.W_OK) for level in levels]
+        if (self.mount / "init.scope").is_dir():  # systemd runs as PID 1 and manages the root
+            ours[0] = False
+        for i in range(len(levels) - 1, 0, -1):
+            if _delegated(levels[i]):  # systemd's above the delegated cgroup, ours from it down
+                ours[:i] = [False] * i
+                break
+        return ours
+
+    def _make_path(self, levels: list[Path], needs: dict[str, list[str]]) -> None:
+        """Make the parent path and enable in it, level by level from the root, the controllers the limits
+        need (an error if one cannot be) and the ones `stats` reads (where they can be)."""
+        wanted = list(dict.fromkeys([*V2_CONTROLLERS, *needs]))
+        for level, ours in zip(levels, self._ours(levels), strict=True):
+            if level != self.mount:
+                self._mkdir(level)
+            control = level / "cgroup.subtree_control"
+            enabled = {c.lstrip("+") for c in (read(control) or "").split()}  # "+": a fake tree keeps what we wrote
+            missing = [c for c in wanted if c not in enabled]
+            if not missing:
+                continue
+            available = set((read(level / "cgroup.controllers") or "").split())
+            busy = level != self.mount and bool(read_pids(level / "cgroup.procs"))
+            for controller in missing:
+                if controller not in available:
+                    why = (
+                        f"this kernel has no {controller} controller ({level / 'cgroup.controllers'} lacks it)"
+                        if level == self.mount
+                        else f"{level.parent / 'cgroup.subtree_control'} does not give it to {level}"
+                    )
+                elif not ours:
+                    why = f"{control} is not ours to change (the host or systemd manages it) and does not enable it"
+                elif busy:
+                    why = f"{level} holds processes, so the kernel allows no controller in {control}"
+                else:
+                    try:
+                        enabled.add(controller)
+                        write(control, " ".join(f"+{c}" for c in sorted(enabled)))
+                        continue
+                    except MiniError as err:
+                        enabled.discard(controller)
+                        why = str(err)
+                wanted.remove(controller)
+                if controller in needs:
+                    raise CgroupError(
+                        f"the {controller} cgroup controller is needed for {', '.join(needs[controller])} "
+                        f"but cannot be enabled: {why}",
+                        hint=f"enable {controller} in {control}, or run without {needs[controller][0]}",
+                    )
+
     def _attach_device_filter(self, rules: tuple[tuple[bool, str], ...]) -> None:
         """The device allowlist as an eBPF program on the cgroup (v2 has no devices controller)."""
         from minirun.cgroups import devices_bpf
@@ -103,14 +193,6 @@ class V2Cgroup(Cgroup):
             devices_bpf.attach(str(self.path), rules)
         except OSError as err:
             warn(f"the device allowlist is not enforced: the kernel refused its eBPF program ({err.strerror})")
-
-    def _delegate(self, level: Path) -> None:
-        """Enable our controllers for the children of one level of the parent path (a level we own)."""
-        available = set((read(level / "cgroup.controllers") or "").split())
-        enabled = {c.lstrip("+") for c in (read(level / "cgroup.subtree_control") or "").split()}
-        missing = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
-        if missing:
-            write(level / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
 
     def add(self, pid: int) -> None:
         write(self.path / "cgroup.procs", pid)
@@ -127,40 +209,51 @@ class V2Cgroup(Cgroup):
 
     def _write_limits(self, limits: Limits) -> None:
         available = set((read(self.path / "cgroup.controllers") or "").split())
-        needs = _needed_controllers(limits)
-        for controller, names in needs.items():
-            if controller not in available:
-                warn(
-                    f"the {controller} cgroup v2 controller is not available under {self.mount / self.parent}: "
-                    f"{', '.join(names)} ignored (enable it in {self.mount}/cgroup.subtree_control)"
+        for controller, names in _needed_controllers(limits).items():
+            if controller not in available:  # create() enabled it; a live cgroup (set) may lack it
+                raise CgroupError(
+                    f"the {controller} cgroup controller is not enabled for {self.path}: "
+                    f"{', '.join(names)} cannot be applied",
+                    hint=f"enable {controller} in {self.path.parent / 'cgroup.subtree_control'}",
                 )
         d = self.path
-        if "memory" in available:
-            if limits.memory is not None:
-                write(d / "memory.max", _v2_value(limits.memory))
-            swap = swap_v2(limits.memory_swap, limits.memory)
-            if swap is not None:
-                if (d / "memory.swap.max").exists():
-                    write(d / "memory.swap.max", _v2_value(swap))
-                elif swap != UNLIMITED:
-                    warn("this kernel does not account swap (no memory.swap.max): memory is limited without swap")
-            if limits.memory_reservation is not None:
-                write(d / "memory.high", _v2_value(limits.memory_reservation))
-        if "cpu" in available:
-            if limits.cpu_shares is not None:
-                write(d / "cpu.weight", shares_to_weight(limits.cpu_shares))
-            if (value := cpu_max(limits.cpu_quota, limits.cpu_period)) is not None:
-                write(d / "cpu.max", value)
-        if "cpuset" in available:
-            if limits.cpuset_cpus is not None:
-                write(d / "cpuset.cpus", limits.cpuset_cpus)
-            if limits.cpuset_mems is not None:
-                write(d / "cpuset.mems", limits.cpuset_mems)
-        if "pids" in available and limits.pids is not None:
+        if limits.memory is not None:
+            write(d / "memory.max", _v2_value(limits.memory))
+        swap = swap_v2(limits.memory_swap, limits.memory)
+        if swap is not None:
+            if (d / "memory.swap.max").exists():
+                write(d / "memory.swap.max", _v2_value(swap))
+            elif swap != UNLIMITED:
+                warn("this kernel does not account swap (no memory.swap.max): memory is limited without swap")
+        if limits.memory_reservation is not None:
+            # runc and crun: the reservation is a best-effort protection, memory.low (memory.high would throttle)
+            write(d / "memory.low", "max" if limits.memory_reservation == UNLIMITED else limits.memory_reservation)
+        if limits.cpu_shares is not None:
+            write(d / "cpu.weight", shares_to_weight(limits.cpu_shares))
+        if (value := cpu_max(limits.cpu_quota, limits.cpu_period)) is not None:
+            write(d / "cpu.max", value)
+        if limits.cpuset_cpus is not None:
+            write(d / "cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems is not None:
+            write(d / "cpuset.mems", limits.cpuset_mems)
+        if limits.pids is not None:
             write(d / "pids.max", _v2_value(limits.pids))
+        if limits.blkio_weight is not None:
+            # runc: BFQ's own weight where the device's scheduler is BFQ, else io.weight, converted
+            if (d / "io.bfq.weight").exists():
+                write(d / "io.bfq.weight", limits.blkio_weight)
+            else:
+                write(d / "io.weight", blkio_to_io_weight(limits.blkio_weight))
+        for key, major, minor, rate in limits.blkio_throttle:
+            write(d / "io.max", f"{major}:{minor} {key}={rate}")
+        for size, limit in limits.hugepages:
+            if not (d / f"hugetlb.{size}.max").exists():
+                raise InvalidSpec(
+                    f"linux.resources.hugepageLimits: this kernel has no {size} huge pages",
+                    hint=f"see the hugetlb.*.max files in {d}",
+                )
+            write(d / f"hugetlb.{size}.max", limit)
         for key, value in limits.unified:
-            if key.split(".", 1)[0] not in available:
-                continue
             if not (d / key).exists():
                 raise InvalidSpec(
                     f"linux.resources.unified.{key}: no such cgroup file on this kernel",

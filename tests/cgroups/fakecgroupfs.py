@@ -43,20 +43,22 @@ CONTROLLER_FILES = {
     },
     "cpu": {"cpu.weight": "100\n", "cpu.max": "max 100000\n"},
     "cpuset": {"cpuset.cpus": "\n", "cpuset.mems": "\n", "cpuset.cpus.effective": "0-1\n"},
-    "io": {"io.stat": "", "io.max": ""},
+    "io": {"io.stat": "", "io.max": "", "io.weight": "default 100\n"},
     "pids": {"pids.current": "0\n", "pids.max": "max\n", "pids.events": "max 0\n"},
     "hugetlb": {"hugetlb.2MB.max": "max\n"},
 }
 
 
 class FakeCgroupfs:
-    """A fake cgroup2 mount at `root`; `enabled` is what the root's cgroup.subtree_control grants."""
+    """A fake cgroup2 mount at `root`; `controllers` are the kernel's, `enabled` what the root's
+    cgroup.subtree_control grants at the start."""
 
     def __init__(
         self,
         root: Path,
         *,
         enabled: tuple[str, ...] = ("cpuset", "cpu", "io", "memory", "pids"),
+        controllers: tuple[str, ...] = ALL_CONTROLLERS,
         swap: bool = True,
         kill_file: bool = True,
     ) -> None:
@@ -64,7 +66,7 @@ class FakeCgroupfs:
         self.swap = swap
         self.kill_file = kill_file
         self._write(root, CORE_FILES)
-        (root / "cgroup.controllers").write_text(" ".join(ALL_CONTROLLERS) + "\n")
+        (root / "cgroup.controllers").write_text(" ".join(controllers) + "\n")
         (root / "cgroup.subtree_control").write_text(" ".join(enabled) + "\n")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -5,8 +5,9 @@ Every container here runs from the CLI on the real kernel, under the session's o
 drivers: each cgroup mount in /proc/self/mountinfo, then `<mount>/<parent>/<container id>`.
 
 This machine is a v1/v2 hybrid: every controller is on v1 and /sys/fs/cgroup/unified has none of the
-memory, cpu or pids controllers, so the v1 files are read here; the v2 file table is checked where a host
-has v2 controllers and skipped otherwise (the fake tree of test_cgroup_v2_fake.py covers what v2 writes).
+memory, cpu or pids controllers, so the v1 files are read here. The VM lane (`make test-vm`) runs the tests
+marked `vm` again on Debian's kernel with pure cgroup v2; test_cgroup_vm_run.py has the v2 flag table, the
+OOM kill, pause and the device program there (software emulation is slow: the lane runs each case once).
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def test_cpus_quarter_keeps_a_busy_loop_near_25_percent(store_root: Path, busybo
 FORK_BOMB = "(bomb() { bomb | bomb & }; bomb) & exec sleep 1000"  # PID 1 is sleep: the bomb cannot starve it
 
 
+@pytest.mark.vm
 def test_pids_limit_contains_a_fork_bomb_and_the_host_is_unaffected(store_root: Path, busybox_image: str):
     cid = run_d(store_root, "--name", "bomb", "--pids-limit", "20", busybox_image, "sh", "-c", FORK_BOMB)
     current, events = cgroup_file(cid, "pids", "pids.current"), cgroup_file(cid, "pids", "pids.events")
@@ -278,7 +280,16 @@ def test_pause_stops_progress_unpause_resumes_and_stop_rm_work_while_paused(
 GATE = "while [ ! -e /out/go ]; do sleep 0.02; done"
 
 
-@pytest.mark.parametrize("how", ["foreground", "foreground --rm", "detached", "detached --rm", "detached rm -f"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "foreground",
+        "foreground --rm",
+        "detached",
+        "detached --rm",
+        pytest.param("detached rm -f", marks=pytest.mark.vm),
+    ],
+)
 def test_the_cgroup_is_gone_in_every_hierarchy_after_the_container(
     store_root: Path, busybox_image: str, tmp_path: Path, how: str
 ):
@@ -312,6 +323,7 @@ def test_the_cgroup_is_gone_in_every_hierarchy_after_the_container(
 
 
 # -- 6. no limits: a cgroup all the same, and stats ----------------------------------------------------------------
+@pytest.mark.vm
 def test_a_container_without_limits_has_its_own_cgroup_and_stats(store_root: Path, busybox_image: str):
     cid = run_d(store_root, "--name", "plain", busybox_image, "sh", "-c", "sleep 1000 & exec sleep 1000")
     pid = state_of(store_root, "plain")["Pid"]
@@ -370,6 +382,21 @@ V1_FILES = [
     ),
     (["--pids-limit", "33"], {("pids", "pids.max"): "33"}),
     (["--pids-limit", "-1"], {("pids", "pids.max"): "max"}),
+    (  # BFQ's weight: CFQ's blkio.weight is gone from the kernel
+        ["--blkio-weight", "300", "--device-read-bps", "/dev/loop0:1mb", "--device-write-bps", "/dev/loop0:2mb"],
+        {
+            ("blkio", "blkio.bfq.weight"): "300",
+            ("blkio", "blkio.throttle.read_bps_device"): "7:0 1048576",
+            ("blkio", "blkio.throttle.write_bps_device"): "7:0 2097152",
+        },
+    ),
+    (
+        ["--device-read-iops", "/dev/loop0:100", "--device-write-iops", "/dev/loop0:50"],
+        {
+            ("blkio", "blkio.throttle.read_iops_device"): "7:0 100",
+            ("blkio", "blkio.throttle.write_iops_device"): "7:0 50",
+        },
+    ),
     (  # no flags: the kernel's defaults, nothing written
         [],
         {
@@ -386,7 +413,7 @@ V2_FILES = [
         {
             ("memory", "memory.max"): str(96 * MiB),
             ("memory", "memory.swap.max"): str(32 * MiB),
-            ("memory", "memory.high"): str(32 * MiB),
+            ("memory", "memory.low"): str(32 * MiB),  # runc's and crun's choice: a protection, not a throttle
         },
     ),
     (["--cpus", "0.5", "--cpu-shares", "512"], {("cpu", "cpu.max"): "50000 100000", ("cpu", "cpu.weight"): "20"}),
@@ -439,7 +466,7 @@ def test_each_flag_reaches_its_v2_file(store_root: Path, busybox_image: str, arg
     _check_files(store_root, busybox_image, argv, files)
 
 
-# -- the device allowlist (v1 devices controller) ----------------------------------------------------------------
+# -- the device allowlist (v1 devices controller, v2 eBPF program) ----------------------------------------------
 def _free_char_major() -> int:
     """A character major no driver has here (from the "local/experimental" range): opening it fails with ENXIO
     unless something refuses first."""
@@ -449,7 +476,7 @@ def _free_char_major() -> int:
     return next(m for m in range(240, 255) if m not in used)
 
 
-@pytest.mark.skipif(HOST.mode != "v1" or "devices" not in HOST.v1, reason="device rules are enforced by v1 devices")
+@pytest.mark.skipif(HOST.mode == "v1" and "devices" not in HOST.v1, reason="this v1 host mounts no devices controller")
 def test_root_in_a_container_cannot_open_a_device_outside_the_allowlist(store_root: Path, busybox_image: str):
     # mknod is allowed (Docker's "c *:* m"), opening the node is not: the devices cgroup says EPERM before the
     # kernel looks for a driver. Before the controller was used, any device root could mknod was open to it.

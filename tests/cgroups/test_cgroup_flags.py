@@ -248,3 +248,56 @@ def test_number_checks_are_the_regexes_they_replace() -> None:
         assert flags._is_decimal(text) == bool(re.fullmatch(r"[0-9]{0,20}\.?[0-9]{1,20}", text)), text
         integer = re.fullmatch(r"-?[0-9]{1,19}", text) is not None
         assert flags._ascii_digits(text.removeprefix("-"), 19) == integer, text
+
+
+def test_block_io_flags_name_the_device_by_its_numbers(tmp_path) -> None:
+    import os
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mknod of a block device node)")
+    node = tmp_path / "disk"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(8, 16))
+    got = resources(
+        *("--blkio-weight", "300", "--device-read-bps", f"{node}:1mb", "--device-read-bps", f"{node}:2k"),
+        *(
+            "--device-write-bps",
+            f"{node}:1.5m",
+            "--device-read-iops",
+            f"{node}:100",
+            "--device-write-iops",
+            f"{node}:7",
+        ),
+    )
+    assert got == {
+        "blockIO": {
+            "weight": 300,
+            "throttleReadBpsDevice": [
+                {"major": 8, "minor": 16, "rate": MiB},
+                {"major": 8, "minor": 16, "rate": 2 * KiB},
+            ],
+            "throttleWriteBpsDevice": [{"major": 8, "minor": 16, "rate": 3 * MiB // 2}],
+            "throttleReadIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}],
+            "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 7}],
+        }
+    }
+    assert resources("--blkio-weight", "0") == {}  # Docker's "not set"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--blkio-weight", "5"], "--blkio-weight 5 is out of range"),
+        (["--blkio-weight", "1001"], "--blkio-weight 1001 is out of range"),
+        (["--blkio-weight", "heavy"], "invalid value 'heavy' for --blkio-weight"),
+        (["--device-read-bps", "/dev/sda"], "invalid value '/dev/sda' for --device-read-bps"),
+        (["--device-read-bps", "/no/such/disk:1mb"], "cannot use /no/such/disk: No such file or directory"),
+        (["--device-write-bps", "/dev/null:1mb"], "/dev/null is not a block device"),
+        (["--device-read-iops", "/dev/null:1mb"], "not an integer"),
+        (["--device-write-iops", "/dev/null:-5"], "a negative rate"),
+        (["--device-read-bps", "/dev/null:lots"], "invalid value 'lots' for --device-read-bps"),
+    ],
+)
+def test_bad_block_io_flags_are_clear_errors(argv: list[str], match: str) -> None:
+    with pytest.raises(InvalidSpec, match=match):
+        resources(*argv)

@@ -8,7 +8,7 @@ from minirun import cgroups
 from minirun.cgroups import CgroupError, CgroupWarning, Limits, parse_resources
 from minirun.cgroups.disabled import DisabledCgroup
 from minirun.cgroups.host import detect_from, parse_mountinfo
-from minirun.cgroups.limits import cpu_max, shares_to_weight, swap_v2, weight_to_shares
+from minirun.cgroups.limits import blkio_to_io_weight, cpu_max, shares_to_weight, swap_v2, weight_to_shares
 
 MiB = 1 << 20
 
@@ -47,6 +47,24 @@ def test_a_full_oci_resources_dict() -> None:
         "cpuset-mems",
         "pids-limit",
     ]
+
+
+def test_block_io_and_hugepages() -> None:
+    limits = parse_resources(
+        {
+            "blockIO": {
+                "weight": 300,
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 7, "minor": 1, "rate": 50}],
+            },
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}],
+        }
+    )
+    assert limits.blkio_weight == 300
+    assert limits.blkio_throttle == (("rbps", 8, 0, 1048576), ("wiops", 7, 1, 50))
+    assert limits.hugepages == (("2MB", 4 * MiB),)
+    assert limits.requested() == ["blkio-weight", "device-read-bps", "device-write-iops", "hugetlb 2MB"]
+    assert [blkio_to_io_weight(w) for w in (10, 300, 500, 1000)] == [1, 2930, 4950, 10000]  # runc's conversion
 
 
 def test_zero_is_unset_and_negative_pids_is_unlimited() -> None:
@@ -92,6 +110,17 @@ def test_zero_is_unset_and_negative_pids_is_unlimited() -> None:
         ({"devices": [{"allow": True, "minor": -2}]}, "minor must be a device number"),
         ({"devices": [{"allow": True, "major": True}]}, "major must be a device number"),
         ({"devices": [{"allow": True, "major": 8}]}, "type a .all devices. cannot name a major or minor"),
+        ({"blockIO": {"weight": 5}}, "weight must be between 10 and 1000"),
+        ({"blockIO": {"weight": "300"}}, "weight must be an integer"),
+        ({"blockIO": {"leafWeight": 300}}, "leafWeight is not supported"),
+        ({"blockIO": {"throttleReadBpsDevice": {"major": 8}}}, "throttleReadBpsDevice must be a list"),
+        ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "rate": 1}]}}, r"\[0\] needs a major, a minor and a rate"),
+        ({"blockIO": {"throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": -1}]}}, "rate is out of range"),
+        ({"blockIO": {"throttleWriteBpsDevice": [{"major": 2**33, "minor": 0, "rate": 1}]}}, "needs a major"),
+        ({"hugepageLimits": {"pageSize": "2MB"}}, "hugepageLimits must be a list"),
+        ({"hugepageLimits": [{"pageSize": "2MB"}]}, r"hugepageLimits\[0\] needs a limit"),
+        ({"hugepageLimits": [{"pageSize": "2mb", "limit": 1}]}, "pageSize must be a size like 2MB"),
+        ({"hugepageLimits": [{"pageSize": "../../cgroup.procs", "limit": 1}]}, "pageSize must be a size like 2MB"),
     ],
 )
 def test_hostile_resources_are_refused(resources: object, match: str) -> None:

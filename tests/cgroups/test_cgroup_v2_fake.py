@@ -1,9 +1,10 @@
 """The v2 driver against a fake cgroupfs tree (see fakecgroupfs.py).
 
-This machine has no cgroup v2 controllers (a v1/v2 hybrid: every controller is on v1, the v2 hierarchy at
-/sys/fs/cgroup/unified has none), so what the v2 driver writes for each flag is checked in a tmp dir laid
-out like /sys/fs/cgroup. The parts of v2 that need no controller (freeze, kill, rmdir) also run on the
-real kernel in test_cgroup_v2_kernel.py.
+The real kernel's pure cgroup v2 runs in the VM lane (test_cgroup_vm_run.py, `make test-vm`), where every
+flag is read back from a container's own /sys/fs/cgroup. This fake tree stays for what that VM cannot show:
+it has no systemd, so a root managed by systemd, a delegated subtree (the `trusted.delegate` mark) and a
+delegating parent that withholds a controller are laid out here by hand; and these tests run in seconds on
+any host, hybrid or not.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -40,7 +42,7 @@ V2_FLAG_FILES = [
     (["--memory", "1g", "--memory-swap", "-1"], {"memory.max": str(1 << 30), "memory.swap.max": "max"}),
     (["--memory", "64m", "--memory-swap", "64m"], {"memory.max": str(64 * MiB), "memory.swap.max": "0"}),
     (["--memory", "64m", "--memory-swap", "100m"], {"memory.swap.max": str(36 * MiB)}),
-    (["--memory-reservation", "32m"], {"memory.high": str(32 * MiB), "memory.max": "max"}),
+    (["--memory-reservation", "32m"], {"memory.low": str(32 * MiB), "memory.max": "max", "memory.high": "max"}),
     (["--cpus", "0.25"], {"cpu.max": "25000 100000"}),
     (["--cpus", "1.5"], {"cpu.max": "150000 100000"}),
     (["--cpu-quota", "50000", "--cpu-period", "200000"], {"cpu.max": "50000 200000"}),
@@ -54,8 +56,24 @@ V2_FLAG_FILES = [
     (["--pids-limit", "20"], {"pids.max": "20"}),
     (["--pids-limit", "-1"], {"pids.max": "max"}),
     (["--cpu-period", "50000"], {"cpu.max": "max 50000"}),
+    (["--blkio-weight", "500"], {"io.weight": "4950"}),
+    (["--blkio-weight", "10"], {"io.weight": "1"}),
+    (["--device-read-bps", "{blk}:1mb"], {"io.max": "7:99 rbps=1048576"}),
+    (["--device-write-bps", "{blk}:2k"], {"io.max": "7:99 wbps=2048"}),
+    (["--device-read-iops", "{blk}:100"], {"io.max": "7:99 riops=100"}),
+    (["--device-write-iops", "{blk}:50"], {"io.max": "7:99 wiops=50"}),
     ([], {"memory.max": "max", "cpu.max": "max 100000", "pids.max": "max", "cpu.weight": "100"}),
 ]
+
+
+@pytest.fixture
+def blk(tmp_path: Path) -> str:
+    """A block device node (loop major 7, an unused minor) for the --device-* flags, which stat their path."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mknod of a block device node)")
+    node = tmp_path / "blk"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 99))
+    return str(node)
 
 
 def test_every_flag_has_a_case() -> None:
@@ -65,38 +83,106 @@ def test_every_flag_has_a_case() -> None:
 
 
 @pytest.mark.parametrize(("argv", "expected"), V2_FLAG_FILES)
-def test_each_flag_writes_its_v2_file(fake_fs: FakeCgroupfs, argv: list[str], expected: dict[str, str]) -> None:
+def test_each_flag_writes_its_v2_file(
+    fake_fs: FakeCgroupfs, request: pytest.FixtureRequest, argv: list[str], expected: dict[str, str]
+) -> None:
+    if any("{blk}" in a for a in argv):
+        argv = [a.replace("{blk}", request.getfixturevalue("blk")) for a in argv]
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create(from_flags(*argv))
     assert files(cg.path, *expected) == expected
 
 
-def test_controllers_are_enabled_in_our_parent_only(fake_fs: FakeCgroupfs) -> None:
-    root_control = (fake_fs.root / "cgroup.subtree_control").read_bytes()
-    cg = FakeV2Cgroup("c1", "machine/minicontainer", fake_fs)
-    cg.create({"memory": {"limit": 64 * MiB}})
-    assert (fake_fs.root / "cgroup.subtree_control").read_bytes() == root_control  # not ours: untouched
-    for level in (fake_fs.root / "machine", fake_fs.root / "machine" / "minicontainer"):
-        assert (level / "cgroup.subtree_control").read_text() == "+cpu +cpuset +io +memory +pids"
-    assert cg.path == fake_fs.root / "machine" / "minicontainer" / "c1"
-    assert (cg.path / "cgroup.controllers").read_text().split() == ["cpu", "cpuset", "io", "memory", "pids"]
+def test_controllers_are_enabled_along_the_path_root_included(tmp_path: Path) -> None:
+    root = tmp_path / "cgroupfs"
+    root.mkdir()
+    fs = FakeCgroupfs(root, enabled=("cpu",))  # a fresh pure-v2 boot enables nothing; runc enables what it needs
+    cg = FakeV2Cgroup("c1", "machine/minicontainer", fs)
+    cg.create({"memory": {"limit": 64 * MiB}, "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
+    for level in (root, root / "machine", root / "machine" / "minicontainer"):
+        assert (level / "cgroup.subtree_control").read_text() == "+cpu +cpuset +hugetlb +io +memory +pids"
+    assert cg.path == root / "machine" / "minicontainer" / "c1"
+    assert (cg.path / "cgroup.controllers").read_text().split() == ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"]
+    assert files(cg.path, "memory.max", "hugetlb.2MB.max") == {
+        "memory.max": str(64 * MiB),
+        "hugetlb.2MB.max": "4194304",
+    }
     # A second container finds them enabled and writes nothing more to the parent.
-    before = (fake_fs.root / "machine" / "minicontainer" / "cgroup.subtree_control").stat().st_mtime_ns
-    FakeV2Cgroup("c2", "machine/minicontainer", fake_fs).create()
-    after = (fake_fs.root / "machine" / "minicontainer" / "cgroup.subtree_control").stat().st_mtime_ns
+    before = (root / "machine" / "minicontainer" / "cgroup.subtree_control").stat().st_mtime_ns
+    FakeV2Cgroup("c2", "machine/minicontainer", fs).create()
+    after = (root / "machine" / "minicontainer" / "cgroup.subtree_control").stat().st_mtime_ns
     assert before == after
 
 
-def test_a_controller_the_host_did_not_delegate_is_a_warning(tmp_path: Path) -> None:
+def test_a_controller_the_kernel_lacks_is_an_error_for_a_limit_only(tmp_path: Path) -> None:
     root = tmp_path / "cgroupfs"
     root.mkdir()
-    fs = FakeCgroupfs(root, enabled=("cpu", "memory"))  # no pids, no cpuset for our parent
-    cg = FakeV2Cgroup("c1", "minicontainer", fs)
-    with pytest.warns(CgroupWarning, match=r"pids cgroup v2 controller is not available.*pids-limit ignored"):
-        cg.create({"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}})
+    fs = FakeCgroupfs(root, controllers=("cpu", "memory"), enabled=())
+    with pytest.raises(CgroupError, match=r"pids cgroup controller is needed for pids-limit.*has no pids controller"):
+        FakeV2Cgroup("c1", "minicontainer", fs).create({"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}})
+    assert not (root / "minicontainer" / "c1").exists()
+    cg = FakeV2Cgroup("c2", "minicontainer", fs)  # without a pids limit: its own cgroup, with what there is
+    cg.create({"memory": {"limit": 64 * MiB}})
     assert (cg.path / "memory.max").read_text().strip() == str(64 * MiB)
-    assert not (cg.path / "pids.max").exists()
-    assert (root / "cgroup.subtree_control").read_text().split() == ["cpu", "memory"]
+    assert (root / "cgroup.subtree_control").read_text().split() == ["+cpu", "+memory"]
+
+
+def _systemd_tree(tmp_path: Path) -> FakeCgroupfs:
+    """A systemd host, laid out by hand: PID 1 in init.scope, its root enabling cpu, memory and pids, a slice
+    enabling cpu and memory only, and a
+    service it delegated to us (marked with trusted.delegate), which is where our parent lives."""
+    root = tmp_path / "cgroupfs"
+    root.mkdir()
+    fs = FakeCgroupfs(root, enabled=("cpu", "memory", "pids"))
+    for level in ("init.scope", "system.slice", "system.slice/mc.service"):
+        (root / level).mkdir()
+        fs.populate(root / level)
+    (root / "system.slice" / "cgroup.subtree_control").write_text("cpu memory\n")
+    fs.populate(root / "system.slice" / "mc.service")
+    os.setxattr(root / "system.slice" / "mc.service", "trusted.delegate", b"1")
+    return fs
+
+
+def test_systemd_delegation_is_written_inside_only(tmp_path: Path) -> None:
+    """The VM lane has no systemd: this is the case only a laid-out tree shows."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the trusted.delegate attribute)")
+    fs = _systemd_tree(tmp_path)
+    root, service = fs.root, fs.root / "system.slice" / "mc.service"
+    outside = {
+        p: p.read_bytes() for p in (root / "cgroup.subtree_control", root / "system.slice" / "cgroup.subtree_control")
+    }
+    cg = FakeV2Cgroup("c1", "system.slice/mc.service/minicontainer", fs)
+    cg.create({"memory": {"limit": 64 * MiB}, "cpu": {"shares": 512}})
+    assert {p: p.read_bytes() for p in outside} == outside  # systemd's: untouched
+    assert (service / "cgroup.subtree_control").read_text() == "+cpu +memory"  # inside the delegation
+    assert (service / "minicontainer" / "cgroup.subtree_control").read_text() == "+cpu +memory"
+    assert files(cg.path, "memory.max", "cpu.weight") == {"memory.max": str(64 * MiB), "cpu.weight": "20"}
+
+
+def test_a_controller_a_delegating_parent_withholds_is_an_error(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the trusted.delegate attribute)")
+    fs = _systemd_tree(tmp_path)
+    cg = FakeV2Cgroup("c1", "system.slice/mc.service/minicontainer", fs)
+    with pytest.raises(CgroupError, match=r"pids cgroup controller.*system.slice/cgroup.subtree_control is not ours"):
+        cg.create({"pids": {"limit": 20}})
+    assert not cg.path.exists()
+    # The root is systemd's too (PID 1 in init.scope) even with nothing delegated below it.
+    with pytest.raises(CgroupError, match=r"io cgroup controller.*cgroupfs/cgroup.subtree_control is not ours"):
+        FakeV2Cgroup("c2", "minicontainer", fs).create({"blockIO": {"weight": 300}})
+    assert (fs.root / "cgroup.subtree_control").read_text().split() == ["cpu", "memory", "pids"]
+
+
+def test_no_controller_goes_to_a_level_that_holds_processes(fake_fs: FakeCgroupfs) -> None:
+    busy = fake_fs.root / "busy"
+    busy.mkdir()
+    fake_fs.populate(busy)
+    (busy / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    with pytest.raises(CgroupError, match=r"memory cgroup controller.*busy holds processes"):
+        FakeV2Cgroup("c1", "busy", fake_fs).create({"memory": {"limit": 64 * MiB}})
+    assert (busy / "cgroup.subtree_control").read_text() == ""
+    (busy / "cgroup.procs").write_text("")
 
 
 def test_no_swap_accounting_is_a_warning(tmp_path: Path) -> None:
