@@ -21,7 +21,7 @@ from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun import rootfs, spec, users
 from minirun.containers import ACTIVE, CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
-from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume
+from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
 from minirun.network import wiring
 from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
@@ -193,11 +193,26 @@ def create_container(
         "AutoRemove": auto_remove,
         **_docker_views(image_ref, opts, args),
     }
-    record["Config"]["StopSignal"] = stop_signal or image_config.get("StopSignal") or "SIGTERM"
+    record["Config"]["StopSignal"] = stop_signal or _image_stop_signal(image_config) or "SIGTERM"
     record["Config"]["StopTimeout"] = stop_timeout
     record["HostConfig"]["AutoRemove"] = auto_remove
     record["HostConfig"]["RestartPolicy"] = restart.as_dict()
     return ContainerStore(store).create(record, name=name, durable=not auto_remove)
+
+
+def _image_stop_signal(image_config: dict[str, Any]) -> str | None:
+    """The image's StopSignal, checked now: one `stop` could not send would leave the container unstoppable
+    but by `kill`, and `stop` would fail on it every time (Docker refuses it at create too)."""
+    value = image_config.get("StopSignal")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise InvalidSpec(f"invalid StopSignal {value!r} in the image's config", hint="it must be a signal name")
+    try:
+        parse_signal(value)
+    except InvalidSpec as e:
+        raise InvalidSpec(f"invalid StopSignal {value!r} in the image's config", hint=e.hint) from None
+    return value
 
 
 def _write_files(
