@@ -43,7 +43,7 @@ s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
 ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 0, 0, 0)  # router lifetime 0: no default route
 pio = struct.pack("!BBBBIII16s", 3, 4, 64, 0xC0, 60, 30, 0, socket.inet_pton(socket.AF_INET6, prefix))
-for _ in range(50):  # until eth0's link-local address is past duplicate address detection
+for _ in range(100):  # until eth0's link-local address is past duplicate address detection
     try:
         s.sendto(ra + pio, ("ff02::1", 0, 0, ifindex))
         break
@@ -83,11 +83,21 @@ def bridge_store(store: Store) -> Iterator[tuple[Path, str]]:
 
 
 def _advertise_from(root: Path, name: str) -> None:
+    """One router advertisement from container `name`. Its interface has IPv6 off, which stops no one with
+    CAP_NET_RAW: a packet socket sends the same frame. The test turns IPv6 on again in the sender's
+    namespace to let the kernel build the packet."""
     (doc,) = json.loads(minirun(root, "inspect", name).stdout)
+    subprocess.run(
+        ["nsenter", f"--net=/proc/{doc['State']['Pid']}/ns/net", "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"],
+        check=True,
+    )
     sent = subprocess.run(
         [sys.executable, "-c", SEND_RA, str(doc["State"]["Pid"]), PREFIX], capture_output=True, text=True
     )
-    assert sent.returncode == 0, sent.stderr
+    shown = subprocess.run(
+        ["nsenter", f"--net=/proc/{doc['State']['Pid']}/ns/net", "ip", "-6", "addr"], capture_output=True, text=True
+    ).stdout
+    assert sent.returncode == 0, sent.stderr + shown
 
 
 def _ipv6_of(bridge: str) -> str:
@@ -119,3 +129,21 @@ def test_the_host_takes_no_router_advertisement_from_a_container(
     assert made.returncode == 0, made.stderr
     _advertise_from(root, "ra2")
     assert not _taken(bridge), _ipv6_of(bridge)
+
+
+def test_a_container_takes_no_router_advertisement_from_another(
+    bridge_store: tuple[Path, str], busybox_image: str
+) -> None:
+    """The shape of CVE-2020-13401: the victim would route its IPv6 traffic through the sender."""
+    root, _bridge = bridge_store
+    for name in ("sender", "victim"):
+        made = minirun(root, "run", "-d", "--name", name, busybox_image, "sleep", "300", env=BRIDGE_NETWORK)
+        assert made.returncode == 0, made.stderr
+    _advertise_from(root, "sender")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        shown = minirun(root, "exec", "victim", "ip", "-6", "addr").stdout
+        assert PREFIX.rstrip(":") not in shown, shown
+        time.sleep(0.2)
+    victim = minirun(root, "exec", "victim", "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6")
+    assert victim.stdout.strip() == "1", victim.stderr
