@@ -181,6 +181,8 @@ def create_container(
     image = store.images.resolve(image_ref)
     image_config = store.images.config(image).get("config") or {}
     args = spec.process_args(image_config, opts)  # fail before anything is written
+    spec.working_dir(image_config, opts)
+    users.check_spec(opts.user if opts.user is not None else image_config.get("User"))
     from minirun.cgroups.base import default_parent, parent_parts
 
     if opts.cgroup_parent is None:
