@@ -74,12 +74,22 @@ def _write_all(fd: int, data: bytes) -> None:
             return
 
 
-def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete entries from byte `offset` on, and the offset after the last complete one."""
+READ_SIZE = 1 << 20  # a container decides how big its log grows: it is read a bounded piece at a time
+
+
+def read_entries(
+    path: str | os.PathLike[str], offset: int = 0, size: int = READ_SIZE
+) -> tuple[list[dict[str, Any]], int]:
+    """Complete entries in about `size` bytes from byte `offset` on, and the offset after the last one."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            data = f.read(size)
+            while len(data) >= size and b"\n" not in data:  # one entry longer than `size`: read on to its end
+                more = f.read(size)
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n") + 1

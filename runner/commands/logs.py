@@ -34,6 +34,18 @@ def _emit(entries: list[dict[str, Any]], timestamps: bool) -> None:
     sys.stderr.buffer.flush()
 
 
+def _emit_all(path: Any, offset: int, timestamps: bool) -> int:
+    """Print every complete entry from `offset` on, a bounded piece at a time; the offset after them."""
+    from minirun import logs
+
+    while True:
+        entries, end = logs.read_entries(path, offset)
+        if end == offset:
+            return offset
+        offset = end
+        _emit(entries, timestamps)
+
+
 def follow(container: Container, *, tail: int | None, timestamps: bool, keep_following: bool = True) -> None:
     """Print the log (its last `tail` entries), then, while the container runs, what it adds."""
     import time
@@ -42,19 +54,31 @@ def follow(container: Container, *, tail: int | None, timestamps: bool, keep_fol
     from minirun.containers import ACTIVE, RESTARTING
 
     path = container.dir / logs.LOG_NAME
-    entries, offset = logs.read_entries(path)
-    _emit(list(logs.tail(entries, tail)), timestamps)
+    if tail is None:
+        offset = _emit_all(path, 0, timestamps)
+    else:
+        from collections import deque
+
+        last: deque[dict[str, Any]] = deque(maxlen=tail)
+        offset = 0
+        while True:
+            entries, end = logs.read_entries(path, offset)
+            if end == offset:
+                break
+            offset = end
+            last.extend(entries)
+        _emit(list(last), timestamps)
     delay = 0.01
     while keep_following:
         state = lifecycle.observe(container, patience=0)
         running = state.Status in ACTIVE or state.Status == RESTARTING
         if not running:
             time.sleep(0.05)  # the monitor flushes the last lines as the pipes close
-        entries, offset = logs.read_entries(path, offset)
-        _emit(entries, timestamps)
+        start = offset
+        offset = _emit_all(path, offset, timestamps)
         if not running:
             return
-        delay = 0.01 if entries else min(delay * 2, 0.2)
+        delay = 0.01 if offset != start else min(delay * 2, 0.2)
         time.sleep(delay)
 
 
