@@ -40,12 +40,28 @@ def hold(store: Store) -> FileLock:
     return store.lock("gc", shared=True)
 
 
-def _dir_size(path: os.PathLike[str]) -> int:
+def tree_size(path: str | os.PathLike[str], *, allocated: bool = True) -> int:
+    """The bytes under `path` (allocated on disk, or the files' sizes), symlinks not followed.
+
+    Without recursion: a layer or a container's upper directory is hostile input and may nest deeper
+    than the interpreter's recursion limit (os.walk recurses). A path too long to open is left out.
+    """
     total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
+    pending = [os.fspath(path)]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                st = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    if allocated:
+                        continue
+                total += st.st_blocks * 512 if allocated else st.st_size
     return total
 
 
@@ -81,7 +97,7 @@ def collect(store: Store) -> Report:
                         break
         for chain_id in store.layers.all():
             if chain_id not in live_layers:
-                report.bytes_freed += _dir_size(store.layers.path(chain_id))
+                report.bytes_freed += tree_size(store.layers.path(chain_id))
                 store.layers.remove(chain_id)
                 report.layers.append(chain_id)
         for digest in store.blobs.all():

@@ -25,6 +25,10 @@ PRIVATE_FILE = 0o600  # a container's config, environment, state and log; lock f
 # Bind-mounted into the container as /etc/...: a user other than root inside the container reads them.
 # They hold names and addresses only; the container's 0700 directory closes them to the host's users.
 CONTAINER_SHARED_FILES = frozenset({"hosts", "hostname", "resolv.conf"})
+# What the store's root and its run-time state hold: nothing else there is touched (or it is not a store).
+ROOT_ENTRIES = frozenset({"blobs", "layers", "images", "containers", "tmp", "locks"})
+KEPT_BESIDE = frozenset({"cache", "networks"})  # minirun's seccomp cache and network records, in the root
+RUN_ROOT_ENTRIES = frozenset({"netns", "networks", "mounts"})
 
 
 def _chmod(path: Path | str, mode: int, kind: int) -> None:
@@ -44,6 +48,8 @@ def _entries(path: Path) -> list[str]:
 
 def _close_tree(path: Path) -> None:
     """Every folder under `path` 0700 (or tighter) and every file 0600 (or tighter): locks, network records."""
+    if os.path.islink(path):  # os.walk would follow it
+        return
     _chmod(path, PRIVATE_DIR, stat.S_IFDIR)
     for dirpath, dirnames, filenames in os.walk(path):
         for name in dirnames:
@@ -56,11 +62,10 @@ def tighten(store: Store) -> None:
     """Close the store to other users: its folders 0700, containers' records, state and logs 0600."""
     _chmod(store.root, PRIVATE_DIR, stat.S_IFDIR)
     _chmod(store.run_root, RUN_ROOT_DIR, stat.S_IFDIR)
-    own = {"blobs", "layers", "images", "containers", "tmp", "locks", store.run_root.name}
     for name in _entries(store.root):
-        if name in own:
+        if name in ROOT_ENTRIES or name == store.run_root.name:
             _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
-        else:  # what minirun keeps beside them: the seccomp cache, network records
+        elif name in KEPT_BESIDE:
             _close_tree(store.root / name)
     _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
@@ -75,5 +80,6 @@ def tighten(store: Store) -> None:
     # Run-time state: each folder closed, without walking into netns/ or mounts/ (their entries are mount
     # points: a namespace, an image's root filesystem); networks/ holds records only.
     for name in _entries(store.run_root):
-        _chmod(store.run_root / name, PRIVATE_DIR, stat.S_IFDIR)
+        if name in RUN_ROOT_ENTRIES:
+            _chmod(store.run_root / name, PRIVATE_DIR, stat.S_IFDIR)
     _close_tree(store.run_root / "networks")

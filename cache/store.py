@@ -25,7 +25,7 @@ from pathlib import Path
 from minicache import process
 from minicache.errors import PermissionDenied, StoreUnavailable, disk_full
 from minicache.locks import FileLock
-from minicache.modes import PRIVATE_DIR
+from minicache.modes import PRIVATE_DIR, ROOT_ENTRIES, RUN_ROOT_ENTRIES
 from minicache.rmtree import remove_tree
 
 DEFAULT_ROOT = Path("/var/lib/minicontainer")
@@ -106,6 +106,7 @@ class Store:
             euid = os.geteuid()
             if euid != 0 and st.st_uid != euid:
                 raise PermissionError(13, "Permission denied", str(top))
+            _check_ours(top, ROOT_ENTRIES if top == self.root else RUN_ROOT_ENTRIES)
             # The run-time root may keep group search for serve's socket (minicache.modes.RUN_ROOT_DIR).
             open_bits = 0o067 if top == self.run_root else 0o077
             loose = loose or bool(st.st_mode & open_bits)
@@ -223,6 +224,20 @@ def _names_object(lock_name: str) -> bool:
     """True for `<word>-<64 hex digits>`: a lock that guards one layer, blob or unpack."""
     word, _, hexpart = lock_name.rpartition("-")
     return bool(word) and len(hexpart) == 64 and not hexpart.strip("0123456789abcdef")
+
+
+def _check_ours(top: Path, entries: frozenset[str]) -> None:
+    """Refuse an existing folder that holds something but nothing of a store's (`--root /srv`, `--runroot
+    /run`): the store would be made among someone else's files, and closing an old open store would
+    chmod all of them 0700/0600."""
+    with os.scandir(top) as it:
+        names = {entry.name for entry in it} - {"lost+found"}  # a file system of its own, freshly made
+    if names and not names & entries:
+        option = "--root" if entries is ROOT_ENTRIES else "--runroot"
+        raise StoreUnavailable(
+            f"{top} is not a minicontainer store: it holds other files",
+            hint=f"give {option} an existing store, an empty folder or a path that does not exist yet",
+        )
 
 
 def _mkdir_private(path: Path) -> None:

@@ -21,7 +21,7 @@ from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun import rootfs, spec, users
 from minirun.containers import ACTIVE, CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
-from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume
+from minirun.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
 from minirun.network import wiring
 from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
@@ -182,6 +182,8 @@ def create_container(
     image = store.images.resolve(image_ref)
     image_config = spec.image_settings(store.images.config(image), image_ref, len(image.layers))
     args = spec.process_args(image_config, opts)  # fail before anything is written
+    spec.working_dir(image_config, opts)
+    users.check_spec(opts.user if opts.user is not None else image_config.get("User"))
     from minirun.cgroups.base import default_parent, parent_parts
 
     if opts.cgroup_parent is None:
@@ -194,7 +196,7 @@ def create_container(
         "AutoRemove": auto_remove,
         **_docker_views(image_ref, opts, args),
     }
-    record["Config"]["StopSignal"] = stop_signal or image_config.get("StopSignal") or "SIGTERM"
+    record["Config"]["StopSignal"] = stop_signal or _image_stop_signal(image_config) or "SIGTERM"
     record["Config"]["StopTimeout"] = stop_timeout
     record["Config"]["Labels"] = {**(image_config.get("Labels") or {}), **(labels or {})}
     record["HostConfig"]["AutoRemove"] = auto_remove
@@ -202,6 +204,21 @@ def create_container(
     container = ContainerStore(store).create(record, name=name, durable=not auto_remove)
     events.container(store, "create", container.id, container.record)
     return container
+
+
+def _image_stop_signal(image_config: dict[str, Any]) -> str | None:
+    """The image's StopSignal, checked now: one `stop` could not send would leave the container unstoppable
+    but by `kill`, and `stop` would fail on it every time (Docker refuses it at create too)."""
+    value = image_config.get("StopSignal")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise InvalidSpec(f"invalid StopSignal {value!r} in the image's config", hint="it must be a signal name")
+    try:
+        parse_signal(value)
+    except InvalidSpec as e:
+        raise InvalidSpec(f"invalid StopSignal {value!r} in the image's config", hint=e.hint) from None
+    return value
 
 
 def _write_files(

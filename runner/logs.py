@@ -76,12 +76,22 @@ def _write_all(fd: int, data: bytes) -> None:
             return
 
 
-def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete entries from byte `offset` on, and the offset after the last complete one."""
+READ_SIZE = 1 << 20  # a container decides how big its log grows: it is read a bounded piece at a time
+
+
+def read_entries(
+    path: str | os.PathLike[str], offset: int = 0, size: int = READ_SIZE
+) -> tuple[list[dict[str, Any]], int]:
+    """Complete entries in about `size` bytes from byte `offset` on, and the offset after the last one."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            data = f.read(size)
+            while len(data) >= size and b"\n" not in data:  # one entry longer than `size`: read on to its end
+                more = f.read(size)
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n") + 1
@@ -94,11 +104,6 @@ def read_entries(path: str | os.PathLike[str], offset: int = 0) -> tuple[list[di
     return entries, offset + end
 
 
-def tail_of(entries: list[dict[str, Any]], count: int | None) -> Iterator[dict[str, Any]]:
-    """The last `count` entries (all for None)."""
-    yield from entries if count is None else entries[len(entries) - count :] if count else []
-
-
 def follow(container: Container, *, tail: int | None, keep_following: bool = True) -> Iterator[list[dict[str, Any]]]:
     """Batches of log entries: the last `tail` ones, then, while the container runs, what it adds.
 
@@ -109,19 +114,42 @@ def follow(container: Container, *, tail: int | None, keep_following: bool = Tru
     from minirun import lifecycle
     from minirun.containers import ACTIVE, RESTARTING
 
-    path = container.dir / LOG_NAME
-    entries, offset = read_entries(path)
-    yield list(tail_of(entries, tail))
+    reader = _Reader(container.dir / LOG_NAME)
+    if tail is None:
+        yield from reader.batches()
+    else:
+        from collections import deque
+
+        last: deque[dict[str, Any]] = deque(maxlen=tail)
+        for entries in reader.batches():
+            last.extend(entries)
+        yield list(last)
     delay = 0.01
     while keep_following:
         state = lifecycle.observe(container, patience=0)
         running = state.Status in ACTIVE or state.Status == RESTARTING
         if not running:
             time.sleep(0.05)  # the monitor flushes the last lines as the pipes close
-        entries, offset = read_entries(path, offset)
-        if entries or not running:
-            yield entries
+        start = reader.offset
+        yield from reader.batches()
         if not running:
             return
-        delay = 0.01 if entries else min(delay * 2, 0.2)
+        delay = 0.01 if reader.offset != start else min(delay * 2, 0.2)
         time.sleep(delay)
+
+
+class _Reader:
+    """A log read from where the last read stopped, a bounded piece at a time: a container decides its size."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.offset = 0
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        """Every complete entry from the offset on, in batches; the offset moves past each batch."""
+        while True:
+            entries, end = read_entries(self.path, self.offset)
+            if end == self.offset:
+                return
+            self.offset = end
+            yield entries

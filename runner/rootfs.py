@@ -17,6 +17,7 @@ from minicache.rmtree import remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from minicache.images import ImageRecord
@@ -96,26 +97,39 @@ def _copy_entry(src: str, dst: str, st: os.stat_result) -> None:
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
+def _entries(path: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(path) as it:
+        return iter(list(it))  # listed at once: no descriptor stays open per level
+
+
 def _apply_layer(src: str, dst: str) -> None:
-    with os.scandir(src) as entries:
-        for entry in entries:
-            s, d = entry.path, os.path.join(dst, entry.name)
-            st = entry.stat(follow_symlinks=False)
-            if _is_whiteout(st):
-                remove_tree(d)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if os.path.lexists(d) and (not os.path.isdir(d) or os.path.islink(d) or _is_opaque(s)):
-                    remove_tree(d)
-                if not os.path.lexists(d):
-                    os.mkdir(d)
-                _apply_layer(s, d)
-                os.lchown(d, st.st_uid, st.st_gid)
-                os.chmod(d, stat.S_IMODE(st.st_mode))
-                os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-                continue
+    """Depth first without recursion (a layer may nest deeper than the recursion limit); a folder's owner,
+    mode and times are set once everything in it is copied."""
+    frames: list[tuple[str, Iterator[os.DirEntry[str]], os.stat_result | None]] = [(dst, _entries(src), None)]
+    while frames:
+        dst_dir, entries, dir_st = frames[-1]
+        entry = next(entries, None)
+        if entry is None:
+            frames.pop()
+            if dir_st is not None:
+                os.lchown(dst_dir, dir_st.st_uid, dir_st.st_gid)
+                os.chmod(dst_dir, stat.S_IMODE(dir_st.st_mode))
+                os.utime(dst_dir, ns=(dir_st.st_atime_ns, dir_st.st_mtime_ns))
+            continue
+        s, d = entry.path, os.path.join(dst_dir, entry.name)
+        st = entry.stat(follow_symlinks=False)
+        if _is_whiteout(st):
             remove_tree(d)
-            _copy_entry(s, d, st)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and (not os.path.isdir(d) or os.path.islink(d) or _is_opaque(s)):
+                remove_tree(d)
+            if not os.path.lexists(d):
+                os.mkdir(d)
+            frames.append((d, _entries(s), st))
+            continue
+        remove_tree(d)
+        _copy_entry(s, d, st)
 
 
 def flatten(layers_bottom_first: list[Path], dest: Path) -> None:

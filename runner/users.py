@@ -1,8 +1,9 @@
 """`--user` / the image's User → numeric uid, gid, supplementary groups and home, from the image's files.
 
 As Docker does: `NAME`, `UID`, `NAME:GROUP`, `UID:GID` (numbers need no entry in /etc/passwd); the files
-are opened by descriptor inside the container's root (symlinks cannot point them at the host's), and only
-regular files are read (a FIFO or a device there would hang or feed the parser forever).
+are found by descriptor inside the container's root (symlinks cannot point them at the host's), and only
+regular files are opened (a FIFO would hang; a device node's open would run its driver here, on the host,
+outside the container's device cgroup).
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ class User(Record):
 def _read_table(rootfs: Path, name: str) -> list[list[str]]:
     try:
         with Root(rootfs) as root:
-            fd = root.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        with open(fd, encoding="utf-8", errors="replace") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            found = root.open(name)  # O_PATH: opening a device node would run its driver's open, here on the host
+        try:
+            if not stat.S_ISREG(os.fstat(found).st_mode):
                 return []
+            # the same inode, reopened for reading: whatever is at the path by now does not matter
+            fd = os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        finally:
+            os.close(found)
+        with open(fd, encoding="utf-8", errors="replace") as f:
             text = f.read(1 << 22)
     except OSError:  # missing, a directory, a symlink loop...: no entries
         return []
@@ -51,8 +57,15 @@ def _number(text: str) -> int | None:
     return None
 
 
+def check_spec(spec: object) -> None:
+    """The image's User is JSON from anywhere: a string or nothing."""
+    if spec is not None and not isinstance(spec, str):
+        raise InvalidSpec(f"invalid User {spec!r} in the image's config", hint="it must be NAME or UID[:GID]")
+
+
 def resolve(rootfs: Path, spec: str | None) -> User:
     """Resolve a user spec against the image at `rootfs` (empty/None: root)."""
+    check_spec(spec)
     spec = (spec or "").strip()
     if not spec:
         spec = "0"

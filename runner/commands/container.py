@@ -17,16 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(path: str) -> int:
-    import os
+    """The sizes of everything the container wrote (its upper directory, as deep as it made it)."""
+    from minicache.gc import tree_size
 
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
+    return tree_size(path, allocated=False)
 
 
 def prune(args: argparse.Namespace) -> int:

@@ -47,10 +47,21 @@ def host_routes(rtnl: Rtnl) -> list[tuple[IPv4Network, str]]:
     return out
 
 
+def no_ipv6(bridge: str) -> None:
+    """Turn IPv6 off on one of our bridges (our networks are IPv4 only): with it on, the host takes router
+    advertisements that a container (CAP_NET_RAW) sends there, and gives itself the addresses and routes
+    they announce, so that traffic of the host's goes to the container. A bridge an older version made is
+    switched off when next used."""
+    path = f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"
+    if _read_sysctl(path) == "0":
+        _sysctl(path, "1")
+
+
 def ensure(rtnl: Rtnl, net: Network, table: str) -> tuple[int, list[str]]:
     """The bridge's index, creating and configuring it if needed; and warnings for the user."""
     index = rtnl.link_index(net.bridge)
     if index is not None:
+        no_ipv6(net.bridge)
         return index, []
     subnet = IPv4Network(net.subnet)
     routes = [(route, f"the host route {route} dev {dev}") for route, dev in host_routes(rtnl)]
@@ -67,6 +78,7 @@ def ensure(rtnl: Rtnl, net: Network, table: str) -> tuple[int, list[str]]:
             raise Conflict(f"an interface named {net.bridge} exists but is not usable as the bridge") from None
         raise MiniError(f"cannot create the bridge {net.bridge}: {e.strerror}") from None
     try:
+        no_ipv6(net.bridge)  # before it has a port
         rtnl.add_address(index, net.gateway, subnet.prefixlen, broadcast=str(subnet.broadcast_address))
         conf = f"/proc/sys/net/ipv4/conf/{net.bridge}"
         _sysctl(f"{conf}/forwarding", "1")
