@@ -137,6 +137,7 @@ def test_a_manifest_listing_its_config_as_a_layer_is_refused(store_root: Path, t
     ("config", "word"),
     [
         ({"Env": ["PATH=/bin", 5]}, "Env"),
+        ({"Env": "PATH=/bin"}, "Env"),
         ({"Cmd": "/bin/sh -c true"}, "Cmd"),
         ({"Cmd": 5}, "Cmd"),
         ({"Entrypoint": "/bin/sh"}, "Entrypoint"),
