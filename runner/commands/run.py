@@ -86,7 +86,7 @@ CONTAINER_OPTIONS = (
     ),
     *RESOURCE_OPTIONS,
 )
-# `run`'s: cli reads a valid command line with argtable.parse (IMAGE [COMMAND...] after them), without argparse
+# `run`'s options; its positionals are IMAGE [COMMAND...] (configure)
 OPTIONS = (Option(("-d", "--detach"), "detach", FLAG, "run in the background and print the ID"), *CONTAINER_OPTIONS)
 
 
