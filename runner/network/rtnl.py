@@ -1,19 +1,14 @@
 """Links, addresses and routes over rtnetlink, encoded and decoded by pyroute2's message classes.
 
-Why not `pyroute2.IPRoute`: its import costs 200-600 ms here (bench/network.py prints the figures),
-and that lands on every bridge-mode container start. Most of it is not rtnetlink at all:
-`pyroute2/__init__.py` imports every part of the library (NDB with sqlite3, conntrack, nl80211,
-wireguard, plan9, ...), and IPRoute's core runs on asyncio and imports unittest.mock. So:
+Why not `pyroute2.IPRoute`: its import is slow and would land on every bridge-mode container start
+(bench/network.py prints the figures): IPRoute's core runs on asyncio and the package pulls in much of
+the library. `Rtnl` sends pyroute2's `ifinfmsg`/`ifaddrmsg`/`rtmsg` messages over a plain blocking
+NETLINK_ROUTE socket: pyroute2 does all the encoding and decoding (NLA layouts, nesting, veth peers),
+this module only frames requests and reads acknowledgements. pyroute2 is imported on the first request,
+normally, so `--network none` never loads it.
 
-- `load()` imports pyroute2's submodules without running the package's `__init__.py` (the package
-  module is created from its spec and completes itself, PEP 562, the first time anyone asks it for a
-  name that is not a submodule, so `from pyroute2 import IPRoute` elsewhere keeps working);
-- `Rtnl` sends pyroute2's `ifinfmsg`/`ifaddrmsg`/`rtmsg` messages over a plain blocking
-  NETLINK_ROUTE socket: pyroute2 does all the encoding and decoding (NLA layouts, nesting, veth
-  peers), this module only frames requests and reads acknowledgements.
-
-That is ~60 ms of imports instead of 200-600 ms. A socket for another network namespace is opened
-by entering that namespace for the duration of one socket() call (`Rtnl(netns=path)`).
+A socket for another network namespace is opened by entering that namespace for the duration of one
+socket() call (`Rtnl(netns=path)`).
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import errno
 import os
 import socket
 import struct
-import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,35 +40,9 @@ _F_DUMP, _F_EXCL, _F_CREATE = 0x300, 0x200, 0x400
 _classes: dict[str, Any] = {}
 
 
-def _lazy_pyroute2_package() -> None:
-    """Register `pyroute2` in sys.modules without running its __init__ (see the module docstring)."""
-    if "pyroute2" in sys.modules:
-        return
-    import importlib
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or spec.loader is None:
-        from minicache.errors import MiniError
-
-        raise MiniError("pyroute2 is not installed", hint="pip install pyroute2 (minicontainer depends on it)")
-    package = importlib.util.module_from_spec(spec)
-
-    def complete(name: str) -> object:
-        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
-            return importlib.import_module(f"pyroute2.{name}")
-        package.__dict__.pop("__getattr__", None)  # someone wants the real top-level API: run __init__ now
-        spec.loader.exec_module(package)
-        return getattr(package, name)
-
-    package.__getattr__ = complete  # type: ignore[attr-defined]
-    sys.modules["pyroute2"] = package
-
-
 def load() -> dict[str, Any]:
     """pyroute2's rtnetlink message classes: {'link': ifinfmsg, 'addr': ifaddrmsg, 'route': rtmsg}."""
     if not _classes:
-        _lazy_pyroute2_package()
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
