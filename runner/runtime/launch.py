@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 
 from minicache import process as procinfo
-from minicache import signums
 from minicache import syscalls as sc
 from minicache.errors import CannotInvoke, CommandNotFound, MiniError
 from minirun.runtime import child, config
@@ -53,7 +53,7 @@ class Process:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            if signum == signums.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
+            if signum == signal.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.command_pid, signum)
 
@@ -229,7 +229,7 @@ def launch(
             meanwhile(proc.pid)  # the child is already busy with its namespaces and mounts
         _handshake(proc, parent_end, on_ready, meanwhile)
     except BaseException:
-        proc.signal(signums.SIGKILL)
+        proc.signal(signal.SIGKILL)
         proc.wait()
         raise
     finally:
