@@ -330,9 +330,6 @@ def start(
         container.set_state(state, durable=durable)
         events.container(store, "start", container.id, container.record)
 
-    from minirun.cgroups import warmup
-
-    warmup.stop()  # no thread may run at the fork; its moves have made the init's join cheap
     return runtime_start(
         container.dir,
         container.id,
