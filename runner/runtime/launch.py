@@ -201,7 +201,7 @@ def launch(
     if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
         raise StartError(
             "cannot start a container from a process that runs threads",
-            hint="start containers before anything starts threads (pyroute2, tqdm), or from another process",
+            hint="start containers before anything starts threads (tqdm, a thread pool), or from another process",
         )
     cgroup = cfg.cgroup if owns_cgroup else None
     if cgroup is not None:
