@@ -1,10 +1,11 @@
 """The few rtnetlink messages minirun sends and reads, encoded and decoded with struct.
 
 Why not pyroute2's message classes: importing them runs pyroute2's package `__init__` (asyncio, NDB, every
-message kind), which would land on every bridge-mode container start. minirun needs five request shapes
-(link create/set/delete/get, address add, default route add) and two dumps, so this module spells out
-exactly those layouts: nlmsghdr, ifinfomsg, ifaddrmsg, rtmsg and netlink attributes (NLAs), each padded
-to 4 bytes, nested ones flagged NLA_F_NESTED as the kernel's strict validation expects.
+message kind), which would land on every bridge-mode container start. minirun needs six request shapes
+(bridge and veth creation, link up, delete and get by name, address add, default route add) and two dumps,
+so this module spells out exactly those layouts: nlmsghdr, ifinfomsg, ifaddrmsg, rtmsg and netlink
+attributes (NLAs), each padded to 4 bytes, nested ones flagged NLA_F_NESTED as iproute2 flags them (the
+kernel accepts both; attribute types are read with the flags masked off).
 """
 
 from __future__ import annotations
