@@ -9,8 +9,7 @@ no-op command and clean up after themselves:
            install runs it: a non-editable `pip install` of this checkout into a throwaway venv
            (benchkit.installed_minirun; set-up waits while pip builds the wheel). `--editable` times the
            development venv's console script instead, whose editable-install import hook costs every
-           start pathlib, importlib.util and more before minirun runs (minirun imports pathlib anyway,
-           but defers what pathlib imports for as_uri(); the hook gets there first)
+           start importlib.util and more before minirun runs
   podman   from a throwaway --root/--runroot, image made by `podman import` of the same rootfs, with the
            `--ulimit nofile=1024:1024 --ulimit nproc=1000:1000` this machine needs (no CAP_SYS_RESOURCE)
   runc     `runc run` of a bundle with the spec minirun generates (same hardening) and a plain rootfs dir

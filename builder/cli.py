@@ -8,17 +8,6 @@ PROG = "minibuild"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if "build" in args:  # read without typer when it can be (see minibuild.build.fastcli)
-        from minibuild.build.fastcli import main as build_main
-
-        code = build_main(list(args))
-        if code is not None:
-            return code
-    return _typer_main(argv)
-
-
-def _typer_main(argv: list[str] | None) -> int:
     import typer
     from minibuild.app import app
     from minibuild.commands import build, images, importing, registry, version  # noqa: F401  (registers commands)

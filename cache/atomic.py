@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from minicache import jsoncodec
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the `run` path
 if TYPE_CHECKING:
     from typing import Any
 
@@ -53,9 +52,10 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool =
     Compact because json's C encoder serves only that form: with `indent` the pure-Python encoder wrote
     each container record and state on the `run` path; `jq .` shows them indented.
     """
-    atomic_write(path, jsoncodec.dumps(obj, sort_keys=True, compact=True).encode() + b"\n", durable=durable)
+    atomic_write(path, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode() + b"\n", durable=durable)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file written by `atomic_write_json`."""
-    return jsoncodec.read(path)
+    with open(path, "rb") as f:
+        return json.load(f)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from minicache import digest as digests
-from minicache import jsoncodec
 from minicache.atomic import fsync_dir
 from minicache.errors import NotFound
 
@@ -132,7 +132,7 @@ class BlobStore:
             return f.read()
 
     def read_json(self, digest: str) -> Any:
-        return jsoncodec.loads(self.read(digest))
+        return json.loads(self.read(digest))
 
     def all(self) -> list[str]:
         return [f"sha256:{name}" for name in os.listdir(self.dir) if len(name) == 64]

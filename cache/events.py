@@ -11,10 +11,9 @@ event (disk full, read-only store) never fails the command that caused it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-
-from minicache import jsoncodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def path(store: Store) -> str:
 
 def append(store: Store, kind: str, action: str, actor_id: str, attributes: Mapping[str, Any] | None = None) -> None:
     """Add one event; never raises for I/O trouble (the event is lost, the command goes on)."""
-    line = jsoncodec.dumps(
+    line = json.dumps(
         {
             "Type": kind,
             "Action": action,
@@ -42,7 +41,7 @@ def append(store: Store, kind: str, action: str, actor_id: str, attributes: Mapp
             "Attributes": {k: str(v) for k, v in (attributes or {}).items() if v is not None},
             "timeNano": time.time_ns(),
         },
-        compact=True,
+        separators=(",", ":"),
     )
     name = path(store)
     try:
@@ -84,7 +83,7 @@ def read(store: Store, offset: int = 0, inode: int | None = None) -> tuple[list[
     events = []
     for line in data[:end].splitlines():
         try:
-            events.append(jsoncodec.loads(line))
+            events.append(json.loads(line))
         except ValueError:
             continue
     return events, offset + end, st.st_ino
@@ -97,7 +96,7 @@ def history(store: Store) -> list[dict[str, Any]]:
         with open(path(store) + ".1", "rb") as f:
             for line in f.read().splitlines():
                 try:
-                    out.append(jsoncodec.loads(line))
+                    out.append(json.loads(line))
                 except ValueError:
                     continue
     except FileNotFoundError:

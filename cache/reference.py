@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
 from minicache import digest as digests
-from minicache.charsets import LOWER_ALNUM, LOWER_HEX, WORD_ASCII, is_name
 from minicache.errors import InvalidDigest, InvalidReference
 from minicache.record import Record
 
@@ -12,47 +13,14 @@ DEFAULT_TAG = "latest"
 # The registry endpoint behind the name docker.io.
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 
-# Docker's grammar. A plain-string check accepts the common valid forms (`_plain_tag`, `_plain_path`); the
-# rest goes to these regexes, `re` imported and each one compiled on first use: `minirun IMAGE` parses
-# one reference, most often a plain one, and `re` and its compiler cost milliseconds of start-up.
+# Docker's grammar.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_PATH = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_ID = re.compile(r"(?:sha256:)?[a-f0-9]{4,64}")
 _MAX_NAME = 255
-_TAG_CHARS = WORD_ASCII | {".", "-"}
-_PATH_SEPARATORS = frozenset("._-")
-_PATH_CHARS = LOWER_ALNUM | _PATH_SEPARATORS | {"/"}
-
-
-def _fullmatch(pattern: str, text: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern, text) is not None
-
-
-def _plain_tag(tag: str) -> bool:
-    """An ASCII tag `_TAG` accepts (`_TAG`'s \\w also takes non-ASCII letters: those go to the regex)."""
-    return is_name(tag, WORD_ASCII, _TAG_CHARS, 128)
-
-
-def _plain_path(path: str) -> bool:
-    """A repository path `_PATH` accepts whose components separate [a-z0-9] runs by single '.', '_' or '-'.
-
-    ("a__b", "a--b" are valid too, but left to the regex.)
-    """
-    if not set(path) <= _PATH_CHARS:
-        return False
-    for component in path.split("/"):
-        if not component or component[0] not in LOWER_ALNUM or component[-1] not in LOWER_ALNUM:
-            return False
-        previous = ""
-        for char in component:
-            if char in _PATH_SEPARATORS and previous in _PATH_SEPARATORS:
-                return False
-            previous = char
-    return True
 
 
 class Reference(Record, frozen=True):
@@ -126,13 +94,13 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     colon = remainder.rfind(":")
     if colon > slash:
         remainder, tag = remainder[:colon], remainder[colon + 1 :]
-        if not (_plain_tag(tag) or _fullmatch(_TAG, tag)):
+        if not _TAG.fullmatch(tag):
             raise InvalidReference(f"invalid reference {text!r}: invalid tag {tag!r}")
     registry, repository = _split_domain(remainder)
-    if registry != DEFAULT_REGISTRY and not _fullmatch(_DOMAIN, registry):
+    if registry != DEFAULT_REGISTRY and not _DOMAIN.fullmatch(registry):
         raise InvalidReference(f"invalid reference {text!r}: invalid registry {registry!r}")
-    if not (_plain_path(repository) or _fullmatch(_PATH, repository)):
-        if repository.lower() != repository and _fullmatch(_PATH, repository.lower()):
+    if not _PATH.fullmatch(repository):
+        if repository.lower() != repository and _PATH.fullmatch(repository.lower()):
             raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
         raise InvalidReference(f"invalid reference format: {text!r}")
     if len(f"{registry}/{repository}") > _MAX_NAME:
@@ -144,5 +112,4 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
 
 def looks_like_id(text: str) -> bool:
     """True for a full or short (at least 4 hex digits) image or container ID, optionally `sha256:`."""
-    hex_part = text.removeprefix("sha256:")  # as re.fullmatch(r"(?:sha256:)?[a-f0-9]{4,64}", text)
-    return 4 <= len(hex_part) <= 64 and set(hex_part) <= LOWER_HEX
+    return _ID.fullmatch(text) is not None

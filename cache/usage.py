@@ -6,12 +6,12 @@ run_root/mounts/<id-hex>/        the mount point of `minibuild mount IMAGE`, pre
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import digest as digests
-from minicache import jsoncodec
 
 if TYPE_CHECKING:
     from minicache.store import Store
@@ -29,7 +29,7 @@ def containers_by_image(store: Store) -> dict[str, list[str]]:
     for name in names:
         try:
             with open(store.containers_dir / name / "container.json", "rb") as f:
-                image = jsoncodec.load(f).get("Image")
+                image = json.load(f).get("Image")
         except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
             continue
         if isinstance(image, str):

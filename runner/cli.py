@@ -1,32 +1,29 @@
 """The `minirun` command line: parse arguments, call one library function, map errors to exit codes.
 
 Built on argparse rather than typer: `minirun --rm IMAGE true` has a start-up budget of a few tens of
-milliseconds and importing typer alone takes ~100 ms here. Only the invoked command's module is imported
-and only its parser is built; a valid `run`/`create` line is read from the command's option table
-(minirun.argtable) without argparse at all. argparse itself is imported on first use, so that the console
-script (`entry`) can first stand in for what argparse would import and never use (see `_plain_gettext`).
+milliseconds, and typer's import alone would exceed it. Only the invoked command's module is imported and
+only its parser is built, from the command's option table where it has one (minirun.argtable).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import functools
+import importlib
 import os
 import sys
 
-from minirun.argtable import FLAG, Option, add_to, parse
+from minirun.argtable import FLAG, Option, add_to
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
-    from types import ModuleType
     from typing import NoReturn
 
 PROG = "minirun"
 
 # command -> (module implementing it, one-line help). Each module has configure(parser) and execute(args);
 # a module whose positionals are IMAGE [COMMAND...] (run, create) also declares its options as OPTIONS
-# (argtable.Option): a valid command line is then read without argparse (see parse_args).
+# (argtable.Option), from which its parser is built.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("minirun.commands.run", "Run a command in a new container"),
     "create": ("minirun.commands.create", "Create a new container"),
@@ -65,15 +62,8 @@ USAGE_EXIT = 125  # Docker's exit code for a bad `docker run` command line
 CONTAINER_PROCESS_COMMANDS = frozenset({"run", "exec", "start", "create"})
 
 
-def _import(name: str) -> ModuleType:
-    """importlib.import_module(name) without importing importlib (~0.2 ms; nothing else on the run path does)."""
-    __import__(name)
-    return sys.modules[name]
-
-
-@functools.cache  # asked once: argparse wants it for every add_argument
 def _terminal_width() -> int:
-    """shutil.get_terminal_size().columns without importing shutil (and with it bz2 and lzma, ~4 ms)."""
+    """The help's width: $COLUMNS or the terminal's, else 80 (what shutil.get_terminal_size answers)."""
     try:
         columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:
@@ -86,19 +76,16 @@ def _terminal_width() -> int:
     return columns or 80
 
 
-def _parser_class() -> type[argparse.ArgumentParser]:
-    import argparse
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with Docker's code, and say where help is."""
 
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:
-            self.exit(USAGE_EXIT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
-        def _get_formatter(self) -> argparse.HelpFormatter:
-            # argparse makes a formatter for every add_argument (to check metavars), and without a width
-            # each one imports shutil for the terminal's (with bz2 and lzma, ~4 ms of `minirun run`)
-            return self.formatter_class(prog=self.prog, width=_terminal_width() - 2)
 
-    return _Parser
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """A help formatter with the width given: argparse would ask shutil, whose import pulls in compressors."""
+    return argparse.HelpFormatter(prog, width=_terminal_width() - 2)
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
@@ -124,88 +111,19 @@ def _split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
 
 
 def build_parser(only: str | None) -> argparse.ArgumentParser:
-    parser_class = _parser_class()
-    parser = parser_class(prog=PROG, description="Run containers from the minicontainer store.")
+    parser = _Parser(prog=PROG, description="Run containers from the minicontainer store.", formatter_class=_formatter)
     add_to(parser, GLOBAL_OPTIONS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_) in COMMANDS.items():
         if only is None or name == only:
-            cmd = sub.add_parser(name, help=help_, description=help_)
-            _import(module).configure(cmd)
+            cmd = sub.add_parser(name, help=help_, description=help_, formatter_class=_formatter)
+            importlib.import_module(module).configure(cmd)
     return parser
 
 
 def parse_args(global_opts: list[str], command: str, rest: list[str]) -> argparse.Namespace:
-    """`[GLOBAL] COMMAND REST` parsed: by argtable when the command declares OPTIONS and argtable is sure of
-    the line (no argparse import, no parser built), else by argparse (help, usage errors, other commands)."""
-    options = getattr(_import(COMMANDS[command][0]), "OPTIONS", None)
-    if options is not None:
-        args = parse(GLOBAL_OPTIONS, global_opts, options, rest)
-        if args is not None:
-            return args  # an argtable.Namespace: the same attributes as argparse's
+    """`[GLOBAL] COMMAND REST` parsed by the parser of that one command."""
     return build_parser(command).parse_args([*global_opts, command, *rest])
-
-
-class _Deferred(type(sys)):  # a module type
-    """Stands in for a module until something uses a name the stand-in lacks, then loads the real one."""
-
-    def load(self) -> object:
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return _import(self.__name__)  # also sets it on its package, in place of the stand-in
-
-    def __getattr__(self, name: str) -> object:
-        if name.startswith("__"):  # the import system asks for __path__ etc.: that is no use of the module
-            raise AttributeError(name)
-        return getattr(self.load(), name)
-
-
-def _defer(name: str, **names: object) -> _Deferred | None:
-    if name in sys.modules:
-        return None
-    stub = _Deferred(name)
-    stub.__spec__ = None  # the import system reads __spec__ of modules it finds in sys.modules
-    stub.__dict__.update(names)
-    sys.modules[name] = stub
-    package, _, child = name.rpartition(".")
-    if package:  # `import urllib.parse; urllib.parse.x` looks the stand-in up on its package
-        setattr(_import(package), child, stub)
-    return stub
-
-
-def _defer_inspect() -> None:
-    """`dataclasses` imports inspect (~8 ms with ast, dis, tokenize) but calls it only for classes without a
-    docstring; `minirun run` never needs it."""
-    _defer("inspect")
-
-
-def _plain_gettext() -> None:
-    """argparse imports gettext, and gettext imports locale (~3.5 ms), to look its messages up in a
-    `messages` catalog that Python does not ship (each lookup probes the locale directories): stand in
-    with untranslated messages. Any other use of gettext loads the real module."""
-    _defer("gettext", gettext=lambda message: message, ngettext=lambda one, many, n: one if n == 1 else many)
-
-
-def _defer_urllib_parse() -> None:
-    """pathlib imports urllib.parse (and with it ipaddress, ~3.5 ms) for Path.as_uri() alone, which minirun
-    never calls: it gets a quote_from_bytes that loads the real module when called."""
-    stub = _defer("urllib.parse")
-    if stub is not None:
-        stub.quote_from_bytes = lambda bs, safe="/": stub.load().quote_from_bytes(bs, safe)
-
-
-def _defer_re() -> None:
-    """pathlib and fnmatch import re (and with it enum, ~7 ms together) for globbing, which the run path
-    never does; minirun's own checks on that path are plain string code (`minicache.charsets`). Any use
-    of a name of re (a flag's regex, a ps filter, a glob) loads the real module then."""
-    _defer("re")
-
-
-def stand_ins() -> None:
-    """The stand-ins the console script puts in place before anything imports what they stand for."""
-    _plain_gettext()
-    _defer_urllib_parse()
-    _defer_re()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,13 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(global_opts)  # prints help for -h/--help
         parser.print_help()
         return 0
-    _defer_inspect()
     args = parse_args(global_opts, command, rest)
     from minicache.errors import MiniError, StoreUnavailable, one_line
 
     try:
         try:
-            return _import(COMMANDS[command][0]).execute(args)
+            return importlib.import_module(COMMANDS[command][0]).execute(args)
         except OSError as err:  # a full disk is the one OS error any command may meet: one line too
             from minicache.errors import disk_full
 
@@ -246,34 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-STARTUP_GC_THRESHOLD = 50_000
-
-
-def _collect_later() -> None:
-    """No automatic garbage collection until STARTUP_GC_THRESHOLD net allocations, then the defaults again.
-
-    `minirun --rm IMAGE true` allocates ~12k container objects (~26k on the bridge network) that mostly live
-    on (modules, classes, functions): at the default threshold (700) the collector runs ~15 times, finds
-    nothing to free and costs ~2 ms. After the first collection the defaults return, so a long-lived process
-    (the foreground `run` waiting for its container, a monitor forked from here) collects cycles as usual."""
-    import gc
-
-    defaults = gc.get_threshold()
-
-    def restore(phase: str, _info: dict[str, int]) -> None:
-        if phase == "stop":
-            gc.set_threshold(*defaults)
-            gc.callbacks.remove(restore)
-
-    gc.callbacks.append(restore)
-    gc.set_threshold(STARTUP_GC_THRESHOLD, *defaults[1:])
-
-
 def entry() -> NoReturn:
     """The console script: main(), then exit without the interpreter's teardown (~10 ms of freeing modules
     on the `minirun --rm IMAGE true` path). Output is flushed here; nothing in minirun relies on atexit."""
-    _collect_later()
-    stand_ins()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -18,10 +18,11 @@ under the `container-names` lock, so a name never points at a half-made containe
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 
-from minicache import events, jsoncodec, process
+from minicache import events, process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
 from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
 from minicache.record import Record
@@ -285,7 +286,7 @@ class Container:
 
     def write_spec(self, spec: dict[str, Any], *, durable: bool = True) -> None:
         # Compact: json's C encoder only runs without indent, and the seccomp list makes the spec ~10 KB.
-        atomic_write(self.spec_path, jsoncodec.dumps(spec, compact=True).encode(), durable=durable)
+        atomic_write(self.spec_path, json.dumps(spec, separators=(",", ":")).encode(), durable=durable)
 
     def lock(self) -> ContainerLock:
         return ContainerLock(self)

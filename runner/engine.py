@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 
-from minicache import events, signums
+from minicache import events
 from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun import rootfs, spec, users
@@ -346,9 +347,6 @@ def start(
         container.set_state(state, durable=durable)
         events.container(store, "start", container.id, container.record)
 
-    from minirun.cgroups import warmup
-
-    warmup.stop()  # no thread may run at the fork; its moves have made the init's join cheap
     return runtime_start(
         container.dir,
         container.id,
@@ -455,7 +453,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
     started = owned = False  # owned: this call prepared it, so it cleans up (not someone else's run)
     proc: Process | None = None
     try:
-        with SignalForwarder(skip=(signums.SIGWINCH,) if opts.tty else ()) as forwarder:
+        with SignalForwarder(skip=(signal.SIGWINCH,) if opts.tty else ()) as forwarder:
             try:
                 with container.lock():
                     if container.state().Status in ACTIVE:
@@ -470,7 +468,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                 try:
                     code = wait(proc, tty=opts.tty, interactive=interactive)
                 except BaseException:  # we cannot watch it any more: it must not outlive us, nor its root
-                    proc.signal(signums.SIGKILL)
+                    proc.signal(signal.SIGKILL)
                     proc.wait()
                     raise
             except MiniError as e:

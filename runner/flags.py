@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 
-from minicache.charsets import ALNUM
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 
@@ -16,8 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-# checked with plain string code rather than `re` (not imported on the `minirun run` path)
-_NAME_CHARS = ALNUM | frozenset("_.-")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 # A name is a file name in the store (at most 255 bytes) and, on a user network, a DNS name (at most 253).
 MAX_NAME = 253
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
@@ -73,7 +72,7 @@ def validate_name(name: str) -> str:
             f"invalid container name {name[:40]}...: it has {len(name)} characters",
             hint=f"names have at most {MAX_NAME} characters",
         )
-    if len(name) < 2 or name[0] not in ALNUM or not _NAME_CHARS.issuperset(name):
+    if not _NAME.fullmatch(name):
         raise InvalidSpec(
             f"invalid container name {name!r}",
             hint="names are [a-zA-Z0-9][a-zA-Z0-9_.-]+ (at least two characters)",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 
-from minicache import events, signums
+from minicache import events
 from minicache.atomic import read_json
 from minicache.errors import ContainerStateError, MiniError
 from minirun import engine
@@ -215,8 +216,8 @@ def kill_now(store: Store, container: Container, state: State) -> None:
     with container.lock():
         cgroup = engine.container_cgroup(container)
         if cgroup.exists():
-            cgroup.kill_all(signums.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
-        _signal(container, state, signums.SIGKILL)
+            cgroup.kill_all(signal.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
+        _signal(container, state, signal.SIGKILL)
         if not _wait_gone(state, 10.0):
             raise ContainerStateError(f"container {container.name} did not die from SIGKILL within 10 s")
         fresh = container.state()
@@ -225,7 +226,7 @@ def kill_now(store: Store, container: Container, state: State) -> None:
             container.note_state(fresh)
 
 
-def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None:
+def kill(store: Store, container: Container, sig: int = signal.SIGKILL) -> None:
     """Send `sig` to the container's init (`docker kill`); no restart policy applies afterwards."""
     with container.lock():
         state = settle(store, container)
@@ -240,7 +241,7 @@ def kill(store: Store, container: Container, sig: int = signums.SIGKILL) -> None
         state.StopRequested = True
         container.note_state(state)
         events.container(store, "kill", container.id, container.record, signal=sig)
-        if state.Status == PAUSED and sig in (signums.SIGKILL, stop_signal(container)):
+        if state.Status == PAUSED and sig in (signal.SIGKILL, stop_signal(container)):
             _thaw(container, state)  # as Docker: the signal is delivered once the processes run
 
 

@@ -9,9 +9,9 @@ as Docker does), stdout and stderr kept apart; `minirun logs` reads them back.
 from __future__ import annotations
 
 import errno
+import json
 import os
 
-from minicache import jsoncodec
 from minirun.containers import now
 
 TYPE_CHECKING = False
@@ -60,7 +60,7 @@ class LogWriter:
 
 def _entry(stream: str, data: bytes) -> bytes:
     text = data.decode("utf-8", "replace")
-    return jsoncodec.dumps({"log": text, "stream": stream, "time": now()}, compact=True).encode() + b"\n"
+    return json.dumps({"log": text, "stream": stream, "time": now()}, separators=(",", ":")).encode() + b"\n"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -98,7 +98,7 @@ def read_entries(
     entries = []
     for line in data[:end].splitlines():
         try:
-            entries.append(jsoncodec.loads(line))
+            entries.append(json.loads(line))
         except ValueError:
             continue  # a line torn by a crash of the writer
     return entries, offset + end

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
+import signal
 import sys
 import time
 
-from minicache import jsoncodec, signums
 from minirun.runtime.channel import Channel
 
 TYPE_CHECKING = False
@@ -62,7 +63,7 @@ def launch(store_args: tuple[str | None, str | None], job: Callable[[Store], Con
     while chunk := os.read(read_end, 65536):
         chunks.append(chunk)
     os.close(read_end)
-    report = jsoncodec.loads(b"".join(chunks) or b"{}")
+    report = json.loads(b"".join(chunks) or b"{}")
     if "id" not in report:
         from minicache.errors import MiniError
 
@@ -90,8 +91,8 @@ def _monitor(store_args: tuple[str | None, str | None], job: Callable[[Store], C
             os.dup2(null, fd)
         os.close(null)
         os.chdir("/")
-        for sig in (signums.SIGINT, signums.SIGHUP, signums.SIGQUIT, signums.SIGTSTP, signums.SIGTTIN, signums.SIGTTOU):
-            signums.signal(sig, signums.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
         monitor = Monitor(store_args)
         monitor.run(job, report_fd)
     except BaseException:  # a bug in the monitor: leave a trace beside the container, never crash silently
@@ -112,8 +113,8 @@ class Monitor:
         self.store_args = store_args
         self.reaped: dict[int, int] = {}  # pid -> exit code, for children reaped before we knew them
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        signums.set_wakeup_fd(self.wake_w)
-        signums.signal(signums.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD wakes select via the pipe
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD wakes select via the pipe
         self.container_dir: str | None = None
 
     # -- helpers --------------------------------------------------------------------------------------------------
@@ -128,8 +129,8 @@ class Monitor:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            signums.set_wakeup_fd(-1)
-            signums.signal(signums.SIGCHLD, signums.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(self.wake_r)
             os.close(self.wake_w)
             code = 0
@@ -293,7 +294,7 @@ def _report(fd: int | None, data: dict[str, Any]) -> None:
     if fd is None:
         return
     with contextlib.suppress(OSError):  # the CLI was killed: nobody to tell
-        os.write(fd, jsoncodec.dumps(data).encode())
+        os.write(fd, json.dumps(data).encode())
 
 
 def _start_helper(

@@ -11,9 +11,9 @@ CAP_SYS_PTRACE even on kernels >= 4.8, where Docker allows it to everyone.
 
 from __future__ import annotations
 
+import json
 import os
 
-from minicache import jsoncodec
 from minicache.errors import InvalidSpec
 
 TYPE_CHECKING = False
@@ -136,7 +136,7 @@ def load_file(path: str) -> dict[str, Any]:
     """A Docker-format seccomp profile from a JSON file (`--security-opt seccomp=FILE`)."""
     try:
         with open(path, encoding="utf-8") as f:
-            profile = jsoncodec.loads(f.read())
+            profile = json.loads(f.read())
     except OSError as e:
         raise InvalidSpec(f"cannot read seccomp profile {path}: {e.strerror}") from None
     except ValueError as e:

@@ -1,14 +1,32 @@
-"""`minibuild build [OPTIONS] CONTEXT`: a Containerfile into an image (see minibuild.build.builder).
-
-Most lines are read by minibuild.build.fastcli without typer; this command serves `--help` and the rest.
-"""
+"""`minibuild build [OPTIONS] CONTEXT`: a Containerfile into an image (see minibuild.build.builder)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
 from minibuild.app import app
+
+
+def pairs(values: list[str] | None, flag: str, *, bare_from_env: bool = False) -> dict[str, str]:
+    """`KEY=VALUE` options; with `bare_from_env`, a bare `KEY` takes the environment's value (Docker's --build-arg)."""
+    from minicache.errors import InvalidSpec
+
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidSpec(f"{flag} {item!r} has no name", hint=f"write {flag} KEY=VALUE")
+        if not sep:
+            if not bare_from_env:
+                raise InvalidSpec(f"{flag} {item!r} is not KEY=VALUE", hint=f"write {flag} KEY=VALUE")
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return out
 
 
 @app.command("build")
@@ -39,10 +57,30 @@ def build_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the image ID.")] = False,
 ) -> None:
     """Build an image from a Containerfile (Dockerfile syntax), reusing cached steps."""
-    from minibuild.build.fastcli import run
+    import io
 
-    run(
-        ctx.obj.root, context, file=file, tags=list(tag or []), build_args=list(build_arg or []), target=target,
-        platform=platform, no_cache=no_cache, network=network, compression=compression, timestamp=timestamp,
-        labels=list(label or []), quiet=quiet,
-    )  # fmt: skip
+    from minibuild.build.builder import BuildOptions, build
+    from minicache.reference import parse
+    from minicache.store import Store
+
+    tags = list(tag or [])
+    for name in tags:
+        parse(name)  # a bad name fails before any step runs
+    opts = BuildOptions(
+        context=context,
+        file=file,
+        tags=tags,
+        build_args=pairs(build_arg, "--build-arg", bare_from_env=True),
+        target=target,
+        platform=platform,
+        no_cache=no_cache,
+        network=network,
+        compression=compression,
+        timestamp=timestamp,
+        labels=pairs(label, "--label"),
+        out=io.StringIO() if quiet else sys.stdout,
+        quiet=quiet,
+    )
+    result = build(Store(ctx.obj.root), opts)
+    if quiet:
+        print(result.image_id)

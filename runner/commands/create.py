@@ -8,7 +8,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
-OPTIONS = run.CONTAINER_OPTIONS  # run's but -d; cli reads a valid line with argtable.parse, without argparse
+OPTIONS = run.CONTAINER_OPTIONS  # run's but -d
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

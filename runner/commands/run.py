@@ -86,7 +86,7 @@ CONTAINER_OPTIONS = (
     ),
     *RESOURCE_OPTIONS,
 )
-# `run`'s: cli reads a valid command line with argtable.parse (IMAGE [COMMAND...] after them), without argparse
+# `run`'s options; its positionals are IMAGE [COMMAND...] (configure)
 OPTIONS = (Option(("-d", "--detach"), "detach", FLAG, "run in the background and print the ID"), *CONTAINER_OPTIONS)
 
 
@@ -249,16 +249,11 @@ def execute(args: argparse.Namespace) -> int:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(report["id"])
         return 0
-    from minirun.cgroups import show_warnings, warmup
+    from minirun import engine
+    from minirun.cgroups import show_warnings
+    from minirun.commands.common import open_store
 
-    warmup.start(args.cgroup_parent)  # the kernel's slow first cgroup move, paid while we get ready
-    try:
-        from minirun import engine
-        from minirun.commands.common import open_store
-
-        show_warnings(PROG)
-        store = open_store(args)
-        container = create(store, args, attach=True)
-        return engine.run_attached(store, container, remove=args.rm)
-    finally:
-        warmup.stop()
+    show_warnings(PROG)
+    store = open_store(args)
+    container = create(store, args, attach=True)
+    return engine.run_attached(store, container, remove=args.rm)

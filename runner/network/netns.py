@@ -9,7 +9,7 @@ pyroute2.netns.create does the same, but importing it adds ctypes.util, multipro
 child-process machinery to every container start, for fifteen lines of work; and it
 makes the folder a shared bind mount of itself, which would outlive every container. The syscalls come
 from minicache.syscalls; everything done *inside* the namespace (loopback, addresses, routes) goes
-through pyroute2 (minirun.network.rtnl).
+through minirun.network.rtnl.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
-"""Links, addresses and routes over rtnetlink, encoded and decoded by pyroute2's message classes.
+"""Links, addresses and routes over a plain blocking NETLINK_ROUTE socket.
 
-Why not `pyroute2.IPRoute`: its import costs 200-600 ms here (bench/network.py prints the figures),
-and that lands on every bridge-mode container start. Most of it is not rtnetlink at all:
-`pyroute2/__init__.py` imports every part of the library (NDB with sqlite3, conntrack, nl80211,
-wireguard, plan9, ...), and IPRoute's core runs on asyncio and imports unittest.mock. So:
+Why not pyroute2: importing any of it runs its package `__init__` (asyncio core, NDB, every message kind),
+which would land on every bridge-mode container start. minirun needs a handful of rtnetlink messages; their
+layouts are spelled out in minirun.network.netlink, and this module frames requests and reads replies and
+acknowledgements. `--network none` imports neither.
 
-- `load()` imports pyroute2's submodules without running the package's `__init__.py` (the package
-  module is created from its spec and completes itself, PEP 562, the first time anyone asks it for a
-  name that is not a submodule, so `from pyroute2 import IPRoute` elsewhere keeps working);
-- `Rtnl` sends pyroute2's `ifinfmsg`/`ifaddrmsg`/`rtmsg` messages over a plain blocking
-  NETLINK_ROUTE socket: pyroute2 does all the encoding and decoding (NLA layouts, nesting, veth
-  peers), this module only frames requests and reads acknowledgements.
-
-That imports a fraction of what `import pyroute2` does (bench/network.py). A socket for another network
-namespace is opened by entering that namespace for the duration of one socket() call (`Rtnl(netns=path)`).
+A socket for another network namespace is opened by entering that namespace for the duration of one
+socket() call (`Rtnl(netns=path)`).
 """
 
 from __future__ import annotations
@@ -22,65 +15,22 @@ import errno
 import os
 import socket
 import struct
-import sys
+
+from minirun.network import netlink as nl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-IFF_UP = 0x1
 AF_BRIDGE = 7
 NETLINK_ROUTE = 0
-RT_TABLE_MAIN = 254
-RTPROT_KERNEL = 2
-RTPROT_STATIC = 4
-RT_SCOPE_UNIVERSE = 0
-RTN_UNICAST = 1
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 24, 26
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_HEADER = nl.HEADER
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _F_REQUEST, _F_MULTI, _F_ACK = 0x1, 0x2, 0x4
 _F_DUMP, _F_EXCL, _F_CREATE = 0x300, 0x200, 0x400
-_classes: dict[str, Any] = {}
-
-
-def _lazy_pyroute2_package() -> None:
-    """Register `pyroute2` in sys.modules without running its __init__ (see the module docstring)."""
-    if "pyroute2" in sys.modules:
-        return
-    import importlib
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or spec.loader is None:
-        from minicache.errors import MiniError
-
-        raise MiniError("pyroute2 is not installed", hint="pip install pyroute2 (minicontainer depends on it)")
-    package = importlib.util.module_from_spec(spec)
-
-    def complete(name: str) -> object:
-        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
-            return importlib.import_module(f"pyroute2.{name}")
-        package.__dict__.pop("__getattr__", None)  # someone wants the real top-level API: run __init__ now
-        spec.loader.exec_module(package)
-        return getattr(package, name)
-
-    package.__getattr__ = complete  # type: ignore[attr-defined]
-    sys.modules["pyroute2"] = package
-
-
-def load() -> dict[str, Any]:
-    """pyroute2's rtnetlink message classes: {'link': ifinfmsg, 'addr': ifaddrmsg, 'route': rtmsg}."""
-    if not _classes:
-        _lazy_pyroute2_package()
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-        _classes.update(link=ifinfmsg, addr=ifaddrmsg, route=rtmsg)
-    return _classes
 
 
 class NetlinkError(OSError):
@@ -121,7 +71,6 @@ class Rtnl:
     """A blocking rtnetlink client: one request at a time, each acknowledged or raising NetlinkError."""
 
     def __init__(self, netns: str | None = None) -> None:
-        self.msg = load()
         self.sock = _socket_in(netns) if netns else _open_socket()
         self.seq = 0
 
@@ -135,24 +84,19 @@ class Rtnl:
         self.close()
 
     # -- framing -----------------------------------------------------------------------------------------------
-    def request(self, msg: Any, msg_type: int, flags: int = 0, *, what: str = "") -> list[Any]:
-        """Send `msg` (a pyroute2 message) and return the decoded replies (for dumps: every entry)."""
+    def request(self, msg_type: int, body: bytes, flags: int = 0, *, what: str = "") -> list[bytes]:
+        """Send one message and return the bodies of its replies (for dumps: every entry)."""
         self.seq += 1
         seq = self.seq
-        header = msg["header"]
-        header["type"] = msg_type
-        header["flags"] = _F_REQUEST | flags | (0 if flags & _F_DUMP == _F_DUMP else _F_ACK)
-        header["sequence_number"] = seq
-        header["pid"] = 0
-        msg.encode()
-        self.sock.send(msg.data)
-        replies: list[Any] = []
+        flags = _F_REQUEST | flags | (0 if flags & _F_DUMP == _F_DUMP else _F_ACK)
+        self.sock.send(nl.message(msg_type, flags, seq, body))
+        replies: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + _HEADER.size <= len(data):
                 length, kind, _flags, rseq, _pid = _HEADER.unpack_from(data, offset)
-                if length < _HEADER.size:
+                if length < _HEADER.size or offset + length > len(data):
                     raise NetlinkError(errno.EBADMSG, "malformed netlink reply", what)
                 chunk = data[offset : offset + length]
                 offset += (length + 3) & ~3
@@ -165,54 +109,29 @@ class Rtnl:
                     return replies
                 if kind == _NLMSG_DONE:
                     return replies
-                reply = type(msg)(chunk)
-                reply.decode()
-                replies.append(reply)
-
-    def _link(self, index: int = 0, attrs: list[Any] | None = None, *, up: bool | None = None) -> Any:
-        msg = self.msg["link"]()
-        msg["family"] = socket.AF_UNSPEC
-        msg["index"] = index
-        msg["flags"] = IFF_UP if up else 0
-        msg["change"] = IFF_UP if up is not None else 0
-        msg["attrs"] = attrs or []
-        return msg
+                replies.append(chunk[_HEADER.size :])
 
     # -- links ---------------------------------------------------------------------------------------------------
     def link_index(self, name: str) -> int | None:
         """The index of the link called `name`, None when there is none."""
         try:
-            (reply,) = self.request(self._link(attrs=[("IFLA_IFNAME", name)]), RTM_GETLINK, what=f"get link {name}")
+            body = nl.link_request(attrs=[(nl.IFLA_IFNAME, name)])
+            (reply,) = self.request(RTM_GETLINK, body, what=f"get link {name}")
         except NetlinkError as e:
             if e.errno == errno.ENODEV:
                 return None
             raise
-        return reply["index"]
+        return nl.IFINFO.unpack_from(reply)[2]
 
     def links(self) -> list[dict[str, Any]]:
         """Every link: name, index, kind (None for plain devices), master index, flags, mtu."""
-        out = []
-        for reply in self.request(self._link(), RTM_GETLINK, _F_DUMP, what="dump links"):
-            out.append(
-                {
-                    "name": reply.get_attr("IFLA_IFNAME"),
-                    "index": reply["index"],
-                    "kind": reply.get(("linkinfo", "kind")),
-                    "master": reply.get_attr("IFLA_MASTER"),
-                    "flags": reply["flags"],
-                    "mtu": reply.get_attr("IFLA_MTU"),
-                    "address": reply.get_attr("IFLA_ADDRESS"),
-                }
-            )
-        return out
+        replies = self.request(RTM_GETLINK, nl.link_request(), _F_DUMP, what="dump links")
+        return [nl.parse_link(body) for body in replies]
 
     def add_bridge(self, name: str, *, mtu: int, mac: str | None = None) -> int:
         """Create a bridge, up; its index."""
-        attrs: list[Any] = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu)]
-        if mac:
-            attrs.append(("IFLA_ADDRESS", mac))
-        attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
-        self.request(self._link(attrs=attrs, up=True), RTM_NEWLINK, _F_CREATE | _F_EXCL, what=f"create bridge {name}")
+        body = nl.new_bridge(name, mtu=mtu, mac=mac)
+        self.request(RTM_NEWLINK, body, _F_CREATE | _F_EXCL, what=f"create bridge {name}")
         index = self.link_index(name)
         if index is None:
             raise NetlinkError(errno.ENODEV, "bridge vanished right after its creation", name)
@@ -228,29 +147,17 @@ class Rtnl:
         mtu: int,
         peer_mac: str | None = None,
     ) -> None:
-        """A veth pair in one request: `name` up on bridge `master` here, `peer` up in the other namespace."""
-        peer_attrs: list[Any] = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd), ("IFLA_MTU", mtu)]
-        if peer_mac:
-            peer_attrs.append(("IFLA_ADDRESS", peer_mac))
-        info = {
-            "attrs": [
-                ("IFLA_INFO_KIND", "veth"),
-                (
-                    "IFLA_INFO_DATA",
-                    {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]},
-                ),
-            ]
-        }
-        attrs = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu), ("IFLA_MASTER", master), ("IFLA_LINKINFO", info)]
-        self.request(self._link(attrs=attrs, up=True), RTM_NEWLINK, _F_CREATE | _F_EXCL, what=f"create veth {name}")
+        """A veth pair in one request: `name` up on bridge `master` here, `peer` (down) in the other namespace."""
+        body = nl.new_veth(name, peer=peer, peer_netns_fd=peer_netns_fd, master=master, mtu=mtu, peer_mac=peer_mac)
+        self.request(RTM_NEWLINK, body, _F_CREATE | _F_EXCL, what=f"create veth {name}")
 
     def set_up(self, index: int) -> None:
-        self.request(self._link(index, up=True), RTM_NEWLINK, what=f"set link {index} up")
+        self.request(RTM_NEWLINK, nl.link_request(index, up=True), what=f"set link {index} up")
 
     def delete_link(self, name: str) -> bool:
         """Delete the link called `name`; False when there was none."""
         try:
-            self.request(self._link(attrs=[("IFLA_IFNAME", name)]), RTM_DELLINK, what=f"delete link {name}")
+            self.request(RTM_DELLINK, nl.link_request(attrs=[(nl.IFLA_IFNAME, name)]), what=f"delete link {name}")
         except NetlinkError as e:
             if e.errno == errno.ENODEV:
                 return False
@@ -259,40 +166,13 @@ class Rtnl:
 
     # -- addresses and routes ------------------------------------------------------------------------------------
     def add_address(self, index: int, address: str, prefixlen: int, *, broadcast: str | None = None) -> None:
-        msg = self.msg["addr"]()
-        msg["family"] = socket.AF_INET
-        msg["prefixlen"] = prefixlen
-        msg["index"] = index
-        attrs = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
-        if broadcast:
-            attrs.append(("IFA_BROADCAST", broadcast))
-        msg["attrs"] = attrs
-        self.request(msg, RTM_NEWADDR, _F_CREATE | _F_EXCL, what=f"add address {address}/{prefixlen}")
+        body = nl.new_address(index, address, prefixlen, broadcast=broadcast)
+        self.request(RTM_NEWADDR, body, _F_CREATE | _F_EXCL, what=f"add address {address}/{prefixlen}")
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        msg = self.msg["route"]()
-        msg["family"] = socket.AF_INET
-        msg["dst_len"] = 0
-        msg["table"] = RT_TABLE_MAIN
-        msg["proto"] = RTPROT_STATIC
-        msg["scope"] = RT_SCOPE_UNIVERSE
-        msg["type"] = RTN_UNICAST
-        msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
-        self.request(msg, RTM_NEWROUTE, _F_CREATE | _F_EXCL, what=f"add default route via {gateway}")
+        body = nl.default_route(gateway, index)
+        self.request(RTM_NEWROUTE, body, _F_CREATE | _F_EXCL, what=f"add default route via {gateway}")
 
     def routes(self) -> list[dict[str, Any]]:
         """Every IPv4 route of every table: dst (None for default), prefix length, table, device index."""
-        msg = self.msg["route"]()
-        msg["family"] = socket.AF_INET
-        out = []
-        for reply in self.request(msg, RTM_GETROUTE, _F_DUMP, what="dump routes"):
-            out.append(
-                {
-                    "dst": reply.get_attr("RTA_DST"),
-                    "dst_len": reply["dst_len"],
-                    "table": reply.get_attr("RTA_TABLE", reply["table"]),
-                    "oif": reply.get_attr("RTA_OIF"),
-                    "type": reply["type"],
-                }
-            )
-        return out
+        return [nl.parse_route(body) for body in self.request(RTM_GETROUTE, nl.route(), _F_DUMP, what="dump routes")]

@@ -4,16 +4,14 @@ One datagram = one message `{"t": TYPE, ...}`; a message may carry file descript
 is how the child hands the parent the pty master it opened inside the container. Both ends are
 O_CLOEXEC: when the child's execve succeeds its end closes, and the parent reads end-of-file.
 
-Built on `_socket`, the C module under `socket`: `socket.py` spends start-up time building enums.
 Descriptors are packed with `struct` (loaded anyway by ctypes), not `array` (one more shared library).
 """
 
 from __future__ import annotations
 
-import _socket
+import json
+import socket
 import struct
-
-from minicache import jsoncodec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,40 +31,40 @@ SPAWNED = "spawned"  # child → parent (exec): the command it spawned into the 
 
 
 class Channel:
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
-        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _SOCK_CLOEXEC)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | _SOCK_CLOEXEC)
         return cls(a), cls(b)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def send(self, kind: str, fds: list[int] | tuple[int, ...] = (), **fields: Any) -> None:
-        data = jsoncodec.dumps({"t": kind, **fields}).encode()
-        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
+        data = json.dumps({"t": kind, **fields}).encode()
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
         self.sock.sendmsg([data], ancillary)
 
     def recv(self) -> tuple[dict[str, Any] | None, list[int]]:
         """The next message and the fds it carried; (None, []) at end-of-file (the peer closed or exec'ed)."""
         fds: list[int] = []
         data, ancdata, _flags, _addr = self.sock.recvmsg(
-            MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE), _socket.MSG_CMSG_CLOEXEC
+            MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * _FD_SIZE), socket.MSG_CMSG_CLOEXEC
         )
         for level, kind, payload in ancdata:
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 count = len(payload) // _FD_SIZE
                 fds += struct.unpack(f"{count}i", payload[: count * _FD_SIZE])
         if not data:
             return None, fds
-        return jsoncodec.loads(data), fds
+        return json.loads(data), fds
 
     def peer_closed(self) -> bool:
         """True if the other end is closed (its process died), without waiting or consuming a message."""
         try:
-            return self.sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
 

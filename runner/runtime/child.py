@@ -17,15 +17,16 @@ found), then the process exits with that code.
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import resource
+import signal
+import socket
 import struct
 
-from minicache import jsoncodec, signums
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
@@ -84,7 +85,7 @@ def _report(chan: Channel, code: int, message: str, hint: str | None = None) -> 
 
 
 def _loopback_up() -> None:
-    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ifr = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
         flags = struct.unpack("16sH14x", ifr)[1]
@@ -115,7 +116,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     signals.reset_in_child()
     if cfg.kill_with_parent:
         # A process joining a container passes its parent's death on to the command it spawns (_spawn_and_wait).
-        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGTERM if cfg.join_existing else signums.SIGKILL)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM if cfg.join_existing else signal.SIGKILL)
     os.umask(0)
     if cfg.stdin_null and not cfg.terminal:  # the host's /dev/null: nothing the container could have replaced
         fd = os.open("/dev/null", os.O_RDONLY)
@@ -187,7 +188,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)  # a credential change resets it to fs.suid_dumpable
     if cfg.kill_with_parent and cfg.uid != 0:
         # a credential change cleared it
-        sc.prctl(sc.PR_SET_PDEATHSIG, signums.SIGTERM if cfg.join_existing else signums.SIGKILL)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM if cfg.join_existing else signal.SIGKILL)
     os.umask(cfg.umask)
     enter_cwd(cfg.cwd)
     stage[0] = "setting capabilities"
@@ -348,10 +349,10 @@ def _fork_exec(cfg: ChildConfig, chan: Channel) -> int:
         except ChildError as e:
             code = e.code
             with contextlib.suppress(OSError):
-                os.write(write_end, jsoncodec.dumps({"code": e.code, "msg": str(e)}).encode())
+                os.write(write_end, json.dumps({"code": e.code, "msg": str(e)}).encode())
         except BaseException as e:
             with contextlib.suppress(OSError):
-                os.write(write_end, jsoncodec.dumps({"code": 125, "msg": f"exec: {_describe(e)}"}).encode())
+                os.write(write_end, json.dumps({"code": 125, "msg": f"exec: {_describe(e)}"}).encode())
         os._exit(code)
     os.close(write_end)
     chunks = []
@@ -360,7 +361,7 @@ def _fork_exec(cfg: ChildConfig, chan: Channel) -> int:
     os.close(read_end)
     if chunks:
         os.waitpid(pid, 0)
-        failure = jsoncodec.loads(b"".join(chunks))
+        failure = json.loads(b"".join(chunks))
         raise ChildError(int(failure["code"]), str(failure["msg"]))
     return pid
 
@@ -405,17 +406,17 @@ def _spawn_and_wait(cfg: ChildConfig, chan: Channel, parent: int) -> NoReturn:
     command = _fork_exec(cfg, chan) if cfg.sealed else _spawn(cfg)
 
     def forward(signum: int, _frame: object) -> None:
-        if signum == signums.SIGTERM and cfg.kill_with_parent and os.getppid() != parent:
-            signum = signums.SIGKILL  # our parent died (PR_SET_PDEATHSIG): so does the command
+        if signum == signal.SIGTERM and cfg.kill_with_parent and os.getppid() != parent:
+            signum = signal.SIGKILL  # our parent died (PR_SET_PDEATHSIG): so does the command
         with contextlib.suppress(ProcessLookupError):
             os.kill(command, signum)
 
-    for signum in range(1, signums.NSIG):
+    for signum in range(1, signal.NSIG):
         if signum not in init.NOT_FORWARDED:
             with contextlib.suppress(OSError, ValueError):
-                signums.signal(signum, forward)
+                signal.signal(signum, forward)
     if cfg.kill_with_parent and os.getppid() != parent:
-        forward(signums.SIGTERM, None)
+        forward(signal.SIGTERM, None)
     for fd in (0, 1, 2):  # the command's copies are the ones that count (end of output, the terminal's hangup)
         with contextlib.suppress(OSError):
             os.close(fd)

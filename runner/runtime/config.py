@@ -6,11 +6,11 @@ system calls. (After pivot_root the child cannot import anything either: the hos
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 from pathlib import Path
 
-from minicache import jsoncodec
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.record import Record
@@ -84,7 +84,7 @@ def load(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(bundle) / "config.json"
     try:
         with open(path, "rb") as f:
-            spec = jsoncodec.load(f)
+            spec = json.load(f)
     except FileNotFoundError:
         raise InvalidSpec(
             f"{path} does not exist", hint="a bundle is a directory with config.json and a rootfs"

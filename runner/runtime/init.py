@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 
-from minicache import signums, syscalls
+from minicache import syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn
 
-NOT_FORWARDED = {signums.SIGCHLD, signums.SIGKILL, signums.SIGSTOP, signums.SIGTSTP, signums.SIGTTIN, signums.SIGTTOU}
+NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 
 
 def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) -> NoReturn:
@@ -30,10 +31,10 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
     if child == 0:
         os.setpgid(0, 0)
         if os.isatty(0):
-            old = signums.signal(signums.SIGTTOU, signums.SIG_IGN)
+            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(0, os.getpgrp())
-            signums.signal(signums.SIGTTOU, old)
+            signal.signal(signal.SIGTTOU, old)
         start_command()
     on_forked()
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -43,11 +44,11 @@ def run(start_command: Callable[[], NoReturn], on_forked: Callable[[], None]) ->
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    for signum in range(1, signums.NSIG):
+    for signum in range(1, signal.NSIG):
         if signum in NOT_FORWARDED:
             continue
         try:
-            signums.signal(signum, forward)
+            signal.signal(signum, forward)
         except (OSError, ValueError):
             continue
     while True:

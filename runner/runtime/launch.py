@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 
 from minicache import process as procinfo
-from minicache import signums
 from minicache import syscalls as sc
 from minicache.errors import CannotInvoke, CommandNotFound, MiniError
 from minirun.runtime import child, config
@@ -53,7 +53,7 @@ class Process:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
-            if signum == signums.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
+            if signum == signal.SIGKILL and self.command_pid is not None:  # a stand-in cannot pass SIGKILL on
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.command_pid, signum)
 
@@ -201,7 +201,7 @@ def launch(
     if _thread_count() > 1:  # another thread may hold a lock the child would then wait on forever
         raise StartError(
             "cannot start a container from a process that runs threads",
-            hint="start containers before anything starts threads (pyroute2, tqdm), or from another process",
+            hint="start containers before anything starts threads (tqdm, a thread pool), or from another process",
         )
     cgroup = cfg.cgroup if owns_cgroup else None
     if cgroup is not None:
@@ -229,7 +229,7 @@ def launch(
             meanwhile(proc.pid)  # the child is already busy with its namespaces and mounts
         _handshake(proc, parent_end, on_ready, meanwhile)
     except BaseException:
-        proc.signal(signums.SIGKILL)
+        proc.signal(signal.SIGKILL)
         proc.wait()
         raise
     finally:

@@ -13,13 +13,13 @@ process then joins, hardens itself and forks (no vfork) the command, which only 
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import fcntl
+import json
 import os
+import socket
 import sys
 
-from minicache import jsoncodec
 from minicache import syscalls as sc
 
 TYPE_CHECKING = False
@@ -50,7 +50,7 @@ def _config_fd(cfg: ChildConfig) -> int:
     data = cfg.as_dict()
     data["seccomp"] = cfg.seccomp.hex() if cfg.seccomp is not None else None
     fd = os.memfd_create("minirun-exec-config", os.MFD_ALLOW_SEALING)  # inherited across the execve
-    os.write(fd, jsoncodec.dumps(data).encode())
+    os.write(fd, json.dumps(data).encode())
     os.lseek(fd, 0, os.SEEK_SET)
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     return fd
@@ -85,8 +85,8 @@ def main() -> NoReturn:
     chan_fd, config_fd = int(sys.argv[1]), int(sys.argv[2])
     os.set_inheritable(chan_fd, False)
     with os.fdopen(config_fd, "rb") as f:
-        data = jsoncodec.loads(f.read())
+        data = json.loads(f.read())
     seccomp = data.pop("seccomp")
     cfg = ChildConfig(**data)
     cfg.seccomp = bytes.fromhex(seccomp) if seccomp is not None else None
-    child.main(cfg, Channel(_socket.socket(fileno=chan_fd)))
+    child.main(cfg, Channel(socket.socket(fileno=chan_fd)))

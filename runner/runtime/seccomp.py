@@ -7,16 +7,13 @@ directory; later runs read the bytes and the child installs them with seccomp(2)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
-from minicache import jsoncodec, syscalls
+from minicache import syscalls
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
-
-try:
-    from _sha256 import sha256  # CPython's built-in SHA-256: hashlib would load OpenSSL at start-up
-except ImportError:  # pragma: no cover - Python >= 3.12 names it _sha2
-    from hashlib import sha256
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,8 +26,8 @@ _EPERM = 1
 
 
 def cache_key(section: dict[str, Any]) -> str:
-    blob = jsoncodec.dumps(section, sort_keys=True, compact=True)
-    return sha256(f"{FORMAT_VERSION}\0{os.uname().machine}\0{blob}".encode()).hexdigest()
+    blob = json.dumps(section, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{FORMAT_VERSION}\0{os.uname().machine}\0{blob}".encode()).hexdigest()
 
 
 def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:

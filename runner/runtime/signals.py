@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-from minicache import signums
+import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
 FORWARDED = (
-    signums.SIGINT,
-    signums.SIGTERM,
-    signums.SIGHUP,
-    signums.SIGQUIT,
-    signums.SIGUSR1,
-    signums.SIGUSR2,
-    signums.SIGWINCH,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
 )
 
 
@@ -51,24 +50,24 @@ class SignalForwarder:
 
     def __enter__(self) -> SignalForwarder:
         for signum in self.signals:
-            self._old[signum] = signums.signal(signum, self._handle)
+            self._old[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for signum, old in self._old.items():
-            signums.signal(signum, old)  # type: ignore[arg-type]
+            signal.signal(signum, old)  # type: ignore[arg-type]
         self._old.clear()
 
 
 def reset_in_child() -> None:
     """Default dispositions and an empty mask, as a freshly exec'ed process expects (Python ignores SIGPIPE)."""
-    for signum in range(1, signums.NSIG):
-        if signum in (signums.SIGKILL, signums.SIGSTOP):
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
             continue
         # Python records every disposition at start-up (inherited SIG_IGN too): no syscall to ask.
         with contextlib.suppress(OSError, ValueError):
-            if signums.getsignal(signum) != signums.SIG_DFL:
-                signums.signal(signum, signums.SIG_DFL)
-    signums.pthread_sigmask(signums.SIG_SETMASK, [])
+            if signal.getsignal(signum) != signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -13,9 +13,8 @@ import errno
 import fcntl
 import os
 import select
+import signal
 import struct
-
-from minicache import signums
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class TerminalSession:
             self._saved_attrs = termios.tcgetattr(self.stdin)
             tty.setraw(self.stdin, termios.TCSANOW)
         self.resize()
-        self._old_winch = signums.signal(signums.SIGWINCH, self._on_winch)
+        self._old_winch = signal.signal(signal.SIGWINCH, self._on_winch)
         return self
 
     def _on_winch(self, signum: int, frame: FrameType | None) -> None:
@@ -118,7 +117,7 @@ class TerminalSession:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        signums.signal(signums.SIGWINCH, self._old_winch or signums.SIG_DFL)  # type: ignore[arg-type]
+        signal.signal(signal.SIGWINCH, self._old_winch or signal.SIG_DFL)  # type: ignore[arg-type]
         if self._saved_attrs is not None:
             import termios
 

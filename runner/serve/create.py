@@ -17,13 +17,10 @@ if TYPE_CHECKING:
 
 
 def _defaults() -> dict[str, Any]:
-    from minirun.argtable import APPEND, FLAG
+    from minirun.argtable import defaults
     from minirun.commands.run import CONTAINER_OPTIONS
 
-    out: dict[str, Any] = {}
-    for option in CONTAINER_OPTIONS:
-        out[option.dest] = False if option.kind == FLAG else [] if option.kind == APPEND else option.default
-    return out
+    return defaults(CONTAINER_OPTIONS)
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -47,7 +44,7 @@ def _number(value: Any) -> str | None:
 
 def namespace(body: dict[str, Any], name: str | None) -> Any:
     """`minirun create`'s parsed flags for an Engine API create body."""
-    from minirun.argtable import Namespace
+    from argparse import Namespace
 
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
