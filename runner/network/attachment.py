@@ -424,24 +424,14 @@ def _ipv6_off(ns_path: str, ifname: str) -> None:
     """IPv6 off on the container's interface (our networks are IPv4 only): otherwise it takes the router
     advertisements another container on the bridge sends (CAP_NET_RAW), and a route through that container.
     A sysctl under /proc/sys/net is the one of the network namespace the opening thread is in."""
-    from minicache.syscalls import CLONE_NEWNET, setns
+    from minirun.network.rtnl import entered
 
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(target, CLONE_NEWNET)
-        finally:
-            os.close(target)
-        try:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
-                f.write("1")
-        except FileNotFoundError:  # IPv6 is not in this kernel, or off for the whole namespace
-            pass
-        finally:
-            setns(own, CLONE_NEWNET)
-    finally:
-        os.close(own)
+    with (
+        entered(ns_path),
+        contextlib.suppress(FileNotFoundError),  # no IPv6 in this kernel, or off for the whole namespace
+        open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f,
+    ):
+        f.write("1")
 
 
 def _publish(

@@ -11,10 +11,12 @@ socket() call (`Rtnl(netns=path)`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 from minirun.network import netlink as nl
 
@@ -48,19 +50,29 @@ def _socket_in(netns: str) -> socket.socket:
     """A NETLINK_ROUTE socket of the network namespace bound at `netns`.
 
     A netlink socket belongs to the namespace its creator was in at socket(): enter, open, come back.
-    Only this thread moves, and only for the one call.
+    """
+    with entered(netns):
+        return _open_socket()
+
+
+@contextlib.contextmanager
+def entered(path: str | os.PathLike[str]) -> Iterator[None]:
+    """This thread in the network namespace bound at `path` for the body, then back in its own.
+
+    What belongs to a namespace is decided by the thread that makes it: a netlink socket at socket(), a
+    sysctl under /proc/sys/net at open(). Only this thread moves, and only for the body.
     """
     from minicache.syscalls import CLONE_NEWNET, setns
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(target, CLONE_NEWNET)
         finally:
             os.close(target)
         try:
-            return _open_socket()
+            yield
         finally:
             setns(own, CLONE_NEWNET)
     finally:
