@@ -286,7 +286,7 @@ def version() -> dict[str, Any]:
     uname = os.uname()
     v = version_string()
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine, uname.machine)
-    details = {
+    common = {
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
         "GitCommit": "",
@@ -295,20 +295,13 @@ def version() -> dict[str, Any]:
         "Arch": arch,
         "KernelVersion": uname.release,
         "BuildTime": "",
-        "Experimental": "false",
     }
+    details = {**common, "Experimental": "false"}
     return {
         "Platform": {"Name": "minicontainer"},
         "Components": [{"Name": "Engine", "Version": v, "Details": details}],
         "Version": v,
-        "ApiVersion": API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "python" + platform.python_version(),
-        "Os": "linux",
-        "Arch": arch,
-        "KernelVersion": uname.release,
-        "BuildTime": "",
+        **common,
     }
 
 
