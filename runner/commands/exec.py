@@ -80,6 +80,8 @@ def _detached(start: Callable[[], Process]) -> int:
     which may never reap), and a zombie left in the container's PID namespace keeps that namespace, and
     so the container's init, from ending. The keeper reports the start (or its error) over a pipe.
     """
+    from minirun.runtime.channel import read_report
+
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -111,14 +113,10 @@ def _detached(start: Callable[[], Process]) -> int:
             code = 1
         os._exit(code)
     os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    if chunks:
+    report = read_report(read_end)
+    if report is not None:
         from minicache.errors import MiniError
 
-        report = json.loads(b"".join(chunks))
         err = MiniError(report["message"], hint=report.get("hint"))
         err.exit_code = int(report.get("code") or 125)
         raise err

@@ -10,6 +10,7 @@ Descriptors are packed with `struct` (loaded anyway by ctypes), not `array` (one
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 
@@ -70,3 +71,17 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def read_report(read_end: int) -> dict | None:
+    """What a forked child wrote to a close-on-exec pipe before it failed (None: it exec'd or ended silently).
+
+    The pipe closes at the child's execve or exit, so reading to its end is the wait; the read end is closed.
+    """
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    return json.loads(b"".join(chunks)) if chunks else None

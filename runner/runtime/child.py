@@ -29,7 +29,7 @@ import struct
 
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
-from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
+from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
 
 TYPE_CHECKING = False
@@ -355,13 +355,9 @@ def _fork_exec(cfg: ChildConfig, chan: Channel) -> int:
                 os.write(write_end, json.dumps({"code": 125, "msg": f"exec: {_describe(e)}"}).encode())
         os._exit(code)
     os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    if chunks:
+    failure = read_report(read_end)
+    if failure is not None:
         os.waitpid(pid, 0)
-        failure = json.loads(b"".join(chunks))
         raise ChildError(int(failure["code"]), str(failure["msg"]))
     return pid
 

@@ -52,7 +52,8 @@ while :; do
     grep -q "HOST-ONLY-" $d/environ 2>/dev/null && echo "environ $p" >> /tmp/findings
     if (exec 3<>$d/mem) 2>/dev/null; then
       after=$(readlink $d/exe 2>/dev/null)  # it may have exec'ed busybox since: then it is the container's
-      [ "$after" = /bin/busybox ] || echo "mem $p $e" >> /tmp/findings
+      state=$(cut -d' ' -f3 $d/stat 2>/dev/null)  # a process that ended has no memory: its mem opens empty
+      [ "$after" = /bin/busybox ] || [ -z "$state" ] || [ "$state" = Z ] || echo "mem $p $e" >> /tmp/findings
     fi
   done
 done
