@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import signal
 import sys
 import time
 import warnings
@@ -16,8 +18,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from minicache import signums
-from minicache.charsets import ALNUM, is_name
 from minicache.errors import ContainerStateError, InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
 
@@ -29,11 +29,8 @@ if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the 
 
 DEFAULT_PARENT = "minicontainer"
 PARENT_ENV = "MINICONTAINER_CGROUP_PARENT"
-# Checked as plain strings (no `re` on the `run` hot path); as regexes, for the tests and the reader:
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,254}"
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
-_NAME_CHARS = ALNUM | frozenset("_.@:-")
-_ID_CHARS = ALNUM | frozenset("_.-")
 
 
 class CgroupError(MiniError):
@@ -69,7 +66,7 @@ def show_warnings(prog: str = "minirun") -> None:
 
 
 def check_container_id(container_id: str) -> str:
-    if not isinstance(container_id, str) or not is_name(container_id, ALNUM, _ID_CHARS, 128):
+    if not isinstance(container_id, str) or not re.fullmatch(ID_PATTERN, container_id):
         raise InvalidSpec(
             f"invalid container ID for a cgroup: {container_id!r}",
             hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
@@ -83,7 +80,7 @@ def parent_parts(parent: str) -> tuple[str, ...]:
     The path is taken from each hierarchy's root, so every invocation finds the same directories.
     """
     parts = tuple(p for p in parent.strip("/").split("/"))
-    if not parent.strip("/") or not all(is_name(p, ALNUM, _NAME_CHARS, 255) for p in parts):
+    if not parent.strip("/") or not all(re.fullmatch(NAME_PATTERN, p) for p in parts):
         raise InvalidSpec(
             f"invalid cgroup parent {parent!r}",
             hint="use a path like minicontainer or machine/minicontainer (letters, digits, '_.@:-'), not '..'",
@@ -263,7 +260,7 @@ class Cgroup(ABC):
         """True while the cgroup is frozen (paused)."""
 
     # -- ending ----------------------------------------------------------------------------------------------
-    def kill_all(self, sig: int = signums.SIGKILL) -> int:
+    def kill_all(self, sig: int = signal.SIGKILL) -> int:
         """Send `sig` to every process inside; returns how many were signalled.
 
         The cgroup is frozen while the PIDs are read and signalled, so none can fork a new one or exit and
@@ -286,7 +283,7 @@ class Cgroup(ABC):
                 except ProcessLookupError:
                     pass
         finally:
-            if froze and (not was_frozen or sig == signums.SIGKILL):
+            if froze and (not was_frozen or sig == signal.SIGKILL):
                 try:
                     self.thaw()
                 except CgroupError:
@@ -301,7 +298,7 @@ class Cgroup(ABC):
         deadline = time.monotonic() + timeout
         while self.exists():
             if self.pids():
-                self.kill_all(signums.SIGKILL)
+                self.kill_all(signal.SIGKILL)
             if self._remove_dirs():
                 return
             if time.monotonic() > deadline:

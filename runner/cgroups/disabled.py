@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from minicache import signums
 from minirun.cgroups.base import Cgroup, CgroupError, warn
 from minirun.cgroups.limits import Limits
 
@@ -59,7 +59,7 @@ class DisabledCgroup(Cgroup):
     def frozen(self) -> bool:
         return False
 
-    def kill_all(self, sig: int = signums.SIGKILL) -> int:
+    def kill_all(self, sig: int = signal.SIGKILL) -> int:
         return 0
 
     def destroy(self, timeout: float = 10.0) -> None:

@@ -10,8 +10,8 @@ Values are checked here with Docker's rules and units, so a bad one fails before
 from __future__ import annotations
 
 import os
+import re
 
-from minicache.charsets import DIGITS, is_name
 from minicache.errors import InvalidSpec
 from minirun.argtable import APPEND, VALUE, Option, add_to
 from minirun.cgroups.base import warn
@@ -108,8 +108,8 @@ def parse_bytes(flag: str, value: str) -> int:
 
 
 def _ascii_digits(text: str, most: int) -> bool:
-    """Whether `text` is 1 to `most` ASCII digits (regex [0-9]{1,most}, without importing re)."""
-    return is_name(text, DIGITS, DIGITS, most)
+    """Whether `text` is 1 to `most` ASCII digits."""
+    return re.fullmatch(f"[0-9]{{1,{most}}}", text) is not None
 
 
 def _is_decimal(text: str) -> bool:

@@ -17,11 +17,11 @@ A controller a requested limit needs and that cannot be enabled is an error nami
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
-from minicache import signums
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minirun.cgroups.base import (
     Cgroup,
@@ -320,9 +320,9 @@ class V2Cgroup(Cgroup):
     def frozen(self) -> bool:
         return self._events().get("frozen") == 1
 
-    def kill_all(self, sig: int = signums.SIGKILL) -> int:
+    def kill_all(self, sig: int = signal.SIGKILL) -> int:
         """SIGKILL goes through cgroup.kill (Linux 5.14+): the kernel kills the whole subtree atomically."""
-        if sig == signums.SIGKILL and (self.path / "cgroup.kill").exists():
+        if sig == signal.SIGKILL and (self.path / "cgroup.kill").exists():
             count = len(self.pids())
             write(self.path / "cgroup.kill", 1)
             return count
