@@ -174,8 +174,6 @@ def process_args(image: dict[str, Any], opts: RunOptions) -> list[str]:
 
 def working_dir(image: dict[str, Any], opts: RunOptions) -> str:
     cwd = opts.workdir if opts.workdir is not None else (image.get("WorkingDir") or "/")
-    if not isinstance(cwd, str):  # the image's config is JSON from anywhere
-        raise InvalidSpec(f"invalid WorkingDir {cwd!r} in the image's config", hint="it must be an absolute path")
     if not cwd.startswith("/"):
         raise InvalidSpec(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")
     return posixpath.normpath("/" + cwd.lstrip("/"))  # `/../..` stays `/`; symlinks are resolved inside later

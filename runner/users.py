@@ -57,15 +57,8 @@ def _number(text: str) -> int | None:
     return None
 
 
-def check_spec(spec: object) -> None:
-    """The image's User is JSON from anywhere: a string or nothing."""
-    if spec is not None and not isinstance(spec, str):
-        raise InvalidSpec(f"invalid User {spec!r} in the image's config", hint="it must be NAME or UID[:GID]")
-
-
 def resolve(rootfs: Path, spec: str | None) -> User:
-    """Resolve a user spec against the image at `rootfs` (empty/None: root)."""
-    check_spec(spec)
+    """Resolve a user spec against the image at `rootfs` (empty/None: root); spec.image_settings checked its type."""
     spec = (spec or "").strip()
     if not spec:
         spec = "0"

@@ -40,7 +40,7 @@ def test_a_user_or_workdir_of_the_wrong_shape_is_one_line(
         for argv in (("run", "--rm"), ("run", "-d"), ("create",)):
             result = minirun(store_root, *argv, "shape:latest", "true")
             assert result.returncode == 125, (argv, result.stdout, result.stderr)
-            assert result.stderr.count("\n") == 1 and f"invalid {word}" in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1 and f"{word} is not a string" in result.stderr, result.stderr
     finally:
         for cid in container_ids(store_root):
             minirun(store_root, "rm", "-f", cid)
