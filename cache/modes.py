@@ -26,9 +26,12 @@ PRIVATE_FILE = 0o600  # a container's config, environment, state and log; lock f
 # They hold names and addresses only; the container's 0700 directory closes them to the host's users.
 CONTAINER_SHARED_FILES = frozenset({"hosts", "hostname", "resolv.conf"})
 # What the store's root and its run-time state hold: nothing else there is touched (or it is not a store).
-ROOT_ENTRIES = frozenset({"blobs", "layers", "images", "containers", "tmp", "locks"})
-KEPT_BESIDE = frozenset({"cache", "networks"})  # minirun's seccomp cache and network records, in the root
-RUN_ROOT_ENTRIES = frozenset({"netns", "networks", "mounts"})
+ROOT_ENTRIES = frozenset({"blobs", "layers", "images", "containers", "tmp", "locks", "buildcache"})
+# minirun's seccomp cache, network records and serve's token, in the root; the event log both CLIs append to.
+KEPT_BESIDE = frozenset({"cache", "networks", "serve"})
+KEPT_FILES = frozenset({"events.log", "events.log.1"})
+API_SOCKET = "api.sock"  # `minirun serve`'s default socket, in the run-time root
+RUN_ROOT_ENTRIES = frozenset({"netns", "networks", "mounts", API_SOCKET})
 
 
 def _chmod(path: Path | str, mode: int, kind: int) -> None:
@@ -67,6 +70,8 @@ def tighten(store: Store) -> None:
             _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
         elif name in KEPT_BESIDE:
             _close_tree(store.root / name)
+        elif name in KEPT_FILES:
+            _chmod(store.root / name, PRIVATE_FILE, stat.S_IFREG)
     _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
         _chmod(store.layers_dir / name, PRIVATE_DIR, stat.S_IFDIR)

@@ -18,6 +18,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
+from minicache.modes import API_SOCKET
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,12 +27,11 @@ if TYPE_CHECKING:
     from minicache.store import Store
 
 GROUP = "minicontainer"
-SOCKET_NAME = "api.sock"
 SOCKET_MODE = 0o660
 
 
 def default_socket(store: Store) -> Path:
-    return store.run_root / SOCKET_NAME
+    return store.run_root / API_SOCKET
 
 
 def parse_listen(text: str) -> tuple[str, int]:
