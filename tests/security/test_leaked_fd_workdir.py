@@ -16,21 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from lifecyclekit import _subreaper, reaper, run_d  # noqa: F401  (fixtures)
+from lifecyclekit import _subreaper, reaper, remove_leftovers, run_d  # noqa: F401  (fixtures)
 from minicache.store import Store
 from runkit import MINIRUN, assert_nothing_left, container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
 from storekit import add_rootfs_image
 
-pytestmark = pytest.mark.root
-
-
-@pytest.fixture(autouse=True)
-def _remove_leftovers(no_leaks, reaper, store_root: Path):  # noqa: F811 - torn down before no_leaks checks
-    """A test that failed half-way leaves containers: force-remove them so the leak check sees the test's own."""
-    yield
-    if (store_root / "containers").is_dir():
-        for cid in container_ids(store_root):
-            minirun(store_root, "rm", "-f", cid, timeout=30)
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("remove_leftovers")]
 
 
 FDS = range(3, 21)
