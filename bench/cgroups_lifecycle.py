@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from minirun import cgroups
-from minirun.spec import DEVICE_RULES
+from minirun.engine.spec import DEVICE_RULES
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 RESOURCES = {

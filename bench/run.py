@@ -42,7 +42,7 @@ import benchkit  # noqa: E402
 import imagekit  # noqa: E402
 from benchkit import unmount_under  # noqa: E402
 from minicache.store import Store  # noqa: E402
-from minirun import spec  # noqa: E402
+from minirun.engine import spec  # noqa: E402
 from storekit import add_rootfs_image  # noqa: E402
 
 EDITABLE_MINIRUN = str(Path(sys.executable).with_name("minirun"))

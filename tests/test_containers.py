@@ -9,7 +9,7 @@ import time
 import pytest
 from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
 from minicache.store import Store
-from minirun.containers import EXITED, RUNNING, ContainerStore, State, now
+from minirun.engine.containers import EXITED, RUNNING, ContainerStore, State, now
 
 
 def test_create_and_lookup(store: Store) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from minicache.errors import InvalidSpec
 from minicache.record import Record, replace
-from minirun import flags
+from minirun.engine import flags
 
 
 @pytest.mark.parametrize(

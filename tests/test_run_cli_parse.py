@@ -1,4 +1,4 @@
-"""`minirun run`/`create` command lines: parsed by argparse from the command's option table (minirun.argtable).
+"""`minirun run`/`create` command lines: parsed by argparse from the command's option table (minirun.cli.options).
 
 Docker's forms (clusters of short flags, `-h HOSTNAME`, the image ending the options), Docker's exit code
 for usage errors, and argparse's own messages and help.
@@ -7,7 +7,7 @@ for usage errors, and argparse's own messages and help.
 from __future__ import annotations
 
 import pytest
-from minirun import cli
+from minirun.cli import main as cli
 
 
 def _parse(line: str) -> object:

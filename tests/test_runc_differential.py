@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from minirun import spec
-from minirun.users import User
+from minirun.engine import spec
+from minirun.engine.users import User
 from runkit import no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not shutil.which("runc"), reason="runc is not installed")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
-from minirun import seccomp_profile, spec
+from minirun.engine import seccomp_profile, spec
 from minirun.runtime import caps
 from runkit import (
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
-from minirun import seccomp_profile
+from minirun.engine import seccomp_profile
 from minirun.runtime import caps, seccomp
 
 DEFAULT_CAPS = list(caps.DOCKER_DEFAULT)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from minicache.errors import InvalidSpec
-from minirun import spec
-from minirun.flags import Tmpfs, Ulimit, Volume
+from minirun.engine import spec
+from minirun.engine.flags import Tmpfs, Ulimit, Volume
+from minirun.engine.spec import RunOptions, SpecContext
+from minirun.engine.users import User
 from minirun.runtime import caps
 from minirun.runtime.config import BUILTIN_INIT_ANNOTATION
-from minirun.spec import RunOptions, SpecContext
-from minirun.users import User
 
 CID = "ab" * 32
 KERNEL_CAPS = caps.NAMES  # a kernel that knows every capability we know

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from minicache.errors import InvalidSpec
-from minirun.users import User, resolve
+from minirun.engine.users import User, resolve
 
 
 @pytest.fixture

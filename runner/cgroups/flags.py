@@ -13,7 +13,6 @@ import os
 import re
 
 from minicache.errors import InvalidSpec
-from minirun.argtable import APPEND, VALUE, Option, add_to
 from minirun.cgroups.base import warn
 from minirun.cgroups.limits import (
     CPU_LIST,
@@ -26,6 +25,7 @@ from minirun.cgroups.limits import (
     cpu_set,
     parse_cpu_list,
 )
+from minirun.cli.options import APPEND, VALUE, Option, add_to
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:

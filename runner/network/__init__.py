@@ -2,9 +2,10 @@
 
 The engine's side of it is two calls: `attach(store, container_id, NetworkOptions(...))` before the
 container starts (it returns the namespace path to put in the OCI spec, the hosts and resolv.conf
-content and the published ports) and `detach(store, container_id)` after it stops; `wiring` adapts them
-to the engine's containers. Importing this package costs nothing: the names below are loaded on first
-use (PEP 562), rtnetlink and libnftables only by the calls that need them, so `--network none` pays nothing.
+content and the published ports) and `detach(store, container_id)` after it stops; minirun.engine.networking
+adapts them to the engine's containers. Importing this package costs nothing: the names below are loaded on
+first use (PEP 562), rtnetlink and libnftables only by the calls that need them, so `--network none` pays
+nothing.
 """
 
 from __future__ import annotations

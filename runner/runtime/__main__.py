@@ -48,8 +48,8 @@ def _write_spec(bundle: str, container_id: str, network: str) -> int:
     import json
     from pathlib import Path
 
-    from minirun import spec
     from minirun.cgroups.base import default_parent
+    from minirun.engine import spec
 
     cgroups_path = f"/{default_parent().strip('/')}/{container_id}"
     oci = spec.build(

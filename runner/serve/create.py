@@ -1,7 +1,7 @@
 """`POST /containers/create`: the Engine API's container config made into `minirun create`'s flags.
 
 The body is turned into the namespace `minirun run`'s option table would give (flag strings, as a user
-would type them) and handed to `minirun.commands.run.create`: the same checks and the same container
+would type them) and handed to `minirun.cli.commands.run.create`: the same checks and the same container
 as `minirun run -d` makes from the same options.
 """
 
@@ -13,12 +13,12 @@ from minicache.errors import InvalidSpec
 
 if TYPE_CHECKING:
     from minicache.store import Store
-    from minirun.containers import Container
+    from minirun.engine.containers import Container
 
 
 def _defaults() -> dict[str, Any]:
-    from minirun.argtable import defaults
-    from minirun.commands.run import CONTAINER_OPTIONS
+    from minirun.cli.commands.run import CONTAINER_OPTIONS
+    from minirun.cli.options import defaults
 
     return defaults(CONTAINER_OPTIONS)
 
@@ -120,6 +120,6 @@ def namespace(body: dict[str, Any], name: str | None) -> Any:
 
 def create(store: Store, body: dict[str, Any], name: str | None) -> Container:
     """Create (not start) the container the body describes."""
-    from minirun.commands import run
+    from minirun.cli.commands import run
 
     return run.create(store, namespace(body, name), attach=False)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from minicache import events
 from minicache.errors import NotFound
-from minirun import lifecycle
-from minirun.containers import ACTIVE, ContainerStore
+from minirun.engine import lifecycle
+from minirun.engine.containers import ACTIVE, ContainerStore
 from minirun.serve import auth, documents
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from minicache.store import Store
     from minirun.cgroups import CgroupStats
-    from minirun.containers import Container
+    from minirun.engine.containers import Container
     from starlette.requests import Request
 
 HISTORY = 300  # samples kept per container: five minutes at one a second
@@ -82,10 +82,9 @@ class Sampler:
         self.task: asyncio.Task[None] | None = None
 
     def _row(self, container: Container, now: float) -> dict[str, Any]:
-        from minirun import usage
         from minirun.cgroups.stats import cpu_percent, host_memory
-        from minirun.network import wiring
-        from minirun.views import parse_time, status_text
+        from minirun.cli.views import parse_time, status_text
+        from minirun.engine import networking, usage
 
         state = lifecycle.observe(container, patience=0)
         record = container.record
@@ -98,7 +97,7 @@ class Sampler:
             "status": status_text(state, now),
             "created": record.get("Created"),
             "uptime": max(0.0, now - (parse_time(state.StartedAt) or now)) if active else None,
-            "ports": _ports_text(wiring.network_settings(self.store, container, active)) if active else "",
+            "ports": _ports_text(networking.network_settings(self.store, container, active)) if active else "",
             "labels": documents.labels(record),
             "cpu": None,
             "memory": None,
@@ -259,7 +258,7 @@ async def stream(request: Request) -> Response:
 
 async def log_stream(request: Request) -> Response:
     """The container's log as server-sent events (one `log` event per batch of entries), followed."""
-    from minirun import logs
+    from minirun.engine import logs
 
     container = await to_thread.run_sync(ContainerStore(request.app.state.store).get, request.path_params["id"])
     batches = logs.follow(container, tail=200, keep_following=True)

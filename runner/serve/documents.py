@@ -1,7 +1,7 @@
 """The Docker Engine API's JSON documents (v1.41), made from what the engine's library reads.
 
-Nothing here reads the kernel or the store by itself: container state comes from minirun.lifecycle,
-inspect documents from minirun.views, counters from minirun.usage, images from minicache.imageinfo.
+Nothing here reads the kernel or the store by itself: container state comes from minirun.engine.lifecycle,
+inspect documents from minirun.cli.views, counters from minirun.engine.usage, images from minicache.imageinfo.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import platform
 import time
 from typing import TYPE_CHECKING, Any
 
-from minirun import views
-from minirun.containers import ACTIVE
+from minirun.cli import views
+from minirun.engine.containers import ACTIVE
 
 if TYPE_CHECKING:
     from minicache.images import ImageRecord
     from minicache.store import Store
     from minirun.cgroups import CgroupStats
-    from minirun.containers import Container, State
+    from minirun.engine.containers import Container, State
 
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -59,10 +59,10 @@ def port_list(network_settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 def container_summary(container: Container, state: State, now: float | None = None) -> dict[str, Any]:
     """One entry of `GET /containers/json`."""
-    from minirun.network import wiring
+    from minirun.engine import networking
 
     record = container.record
-    settings = wiring.network_settings(container.store, container, state.Status in ACTIVE)
+    settings = networking.network_settings(container.store, container, state.Status in ACTIVE)
     return {
         "Id": container.id,
         "Names": ["/" + record.get("Name", "")],
@@ -97,7 +97,7 @@ def inspect(container: Container, state: State) -> dict[str, Any]:
 
 def filter_matches(filters: dict[str, list[str]], container: Container, state: State) -> bool:
     """Docker's container filters: status, name, id (minirun ps's rules) and label (KEY or KEY=VALUE)."""
-    from minirun.commands.ps import matches
+    from minirun.cli.commands.ps import matches
 
     basic = {k: v for k, v in filters.items() if k in ("status", "name", "id")}
     record = container.record
@@ -132,7 +132,7 @@ class Sample:
     def __init__(
         self, stats: CgroupStats | None, pid: int, *, read: float | None = None, system: int | None = None
     ) -> None:
-        from minirun import usage
+        from minirun.engine import usage
 
         self.stats = stats
         self.read = time.time() if read is None else read

@@ -1,7 +1,7 @@
 """The Docker Engine API subset (v1.41) that the docker CLI and the Docker SDK need, on the engine's library.
 
-Every action is the library function the `minirun` command of the same name calls (minirun.lifecycle,
-minirun.engine, minirun.logs, minirun.usage). Starting a container is the one exception in form, not in
+Every action is the library function the `minirun` command of the same name calls (minirun.engine's
+lifecycle, steps, logs and usage). Starting a container is the one exception in form, not in
 logic: it runs `minirun start`, because a container's monitor must be forked from a process without
 threads, and this server runs its blocking work on a thread pool.
 """
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from minicache import events
 from minicache.errors import ContainerStateError, MiniError, NotFound
-from minirun import lifecycle
-from minirun.containers import ACTIVE, RESTARTING, ContainerStore
+from minirun.engine import lifecycle
+from minirun.engine.containers import ACTIVE, RESTARTING, ContainerStore
 from minirun.serve import documents
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from minicache.store import Store
-    from minirun.containers import Container
+    from minirun.engine.containers import Container
     from starlette.requests import Request
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -98,7 +98,8 @@ def container(request: Request) -> Container:
 
 def minirun_command(store: Store, *args: str) -> None:
     """Run `minirun --root ... ARGS` (for actions that fork a container's monitor); MiniError on failure."""
-    argv = [sys.executable, "-m", "minirun.cli", "--root", str(store.root), "--runroot", str(store.run_root), *args]
+    argv = [sys.executable, "-m", "minirun.cli.main", "--root", str(store.root), "--runroot", str(store.run_root)]
+    argv += args
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         text = result.stderr.strip().splitlines()
@@ -187,7 +188,7 @@ def inspect_container(request: Request) -> Response:
 
 
 def top(request: Request) -> Response:
-    from minirun import usage
+    from minirun.engine import usage
 
     c = container(request)
     ps_args = request.query_params.get("ps_args")
@@ -202,8 +203,8 @@ def _frame(stream: str, data: bytes) -> bytes:
 
 
 def logs(request: Request) -> Response:
-    from minirun import logs as logfile
-    from minirun.views import parse_time
+    from minirun.cli.views import parse_time
+    from minirun.engine import logs as logfile
 
     c = container(request)
     want = {s for s in ("stdout", "stderr") if flag(request, s)}
@@ -243,10 +244,10 @@ def _in_window(at: float | None, since: float, until: float) -> bool:
 
 
 async def stats(request: Request) -> Response:
-    from minirun import engine, usage
+    from minirun.engine import steps, usage
 
     c = await to_thread.run_sync(container, request)
-    cgroup = await to_thread.run_sync(engine.container_cgroup, c)  # found once for the whole stream
+    cgroup = await to_thread.run_sync(steps.container_cgroup, c)  # found once for the whole stream
     stream = flag(request, "stream", True)
     one_shot = flag(request, "one-shot")
 
@@ -329,7 +330,7 @@ def restart(request: Request) -> Response:
 
 
 def kill(request: Request) -> Response:
-    from minirun.flags import parse_signal
+    from minirun.engine.flags import parse_signal
 
     c = container(request)
     sig = parse_signal(request.query_params.get("signal") or "SIGKILL")
@@ -401,7 +402,7 @@ def _seconds(text: str | None) -> float | None:
     try:
         return float(text)
     except ValueError:
-        from minirun.views import parse_time
+        from minirun.cli.views import parse_time
 
         return parse_time(text)
 

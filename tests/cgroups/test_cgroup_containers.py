@@ -160,7 +160,7 @@ def test_memory_limit_oom_kills_a_detached_container_and_inspect_says_so(store_r
     # While the exit step is held up (we hold the container's lock), `wait` already answers from the
     # monitor's note, and inspect must already say OOMKilled: it did not, before the note carried it.
     from minicache.store import Store
-    from minirun.containers import Container
+    from minirun.engine.containers import Container
 
     with Container(Store(store_root), cid).lock():
         result = minirun(store_root, "wait", "hog")

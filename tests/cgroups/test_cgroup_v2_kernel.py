@@ -193,7 +193,7 @@ def test_device_allowlist_is_an_ebpf_program_on_the_real_kernel(
 ) -> None:
     """cgroup v2 has no devices controller: the rules become a BPF_PROG_TYPE_CGROUP_DEVICE program. eBPF
     programs attach to any cgroup2 directory, controllers or not, so this runs on the hybrid's too."""
-    from minirun.spec import DEVICE_RULES
+    from minirun.engine.spec import DEVICE_RULES
 
     rules = [dict(r) for r in DEVICE_RULES] if devices == "docker" else devices
     node = tmp_path / "probe"

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from minirun import cgroups, spec
-from minirun.users import User
+from minirun import cgroups
+from minirun.engine import spec
+from minirun.engine.users import User
 from runkit import no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
 
 HOST = cgroups.detect()

@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 import netkit
 import pytest
 from minirun import network
-from minirun.containers import ContainerStore
+from minirun.engine.containers import ContainerStore
 from runkit import minirun
 
 pytestmark = pytest.mark.root

@@ -34,7 +34,7 @@ def _deep(top: Path) -> None:
 
 
 def test_a_layer_deeper_than_the_recursion_limit_is_copied(tmp_path: Path) -> None:
-    from minirun.rootfs import flatten
+    from minirun.engine.rootfs import flatten
 
     layer, root = tmp_path / "layer", tmp_path / "root"
     layer.mkdir()

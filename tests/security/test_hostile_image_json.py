@@ -26,7 +26,7 @@ from minicache.errors import MiniError
 from minicache.images import ImageRecord, LayerRef
 from minicache.layers import LayerInfo
 from minicache.store import Store
-from minirun import spec
+from minirun.engine import spec
 from runkit import container_ids, minirun
 from storekit import add_rootfs_image
 

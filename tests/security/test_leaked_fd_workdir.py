@@ -142,7 +142,7 @@ def test_a_working_directory_outside_the_root_is_refused(tmp_path: Path, busybox
     import json
     import shutil
 
-    from minirun import spec
+    from minirun.engine import spec
 
     host = tmp_path / "host-directory"
     host.mkdir()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from minicache.store import Store
-from minirun import spec
+from minirun.engine import spec
 from runkit import (
     assert_nothing_left,
     container_ids,

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from minirun import spec
+from minirun.engine import spec
 from runkit import (
     mounts_under,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test

@@ -55,7 +55,7 @@ class OpenWatch:
 
 @pytest.mark.parametrize("kind", [stat.S_IFCHR, stat.S_IFBLK])
 def test_lookup_in_an_image_never_opens_a_device(tmp_path: Path, kind: int) -> None:
-    from minirun import users
+    from minirun.engine import users
 
     etc = tmp_path / "rootfs" / "etc"
     etc.mkdir(parents=True)
@@ -72,7 +72,7 @@ def test_lookup_in_an_image_never_opens_a_device(tmp_path: Path, kind: int) -> N
 
 
 def test_lookup_still_reads_a_regular_file(tmp_path: Path) -> None:
-    from minirun import users
+    from minirun.engine import users
 
     etc = tmp_path / "rootfs" / "etc"
     etc.mkdir(parents=True)

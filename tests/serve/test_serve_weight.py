@@ -16,7 +16,7 @@ WEB = ("starlette", "uvicorn", "anyio", "minirun.serve", "h11")
 def test_run_path_loads_no_web_module_and_appends_its_events(store_root: Path, busybox_image: str) -> None:
     probe = (
         "import sys\n"
-        "from minirun import cli\n"
+        "from minirun.cli import main as cli\n"
         "code = cli.main(sys.argv[1:])\n"
         f"print('loaded:', sorted(m for m in {WEB!r} if m in sys.modules))\n"
         "sys.exit(code)\n"

@@ -1,0 +1,343 @@
+"""The container state machine: what `ps`, `stop`, `kill`, `pause`, `rm`, `wait` ... do to a container.
+
+    created ──start──▶ running ◀──unpause── paused
+       ▲                 │  └────pause────────▲
+       └──(start fails)  ▼ (exit; restart policy) ──▶ restarting ──▶ running
+                       exited ──start──▶ running          rm: gone
+
+The recorded state is only a claim: the truth is checked with the process's PID *and* start time (and
+the boot ID) and the liveness of whoever waits for it (the monitor, or the CLI of a foreground run).
+`observe` shows the truth without changing anything; `settle` (under the container's lock) writes it
+down and cleans what a crashed CLI or monitor left: mounts, cgroup, processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+from minicache import events
+from minicache.atomic import read_json
+from minicache.errors import ContainerStateError, MiniError
+from minirun.engine import steps
+from minirun.engine.containers import (
+    ACTIVE,
+    CREATED,
+    EXITED,
+    PAUSED,
+    RESTARTING,
+    RUNNING,
+    UNKNOWN_EXIT,
+    Container,
+    State,
+)
+from minirun.engine.flags import RestartPolicy, parse_signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minicache.store import Store
+
+EXIT_FILE = "exit"  # {"Pid", "PidStartTime", "ExitCode", "FinishedAt"}: written by the monitor when it reaped Pid
+LOST = "exit status unknown: nothing was watching the container when it ended"
+QUICK_RUN = 10.0  # seconds; a run shorter than this doubles the restart delay (Docker's backoff)
+
+
+# -- the truth ----------------------------------------------------------------------------------------------------
+def exit_record(container: Container, state: State) -> dict | None:
+    """The monitor's note of how the recorded process ended, if it is about that process."""
+    try:
+        note = read_json(container.dir / EXIT_FILE)
+    except (FileNotFoundError, ValueError):
+        return None
+    if note.get("Pid") == state.Pid and note.get("PidStartTime") == state.PidStartTime:
+        return note
+    return None
+
+
+def _exited(state: State, note: dict | None) -> State:
+    """`state` as it is once its process is gone: with the monitor's exit code, or the unknown one."""
+    state.Status = EXITED
+    state.ExitCode = note["ExitCode"] if note else UNKNOWN_EXIT
+    state.FinishedAt = note.get("FinishedAt") if note else state.FinishedAt
+    state.Error = None if note else LOST
+    state.OOMKilled = bool(note.get("OOMKilled")) if note else state.OOMKilled
+    state.Pid = 0
+    state.MonitorPid = 0
+    return state
+
+
+def observe(container: Container, *, patience: float = 0.2) -> State:
+    """The container's state as it really is, without changing anything (for ps, inspect, wait).
+
+    A process that ended while its monitor lives is about to be recorded: the monitor gets `patience`
+    seconds to write its exit note, and if it is slower (a loaded machine) the container is still shown as
+    it was recorded, as Docker shows it until its daemon has handled the exit. Only a dead monitor makes
+    the exit code unknown: guessing while the monitor lives made `wait` print 255 for a container that
+    exited 137 under load. With `patience=0` (is its process running now?) a process that is gone counts
+    as exited at once.
+    """
+    state = container.state()
+    if state.Status == RESTARTING and not state.monitor_alive():
+        state.Status = EXITED
+    if state.Status not in ACTIVE or state.process_alive():
+        return state
+    deadline = time.monotonic() + patience
+    while True:
+        note = exit_record(container, state)
+        if note is not None or not state.monitor_alive() or patience <= 0:
+            return _exited(state, note)
+        if time.monotonic() > deadline:
+            return state
+        time.sleep(0.01)
+
+
+def settle(store: Store, container: Container) -> State:
+    """Write down the truth and clean what a crash left (call it holding the container's lock).
+
+    An active container whose process is gone and whose monitor is dead is finished here (cgroup
+    removed, root unmounted), with the monitor's exit code if it noted one, else the unknown code.
+    A created or exited container keeps nothing mounted.
+    """
+    state = container.state()
+    if state.Status in ACTIVE:
+        if state.process_alive() or state.monitor_alive():
+            return state  # running, or ended and its monitor records it as soon as we release the lock
+        note = exit_record(container, state)
+        return steps.finish(
+            container,
+            note["ExitCode"] if note else UNKNOWN_EXIT,
+            error=None if note else LOST,
+            oom=note.get("OOMKilled") if note else None,
+        )
+    if state.Status == RESTARTING and not state.monitor_alive():
+        state.Status = EXITED
+        container.note_state(state)
+    if state.Status in (CREATED, EXITED) and not state.monitor_alive():
+        from minicache.overlay import is_mounted
+
+        if is_mounted(container.rootfs):
+            steps.rootfs.unmount(container)
+    return state
+
+
+def restart_policy(container: Container) -> RestartPolicy:
+    return RestartPolicy(**(container.record.get("HostConfig", {}).get("RestartPolicy") or {}))
+
+
+def should_restart(policy: RestartPolicy, state: State) -> bool:
+    """Docker's rule, applied by the monitor after the process ended and its exit was recorded."""
+    if state.StopRequested or policy.Name == "no":
+        return False
+    if policy.Name == "on-failure":
+        failed = state.ExitCode not in (0, None)
+        return failed and (policy.MaximumRetryCount == 0 or state.RestartCount < policy.MaximumRetryCount)
+    return True  # always, unless-stopped
+
+
+def next_delay(previous: float, ran_for: float) -> float:
+    """Docker's backoff: 100 ms, doubled after every run shorter than 10 s, at most a minute."""
+    if previous == 0 or ran_for >= QUICK_RUN:
+        return 0.1
+    return min(previous * 2, 60.0)
+
+
+# -- signals ------------------------------------------------------------------------------------------------------
+def _signal(container: Container, state: State, sig: int) -> None:
+    """Send `sig` to the container's init (its PID checked with its start time just before)."""
+    if state.process_alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.Pid, sig)
+
+
+def _thaw(container: Container, state: State) -> None:
+    steps.container_cgroup(container).thaw()
+    state.Status = RUNNING
+    container.note_state(state)
+
+
+def _wait_gone(state: State, timeout: float) -> bool:
+    """Wait until the recorded process is gone; False if it still runs after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while state.process_alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def _wait_recorded(store: Store, container: Container, timeout: float = 10.0) -> None:
+    """After the process is gone: wait for its monitor to record the exit, or record it ourselves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = container.state()
+        if state.Status not in ACTIVE:
+            return
+        if not state.monitor_alive() or time.monotonic() >= deadline:
+            with container.lock():
+                settle(store, container)
+                state = container.state()
+                if state.Status in ACTIVE and not state.process_alive():
+                    steps.finish(container, UNKNOWN_EXIT, error="the monitor did not record the exit in time")
+            return
+        time.sleep(0.01)
+
+
+def stop_signal(container: Container) -> int:
+    return parse_signal(container.record.get("Config", {}).get("StopSignal") or "SIGTERM")
+
+
+def stop(store: Store, container: Container, timeout: float | None = None) -> None:
+    """The stop signal (image's StopSignal or SIGTERM), SIGKILL after `timeout` seconds; no restart follows.
+
+    Stopping a container that is not running does nothing (as `docker stop`).
+    """
+    with container.lock():
+        state = settle(store, container)
+        if state.Status == RESTARTING:  # between two runs: the monitor sees this and starts nothing
+            state.StopRequested = True
+            state.Status = EXITED
+            container.note_state(state)
+            return
+        if state.Status not in ACTIVE:
+            return
+        if timeout is None:
+            configured = container.record.get("Config", {}).get("StopTimeout")
+            timeout = steps.DEFAULT_STOP_TIMEOUT if configured is None else configured
+        # The signal first, then the record (the monitor reads it under this lock, once we release it):
+        # on a full disk the record may fail, the stop must not.
+        if timeout > 0:
+            _signal(container, state, stop_signal(container))
+        state.StopRequested = True
+        container.note_state(state)
+        if timeout > 0 and state.Status == PAUSED:
+            _thaw(container, state)
+    if timeout <= 0 or not _wait_gone(state, timeout):
+        kill_now(store, container, state)
+    _wait_recorded(store, container)
+    events.container(store, "stop", container.id, container.record)
+
+
+def kill_now(store: Store, container: Container, state: State) -> None:
+    """SIGKILL everything in the container's cgroup (the init too), and wait until the init is gone."""
+    with container.lock():
+        cgroup = steps.container_cgroup(container)
+        if cgroup.exists():
+            cgroup.kill_all(signal.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
+        _signal(container, state, signal.SIGKILL)
+        if not _wait_gone(state, 10.0):
+            raise ContainerStateError(f"container {container.name} did not die from SIGKILL within 10 s")
+        fresh = container.state()
+        if fresh.Status == PAUSED:
+            fresh.Status = RUNNING
+            container.note_state(fresh)
+
+
+def kill(store: Store, container: Container, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to the container's init (`docker kill`); no restart policy applies afterwards."""
+    with container.lock():
+        state = settle(store, container)
+        if state.Status == RESTARTING:
+            state.StopRequested = True
+            state.Status = EXITED
+            container.note_state(state)
+            return
+        if state.Status not in ACTIVE:
+            raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
+        _signal(container, state, sig)  # first: on a full disk the record below may fail, the kill must not
+        state.StopRequested = True
+        container.note_state(state)
+        events.container(store, "kill", container.id, container.record, signal=sig)
+        if state.Status == PAUSED and sig in (signal.SIGKILL, stop_signal(container)):
+            _thaw(container, state)  # as Docker: the signal is delivered once the processes run
+
+
+def pause(store: Store, container: Container) -> None:
+    with container.lock():
+        state = settle(store, container)
+        if state.Status == PAUSED:
+            raise ContainerStateError(f"container {container.name} is already paused")
+        if state.Status != RUNNING:
+            raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
+        steps.container_cgroup(container).freeze()
+        state.Status = PAUSED
+        container.set_state(state)
+    events.container(store, "pause", container.id, container.record)
+
+
+def unpause(store: Store, container: Container) -> None:
+    with container.lock():
+        state = settle(store, container)
+        if state.Status != PAUSED:
+            raise ContainerStateError(f"container {container.name} is not paused")
+        _thaw(container, state)
+    events.container(store, "unpause", container.id, container.record)
+
+
+def remove(store: Store, container: Container, *, force: bool = False) -> None:
+    """Delete the container; a running one only with `force` (killed first). Whatever a crash left goes too."""
+    with container.lock():
+        state = settle(store, container)
+        if state.Status in ACTIVE:
+            if not force:
+                paused = state.Status == PAUSED  # Docker's wording for each
+                raise ContainerStateError(
+                    f"you cannot remove a {'paused' if paused else 'running'} container {container.id}",
+                    hint=("unpause and then " if paused else "")
+                    + "stop the container before attempting removal or force remove (rm -f)",
+                )
+            state.StopRequested = True
+            container.note_state(state)  # under the lock, before the kill: the monitor restarts nothing
+    if state.Status in ACTIVE:
+        kill_now(store, container, state)
+    with container.lock():
+        steps.remove(store, container)
+    monitor = State(Pid=state.MonitorPid, PidStartTime=state.MonitorStartTime, Status=RUNNING)
+    _wait_gone(monitor, 5.0)  # it notices the removal and ends: nothing of the container is left after rm
+
+
+def wait_exit(container: Container) -> int:
+    """Block until the container is not running (nor restarting); its exit code."""
+    delay = 0.005
+    while True:
+        state = observe(container)
+        if state.Status in ACTIVE or state.Status == RESTARTING:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            continue
+        if state.Status == CREATED and state.ExitCode is None:
+            time.sleep(delay)  # docker wait on a created container waits for it to run and end
+            delay = min(delay * 2, 0.1)
+            continue
+        return UNKNOWN_EXIT if state.ExitCode is None else state.ExitCode
+
+
+def after_exit(store: Store, container: Container, pid: int, code: int, monitor_pid: int) -> bool:
+    """The monitor's exit step (it reaped `pid` with `code`): record it, clean up; True to restart.
+
+    The container may have been stopped and finished by `stop`, or removed by `rm -f`, meanwhile. A
+    container about to restart names its monitor (`monitor_pid`) again: "restarting" is only true while
+    the monitor that will start it lives.
+    """
+    try:
+        with container.lock():
+            state = container.state()
+            if state.Status in ACTIVE and state.Pid == pid:
+                state = steps.finish(container, code)
+            if state.Status != EXITED or state.Pid not in (0, pid):
+                return False
+            if should_restart(restart_policy(container), state):
+                from minicache.process import start_time
+
+                state.Status = RESTARTING
+                state.MonitorPid, state.MonitorStartTime = monitor_pid, start_time(monitor_pid)
+                container.set_state(state)
+                return True
+            if container.record.get("AutoRemove"):
+                steps.remove(store, container)
+    except MiniError:  # removed meanwhile (NotFound), or a cleanup failure: nothing to restart
+        return False
+    return False
