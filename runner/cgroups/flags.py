@@ -1,10 +1,12 @@
 """Docker's resource flags for `minirun run` (and later `update`), turned into OCI `linux.resources`.
 
-    add_arguments(parser)              # --memory, --cpus, --pids-limit, ... (OPTIONS: in `run`'s table)
+    FLAGS, DEVICE_FLAGS                # --memory, --cpus, --pids-limit, ...: declared here, made options
+                                       # of `run`'s table by the command line (minirun.cli.commands.run)
     resources = resources_from_args(args)
     spec["linux"]["resources"] = resources
 
-Values are checked here with Docker's rules and units, so a bad one fails before anything is made.
+Values are checked here with Docker's rules and units, so a bad one fails before anything is made. The
+command line imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from minirun.cgroups.limits import (
     cpu_set,
     parse_cpu_list,
 )
-from minirun.cli.options import APPEND, VALUE, Option, add_to
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:
@@ -72,24 +73,6 @@ DEVICE_FLAGS = {
     "device_read_iops": "throttleReadIOPSDevice",
     "device_write_iops": "throttleWriteIOPSDevice",
 }
-
-
-OPTIONS = tuple(
-    Option(
-        names,
-        dest,
-        kind=APPEND if dest in DEVICE_FLAGS else VALUE,
-        help=help_,
-        metavar=metavar,
-        group="resource limits",
-    )
-    for dest, (names, metavar, help_) in FLAGS.items()
-)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the resource flags to a `run`-like command's parser (values are checked by resources_from_args)."""
-    add_to(parser, OPTIONS)
 
 
 def parse_bytes(flag: str, value: str) -> int:

@@ -7,14 +7,16 @@ import argparse
 import pytest
 from minicache.errors import InvalidSpec
 from minirun.cgroups import CgroupWarning, parse_resources
-from minirun.cgroups.flags import add_arguments, parse_bytes, resources_from_args
+from minirun.cgroups.flags import parse_bytes, resources_from_args
+from minirun.cli.commands.run import RESOURCE_OPTIONS
+from minirun.cli.options import add_to
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
 def resources(*argv: str, cpus: int = 2) -> dict:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_to(parser, RESOURCE_OPTIONS)
     result = resources_from_args(
         parser.parse_args(list(argv)), cpu_count=cpus, online_cpus=set(range(cpus)), online_mems={0}
     )
@@ -209,7 +211,7 @@ def test_all_flags_together_make_one_oci_dict() -> None:
 
 def test_flags_show_in_help() -> None:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_to(parser, RESOURCE_OPTIONS)
     text = parser.format_help()
     for flag in (
         "--memory",
@@ -226,7 +228,7 @@ def test_flags_show_in_help() -> None:
 def test_host_defaults_are_read_from_this_machine() -> None:
     """Without injected values the bounds come from /sys/devices/system (2 CPUs here, maybe more elsewhere)."""
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_to(parser, RESOURCE_OPTIONS)
     assert resources_from_args(parser.parse_args(["--cpus", "1", "--cpuset-cpus", "0"])) == {
         "cpu": {"quota": 100000, "period": 100000, "cpus": "0"}
     }

@@ -21,14 +21,16 @@ import pytest
 from fakecgroupfs import FakeCgroupfs, FakeV2Cgroup
 from minicache.errors import ContainerStateError, InvalidSpec, NotFound
 from minirun.cgroups import CgroupError, CgroupWarning
-from minirun.cgroups.flags import FLAGS, add_arguments, resources_from_args
+from minirun.cgroups.flags import FLAGS, resources_from_args
+from minirun.cli.commands.run import RESOURCE_OPTIONS
+from minirun.cli.options import add_to
 
 MiB = 1 << 20
 
 
 def from_flags(*argv: str) -> dict:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_to(parser, RESOURCE_OPTIONS)
     return resources_from_args(parser.parse_args(list(argv)), cpu_count=2, online_cpus={0, 1}, online_mems={0})
 
 

@@ -10,8 +10,9 @@ import os
 import sys
 
 from minicache.errors import InvalidSpec
-from minirun.cgroups.flags import OPTIONS as RESOURCE_OPTIONS
-from minirun.cli.options import APPEND, FLAG, Option, add_to
+from minirun.cgroups.flags import DEVICE_FLAGS
+from minirun.cgroups.flags import FLAGS as RESOURCE_FLAGS
+from minirun.cli.options import APPEND, FLAG, VALUE, Option, add_to
 
 DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
 
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 
 _NETWORK_HELP = f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name"
 # The flags that describe a container (`run` and `create`), in --help's order.
+# The resource flags minirun.cgroups declares and checks (--memory, --cpus, ...); the device ones repeat.
+RESOURCE_OPTIONS = tuple(
+    Option(
+        names,
+        dest,
+        kind=APPEND if dest in DEVICE_FLAGS else VALUE,
+        help=help_,
+        metavar=metavar,
+        group="resource limits",
+    )
+    for dest, (names, metavar, help_) in RESOURCE_FLAGS.items()
+)
 CONTAINER_OPTIONS = (
     Option(("-i", "--interactive"), "interactive", FLAG, "keep STDIN open"),
     Option(("-t", "--tty"), "tty", FLAG, "allocate a pseudo-terminal"),
