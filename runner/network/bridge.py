@@ -36,17 +36,6 @@ def _read_sysctl(path: str) -> str:
         return ""
 
 
-def host_routes(rtnl: Rtnl) -> list[tuple[IPv4Network, str]]:
-    """The host's IPv4 routes of every table, default routes left out, as (network, device name)."""
-    names = {link["index"]: link["name"] for link in rtnl.links()}
-    out = []
-    for route in rtnl.routes():
-        if route["dst_len"] == 0 or route["dst"] is None:
-            continue
-        out.append((IPv4Network(f"{route['dst']}/{route['dst_len']}", strict=False), names.get(route["oif"], "?")))
-    return out
-
-
 def no_ipv6(bridge: str) -> None:
     """Turn IPv6 off on one of our bridges (our networks are IPv4 only): with it on, the host takes router
     advertisements that a container (CAP_NET_RAW) sends there, and gives itself the addresses and routes
@@ -64,7 +53,7 @@ def ensure(rtnl: Rtnl, net: Network, table: str) -> tuple[int, list[str]]:
         no_ipv6(net.bridge)
         return index, []
     subnet = IPv4Network(net.subnet)
-    routes = [(route, f"the host route {route} dev {dev}") for route, dev in host_routes(rtnl)]
+    routes = [(route, f"the host route {route} dev {dev}") for route, dev in ipam.host_routes(rtnl)]
     clash = ipam.conflict(subnet, routes)
     if clash:
         raise Conflict(

@@ -18,6 +18,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from minirun.network.rtnl import Rtnl
+
+
+def host_routes(rtnl: Rtnl) -> list[tuple[IPv4Network, str]]:
+    """The host's IPv4 routes of every table, default routes left out, as (network, device name)."""
+    names = {link["index"]: link["name"] for link in rtnl.links()}
+    out = []
+    for route in rtnl.routes():
+        if route["dst_len"] == 0 or route["dst"] is None:
+            continue
+        out.append((IPv4Network(f"{route['dst']}/{route['dst_len']}", strict=False), names.get(route["oif"], "?")))
+    return out
+
 
 def parse_subnet(text: str) -> IPv4Network:
     try:

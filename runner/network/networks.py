@@ -88,11 +88,9 @@ def get(store: Store, ref: str) -> Network:
 def _taken(store: Store, rtnl: Rtnl) -> list[tuple[IPv4Network, str]]:
     """What a new subnet must not overlap: the host's routes (but those of our own bridges, which are
     the store's networks, named as such) and the store's networks."""
-    from minirun.network.bridge import host_routes
-
     nets = all_networks(store)
     ours = {n.bridge for n in nets}
-    routes = [(net, f"the host route {net} dev {dev}") for net, dev in host_routes(rtnl) if dev not in ours]
+    routes = [(net, f"the host route {net} dev {dev}") for net, dev in ipam.host_routes(rtnl) if dev not in ours]
     return routes + [(IPv4Network(n.subnet), f"the network {n.name}") for n in nets]
 
 
