@@ -1,4 +1,5 @@
-"""The container state machine: what `ps`, `stop`, `kill`, `pause`, `rm`, `wait` ... do to a container.
+"""The container state machine: every change of a container's recorded state, and what `ps`, `stop`, `kill`,
+`pause`, `rm`, `wait` ... do to a container.
 
     created ──start──▶ running ◀──unpause── paused
        ▲                 │  └────pause────────▲
@@ -8,7 +9,9 @@
 The recorded state is only a claim: the truth is checked with the process's PID *and* start time (and
 the boot ID) and the liveness of whoever waits for it (the monitor, or the CLI of a foreground run).
 `observe` shows the truth without changing anything; `settle` (under the container's lock) writes it
-down and cleans what a crashed CLI or monitor left: mounts, cgroup, processes.
+down and cleans what a crashed CLI or monitor left: mounts, cgroup, processes. The engine's steps
+(minirun.engine.steps) record a start and an exit through `record_start`, `record_exit` and `finish`; the
+monitor's exit step is `after_exit`. Nothing here imports the steps.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from minicache import events
 from minicache.atomic import read_json
 from minicache.errors import ContainerStateError, MiniError
-from minirun.engine import steps
+from minirun.engine import networking, rootfs
 from minirun.engine.containers import (
     ACTIVE,
     CREATED,
@@ -31,17 +34,111 @@ from minirun.engine.containers import (
     RUNNING,
     UNKNOWN_EXIT,
     Container,
+    ContainerStore,
     State,
+    now,
 )
 from minirun.engine.flags import RestartPolicy, parse_signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
+    from minirun.cgroups import Cgroup
 
 EXIT_FILE = "exit"  # {"Pid", "PidStartTime", "ExitCode", "FinishedAt"}: written by the monitor when it reaped Pid
 LOST = "exit status unknown: nothing was watching the container when it ended"
 QUICK_RUN = 10.0  # seconds; a run shorter than this doubles the restart delay (Docker's backoff)
+DEFAULT_STOP_TIMEOUT = 10  # seconds, as Docker
+
+
+# -- start and exit -----------------------------------------------------------------------------------------------
+def record_start(container: Container, pid: int, monitor: int, *, restarted: bool, durable: bool) -> None:
+    """Write the state of a container whose process `pid` has just started, reaped by `monitor`."""
+    from minicache.process import boot_id, start_time
+
+    old = container.state()
+    state = State(
+        RUNNING,
+        pid,
+        start_time(pid),
+        StartedAt=now(),
+        FinishedAt=old.FinishedAt,
+        ExitCode=0,
+        BootId=boot_id(),
+        MonitorPid=monitor,
+        MonitorStartTime=start_time(monitor),
+        RestartCount=old.RestartCount + (1 if restarted else 0),
+    )
+    container.set_state(state, durable=durable)
+    events.container(container.store, "start", container.id, container.record)
+
+
+def startable(state: State, restarted: bool) -> bool:
+    """Whether the monitor starts the container (settled `state`): a first start of one that is not running,
+    or a restart that nobody stopped meanwhile."""
+    if restarted:
+        return state.Status == RESTARTING and not state.StopRequested
+    return state.Status not in ACTIVE
+
+
+def container_cgroup(container: Container) -> Cgroup:
+    """The container's cgroup driver object, from its spec (or, before the first start, its options)."""
+    from minirun import cgroups
+    from minirun.runtime.cgroup import for_spec
+
+    try:
+        return for_spec(container.spec(), container.id)
+    except FileNotFoundError:
+        parent = (container.record.get("Options") or {}).get("cgroup_parent")
+        return cgroups.open(container.id, parent)
+
+
+def record_exit(
+    container: Container, code: int, *, error: str | None = None, started: bool = True, oom: bool = False
+) -> State:
+    """Write the state after the process ended (or, with `started=False`, failed to start)."""
+    durable = not container.record.get("AutoRemove")
+    state = container.state()
+    state.Status = EXITED if started else CREATED
+    state.ExitCode = code
+    state.FinishedAt = now() if started else None
+    state.Error = error
+    state.OOMKilled = oom
+    state.Pid = 0
+    state.MonitorPid = 0
+    state.MonitorStartTime = None
+    container.note_state(state, durable=durable)  # on a full disk the next command finds the process gone
+    if started:
+        events.container(container.store, "die", container.id, container.record, exitCode=code)
+    return state
+
+
+def finish(container: Container, code: int, *, error: str | None = None, oom: bool | None = None) -> State:
+    """Everything after the container's process is gone (call it holding the lock; idempotent).
+
+    Kills what is left in the cgroup and removes it (asking it first whether the OOM killer struck, unless
+    `oom` is known), unmounts the root filesystem and records the exit. Network detach belongs here.
+    """
+    try:
+        cgroup = container_cgroup(container)
+    except MiniError:
+        cgroup = None
+    if cgroup is not None:
+        if oom is None:
+            oom = cgroup.exists() and cgroup.oom_killed()
+        cgroup.destroy()
+    networking.detach(container.store, container)
+    rootfs.unmount(container)
+    return record_exit(container, code, error=error, oom=bool(oom))
+
+
+def delete(store: Store, container: Container) -> None:
+    """Delete a container whose process is gone: what `finish` cleans (again, harmlessly), then its record."""
+    with contextlib.suppress(MiniError):
+        container_cgroup(container).destroy()
+    networking.detach(store, container)
+    rootfs.unmount(container)
+    ContainerStore(store).remove(container)
 
 
 # -- the truth ----------------------------------------------------------------------------------------------------
@@ -105,7 +202,7 @@ def settle(store: Store, container: Container) -> State:
         if state.process_alive() or state.monitor_alive():
             return state  # running, or ended and its monitor records it as soon as we release the lock
         note = exit_record(container, state)
-        return steps.finish(
+        return finish(
             container,
             note["ExitCode"] if note else UNKNOWN_EXIT,
             error=None if note else LOST,
@@ -118,7 +215,7 @@ def settle(store: Store, container: Container) -> State:
         from minicache.overlay import is_mounted
 
         if is_mounted(container.rootfs):
-            steps.rootfs.unmount(container)
+            rootfs.unmount(container)
     return state
 
 
@@ -152,7 +249,7 @@ def _signal(container: Container, state: State, sig: int) -> None:
 
 
 def _thaw(container: Container, state: State) -> None:
-    steps.container_cgroup(container).thaw()
+    container_cgroup(container).thaw()
     state.Status = RUNNING
     container.note_state(state)
 
@@ -181,7 +278,7 @@ def _wait_recorded(store: Store, container: Container, timeout: float = 10.0) ->
                 settle(store, container)
                 state = container.state()
                 if state.Status in ACTIVE and not state.process_alive():
-                    steps.finish(container, UNKNOWN_EXIT, error="the monitor did not record the exit in time")
+                    finish(container, UNKNOWN_EXIT, error="the monitor did not record the exit in time")
             return
         time.sleep(0.01)
 
@@ -206,7 +303,7 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
             return
         if timeout is None:
             configured = container.record.get("Config", {}).get("StopTimeout")
-            timeout = steps.DEFAULT_STOP_TIMEOUT if configured is None else configured
+            timeout = DEFAULT_STOP_TIMEOUT if configured is None else configured
         # The signal first, then the record (the monitor reads it under this lock, once we release it):
         # on a full disk the record may fail, the stop must not.
         if timeout > 0:
@@ -224,7 +321,7 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
 def kill_now(store: Store, container: Container, state: State) -> None:
     """SIGKILL everything in the container's cgroup (the init too), and wait until the init is gone."""
     with container.lock():
-        cgroup = steps.container_cgroup(container)
+        cgroup = container_cgroup(container)
         if cgroup.exists():
             cgroup.kill_all(signal.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
         _signal(container, state, signal.SIGKILL)
@@ -262,7 +359,7 @@ def pause(store: Store, container: Container) -> None:
             raise ContainerStateError(f"container {container.name} is already paused")
         if state.Status != RUNNING:
             raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
-        steps.container_cgroup(container).freeze()
+        container_cgroup(container).freeze()
         state.Status = PAUSED
         container.set_state(state)
     events.container(store, "pause", container.id, container.record)
@@ -294,7 +391,7 @@ def remove(store: Store, container: Container, *, force: bool = False) -> None:
     if state.Status in ACTIVE:
         kill_now(store, container, state)
     with container.lock():
-        steps.remove(store, container)
+        delete(store, container)
     monitor = State(Pid=state.MonitorPid, PidStartTime=state.MonitorStartTime, Status=RUNNING)
     _wait_gone(monitor, 5.0)  # it notices the removal and ends: nothing of the container is left after rm
 
@@ -326,7 +423,7 @@ def after_exit(store: Store, container: Container, pid: int, code: int, monitor_
         with container.lock():
             state = container.state()
             if state.Status in ACTIVE and state.Pid == pid:
-                state = steps.finish(container, code)
+                state = finish(container, code)
             if state.Status != EXITED or state.Pid not in (0, pid):
                 return False
             if should_restart(restart_policy(container), state):
@@ -337,7 +434,7 @@ def after_exit(store: Store, container: Container, pid: int, code: int, monitor_
                 container.set_state(state)
                 return True
             if container.record.get("AutoRemove"):
-                steps.remove(store, container)
+                delete(store, container)
     except MiniError:  # removed meanwhile (NotFound), or a cleanup failure: nothing to restart
         return False
     return False

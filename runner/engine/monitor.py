@@ -348,43 +348,10 @@ def _start_helper(
 
 
 def _start_container(store: Store, container: Container, restarted: bool) -> tuple[Any, list[str], list[int]] | None:
-    """Prepare and start `container` for the monitor (holding its lock); None if there is nothing to start."""
-    from minirun.engine import lifecycle, steps
-    from minirun.engine.containers import ACTIVE, RESTARTING
+    """Start `container` with its stdio on this helper's 0/1/2 (see _stdio); None if there is nothing to start."""
+    from minirun.engine import steps
 
-    with container.lock():
-        state = lifecycle.settle(store, container)
-        if restarted and (state.Status != RESTARTING or state.StopRequested):
-            return None
-        if not restarted and state.Status in ACTIVE:
-            return None
-        opts = steps.options_from_json(container.record["Options"])
-        streams, ours, theirs = _stdio(opts.tty, opts.interactive)
-        try:
-            steps.prepare(store, container, console_size=(24, 80) if opts.tty else None)
-            proc = steps.start(
-                store,
-                container,
-                stdin_open=opts.interactive,
-                kill_with_parent=False,
-                monitor_pid=os.getppid(),
-                restarted=restarted,
-            )
-        except BaseException as err:
-            for fd in ours:
-                os.close(fd)
-            steps.cleanup(store, container, remove=False)  # network detached, root unmounted
-            from minicache.errors import MiniError
-
-            if isinstance(err, MiniError):
-                steps.record_exit(container, err.exit_code, error=str(err), started=restarted)
-            raise
-        finally:
-            for fd in theirs:
-                os.close(fd)
-    if proc.pty_master is not None:
-        return proc, ["stdout"], [proc.pty_master]
-    return proc, streams, ours
+    return steps.start_monitored(store, container, restarted=restarted, monitor_pid=os.getppid(), stdio=_stdio)
 
 
 def _stdio(tty: bool, interactive: bool) -> tuple[list[str], list[int], list[int]]:

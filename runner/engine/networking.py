@@ -1,12 +1,11 @@
 """The engine's two network steps: `attach` before a container's process starts, `detach` after it ends.
 
-    wired = networking.attach(store, container, opts, hostname, image_config)   # in steps.prepare
+    wired = networking.attach(store, container, opts, hostname, image_config, mode)   # in steps.prepare
     ... spec: network namespace {"path": wired.netns_path}; /etc/hosts, /etc/resolv.conf from wired ...
-    networking.detach(store, container)        # steps.finish / remove / cleanup: idempotent, leftovers too
+    networking.detach(store, container)   # lifecycle.finish / delete, steps.cleanup: idempotent, leftovers too
 
 `--network none` and `host` without --add-host/--dns return None from `attach` without importing
 anything of the network package (the engine writes its own defaults), so that path pays nothing.
-`container:REF` is resolved here (name or ID prefix → the full ID of a running container).
 """
 
 from __future__ import annotations
@@ -34,33 +33,18 @@ def _needs_files(opts: RunOptions) -> bool:
     return bool(opts.add_hosts or opts.dns or opts.dns_search or opts.dns_options)
 
 
-def _target(store: Store, container: Container, ref: str) -> str:
-    """`container:REF` → `container:<full ID>` of a running container other than this one."""
-    from minicache.errors import ContainerStateError, InvalidSpec
-    from minirun.engine.containers import ACTIVE, ContainerStore
-    from minirun.engine.lifecycle import observe
-
-    other = ContainerStore(store).get(ref)
-    if other.id == container.id:
-        raise InvalidSpec("a container cannot join its own network namespace", hint="name another container")
-    if observe(other, patience=0).Status not in ACTIVE:
-        raise ContainerStateError(
-            f"cannot join network of a non running container: {other.id}", hint=f"start {other.name} first"
-        )
-    return f"container:{other.id}"
-
-
 def attach(
-    store: Store, container: Container, opts: RunOptions, hostname: str, image_config: dict[str, Any]
+    store: Store, container: Container, opts: RunOptions, hostname: str, image_config: dict[str, Any], mode: str
 ) -> Wired | None:
-    """Attach the container as its saved options ask (any leftover of an earlier run undone first)."""
-    if opts.network in LIGHT_MODES and not _needs_files(opts):
+    """Attach the container as its saved options ask (any leftover of an earlier run undone first).
+
+    `mode` is the saved `--network`, with `container:REF` already resolved to `container:<full ID>` of a
+    running container by the caller (minirun.engine.steps.network_mode), which may ask the state machine.
+    """
+    if mode in LIGHT_MODES and not _needs_files(opts):
         return None
     from minirun import network
 
-    mode = opts.network
-    if mode.startswith("container:"):
-        mode = _target(store, container, mode.partition(":")[2])
     network.detach(store, container.id)  # what a crashed run of this container may have left
     attachment = network.attach(
         store,

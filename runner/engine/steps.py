@@ -1,13 +1,15 @@
-"""The engine: image + options → container record → root filesystem → OCI spec → runtime → exit status.
+"""The engine's steps: image + options → container record → root filesystem → OCI spec → runtime → exit status.
 
 A container's life is a composition of steps, each usable on its own by the commands:
 
-    create_container → prepare (rootfs + spec) → start → wait → finish (cgroup, unmount, exit recorded) → remove
+    create_container → prepare (rootfs + spec) → start → wait → lifecycle.finish (cgroup, unmount, exit
+    recorded) → lifecycle.delete
 
 `run` in the foreground is `create_container` then `run_attached`; a detached container goes through the
-same steps in its monitor's helper processes (minirun.engine.monitor). Networking plugs in through
-minirun.engine.networking at one step each: attach in `prepare` (the namespace path goes into the spec before
-the process exists), detach in `finish`, `remove` and `cleanup` (idempotent).
+same steps in its monitor's helper processes (`start_monitored`, minirun.engine.monitor). Every change of
+the recorded state is minirun.engine.lifecycle's, so the state machine reads in one place. Networking plugs
+in through minirun.engine.networking at one step each: attach in `prepare` (the namespace path goes into the
+spec before the process exists), detach in `lifecycle.finish`, `lifecycle.delete` and `cleanup` (idempotent).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from minicache import events
 from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun.engine import networking, rootfs, spec, users
-from minirun.engine.containers import ACTIVE, CREATED, EXITED, RUNNING, Container, ContainerStore, State, now
+from minirun.engine.containers import ACTIVE, Container, ContainerStore
 from minirun.engine.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
 from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
@@ -29,14 +31,13 @@ from minirun.runtime.signals import SignalForwarder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-    from minirun.cgroups import Cgroup
 
 INIT_ENV = "MINICONTAINER_INIT"  # "builtin", or the path of a static init to use instead of tini
 TINI_CANDIDATES = ("/usr/bin/tini-static", "/usr/local/bin/tini-static")
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-DEFAULT_STOP_TIMEOUT = 10  # seconds, as Docker
 _DEV_SKIP = frozenset({"pts", "shm", "mqueue", "console", "ptmx", "fd", "core"})
 
 
@@ -241,6 +242,24 @@ def _write_files(
     return out
 
 
+def network_mode(store: Store, container: Container, mode: str) -> str:
+    """The saved `--network`, with `container:REF` → `container:<full ID>` of a running container other than
+    this one (name or ID prefix)."""
+    if not mode.startswith("container:"):
+        return mode
+    from minicache.errors import ContainerStateError
+    from minirun.engine.lifecycle import observe
+
+    other = ContainerStore(store).get(mode.partition(":")[2])
+    if other.id == container.id:
+        raise InvalidSpec("a container cannot join its own network namespace", hint="name another container")
+    if observe(other, patience=0).Status not in ACTIVE:
+        raise ContainerStateError(
+            f"cannot join network of a non running container: {other.id}", hint=f"start {other.name} first"
+        )
+    return f"container:{other.id}"
+
+
 def cgroups_path(container: Container, opts: spec.RunOptions) -> str:
     from minirun.cgroups.base import default_parent
 
@@ -280,7 +299,8 @@ def prepare(
         user = users.resolve(root, opts.user if opts.user is not None else image_config.get("User"))
         host_hostname = os.uname().nodename
         hostname = opts.hostname or (host_hostname if opts.network == "host" else container.id[:12])
-        wired = networking.attach(store, container, opts, hostname, image_config)
+        mode = network_mode(store, container, opts.network)
+        wired = networking.attach(store, container, opts, hostname, image_config, mode)
         ctx = spec.SpecContext(
             container_id=container.id,
             user=user,
@@ -318,30 +338,16 @@ def start(
     """Start the prepared bundle and record the container as running (call it holding the container's lock).
 
     `monitor_pid` is the process that will reap the container (default: this one). The state is written
-    while the child sets itself up (on another core), and the module cleanup will need is loaded then
-    too: both are off the critical path of a short-lived container.
+    while the child sets itself up (on another core), and the state machine that cleanup will need is loaded
+    then too: both are off the critical path of a short-lived container.
     """
-    from minicache.process import boot_id, start_time
-
     durable = not container.record.get("AutoRemove")
     monitor = monitor_pid or os.getpid()
 
     def meanwhile(pid: int) -> None:
-        old = container.state()
-        state = State(
-            RUNNING,
-            pid,
-            start_time(pid),
-            StartedAt=now(),
-            FinishedAt=old.FinishedAt,
-            ExitCode=0,
-            BootId=boot_id(),
-            MonitorPid=monitor,
-            MonitorStartTime=start_time(monitor),
-            RestartCount=old.RestartCount + (1 if restarted else 0),
-        )
-        container.set_state(state, durable=durable)
-        events.container(store, "start", container.id, container.record)
+        from minirun.engine import lifecycle
+
+        lifecycle.record_start(container, pid, monitor, restarted=restarted, durable=durable)
 
     return runtime_start(
         container.dir,
@@ -353,6 +359,50 @@ def start(
     )
 
 
+def start_monitored(
+    store: Store,
+    container: Container,
+    *,
+    restarted: bool,
+    monitor_pid: int,
+    stdio: Callable[[bool, bool], tuple[list[str], list[int], list[int]]],
+) -> tuple[Process, list[str], list[int]] | None:
+    """Prepare and start `container` for its monitor (under its lock): the process, its stream names and the
+    monitor's ends of them; None if there is nothing to start. `stdio(tty, interactive)` puts the
+    container's stdio in place: (stream names, the monitor's ends, ends to close once started)."""
+    from minirun.engine import lifecycle
+
+    with container.lock():
+        state = lifecycle.settle(store, container)
+        if not lifecycle.startable(state, restarted):
+            return None
+        opts = options_from_json(container.record["Options"])
+        streams, ours, theirs = stdio(opts.tty, opts.interactive)
+        try:
+            prepare(store, container, console_size=(24, 80) if opts.tty else None)
+            proc = start(
+                store,
+                container,
+                stdin_open=opts.interactive,
+                kill_with_parent=False,
+                monitor_pid=monitor_pid,
+                restarted=restarted,
+            )
+        except BaseException as err:
+            for fd in ours:
+                os.close(fd)
+            cleanup(store, container, remove=False)  # network detached, root unmounted
+            if isinstance(err, MiniError):
+                lifecycle.record_exit(container, err.exit_code, error=str(err), started=restarted)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+    if proc.pty_master is not None:
+        return proc, ["stdout"], [proc.pty_master]
+    return proc, streams, ours
+
+
 def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
     """Relay the terminal (if any) until the container closes it, then reap the process; its exit code."""
     if tty and proc.pty_master is not None:
@@ -362,66 +412,6 @@ def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
         with TerminalSession(master, stdin_open=interactive) as session:
             session.relay()
     return proc.wait()
-
-
-def container_cgroup(container: Container) -> Cgroup:
-    """The container's cgroup driver object, from its spec (or, before the first start, its options)."""
-    from minirun import cgroups
-    from minirun.runtime.cgroup import for_spec
-
-    try:
-        return for_spec(container.spec(), container.id)
-    except FileNotFoundError:
-        parent = (container.record.get("Options") or {}).get("cgroup_parent")
-        return cgroups.open(container.id, parent)
-
-
-def record_exit(
-    container: Container, code: int, *, error: str | None = None, started: bool = True, oom: bool = False
-) -> State:
-    """Write the state after the process ended (or, with `started=False`, failed to start)."""
-    durable = not container.record.get("AutoRemove")
-    state = container.state()
-    state.Status = EXITED if started else CREATED
-    state.ExitCode = code
-    state.FinishedAt = now() if started else None
-    state.Error = error
-    state.OOMKilled = oom
-    state.Pid = 0
-    state.MonitorPid = 0
-    state.MonitorStartTime = None
-    container.note_state(state, durable=durable)  # on a full disk the next command finds the process gone
-    if started:
-        events.container(container.store, "die", container.id, container.record, exitCode=code)
-    return state
-
-
-def finish(container: Container, code: int, *, error: str | None = None, oom: bool | None = None) -> State:
-    """Everything after the container's process is gone (call it holding the lock; idempotent).
-
-    Kills what is left in the cgroup and removes it (asking it first whether the OOM killer struck, unless
-    `oom` is known), unmounts the root filesystem and records the exit. Network detach belongs here.
-    """
-    try:
-        cgroup = container_cgroup(container)
-    except MiniError:
-        cgroup = None
-    if cgroup is not None:
-        if oom is None:
-            oom = cgroup.exists() and cgroup.oom_killed()
-        cgroup.destroy()
-    networking.detach(container.store, container)
-    rootfs.unmount(container)
-    return record_exit(container, code, error=error, oom=bool(oom))
-
-
-def remove(store: Store, container: Container) -> None:
-    """Delete a container whose process is gone: what `finish` cleans (again, harmlessly), then its record."""
-    with contextlib.suppress(MiniError):
-        container_cgroup(container).destroy()
-    networking.detach(store, container)
-    rootfs.unmount(container)
-    ContainerStore(store).remove(container)
 
 
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
@@ -469,13 +459,17 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                     raise
             except MiniError as e:
                 if not remove:
+                    from minirun.engine import lifecycle
+
                     with contextlib.suppress(NotFound):
-                        record_exit(container, e.exit_code, error=str(e), started=started)
+                        lifecycle.record_exit(container, e.exit_code, error=str(e), started=started)
                 raise
         if not remove:
+            from minirun.engine import lifecycle
+
             try:
                 with container.lock():
-                    finish(container, code, oom=proc.oom_killed)
+                    lifecycle.finish(container, code, oom=proc.oom_killed)
                 owned = False  # finished: from now on a `start` elsewhere may own it
             except NotFound:  # removed (rm -f) while it ran
                 pass
@@ -521,11 +515,11 @@ def exec_process(
     rlimits and environment (plus `env`); `workdir` defaults to the container's.
     """
     from minicache.errors import ContainerStateError
+    from minirun.engine import lifecycle
     from minirun.engine.containers import PAUSED
-    from minirun.engine.lifecycle import observe
     from minirun.runtime.launch import exec_in
 
-    state = observe(container, patience=0)
+    state = lifecycle.observe(container, patience=0)
     if state.Status == PAUSED:
         raise ContainerStateError(
             f"container {container.name} is paused", hint="unpause the container before exec (minirun unpause)"
@@ -558,7 +552,7 @@ def exec_process(
         oci,
         process,
         state.Pid,
-        cgroup=container_cgroup(container),
+        cgroup=lifecycle.container_cgroup(container),
         stdin_open=interactive,
         seccomp_cache=seccomp_cache(store),
         kill_with_parent=not detach,

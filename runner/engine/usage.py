@@ -41,17 +41,17 @@ def reading(container: Container, cgroup: Cgroup | None = None) -> tuple[CgroupS
     """The cgroup's counters and the init's PID; (None, 0) when the container does not run.
 
     A caller that reads the same container again and again (a stats stream) passes its `cgroup`
-    (steps.container_cgroup), which is otherwise found from the spec each time.
+    (lifecycle.container_cgroup), which is otherwise found from the spec each time.
     """
     from minicache.errors import MiniError
-    from minirun.engine import lifecycle, steps
+    from minirun.engine import lifecycle
     from minirun.engine.containers import ACTIVE
 
     state = lifecycle.observe(container, patience=0)
     if state.Status not in ACTIVE:
         return None, 0
     try:
-        return (cgroup or steps.container_cgroup(container)).stats(), state.Pid
+        return (cgroup or lifecycle.container_cgroup(container)).stats(), state.Pid
     except MiniError:  # it ended between the two reads
         return None, 0
 
@@ -103,12 +103,12 @@ def processes(container: Container, ps_args: list[str] | None = None) -> list[st
     import subprocess
 
     from minicache.errors import ContainerStateError, InvalidSpec
-    from minirun.engine import lifecycle, steps
+    from minirun.engine import lifecycle
     from minirun.engine.containers import ACTIVE
 
     if lifecycle.observe(container).Status not in ACTIVE:
         raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
-    pids = in_pid_namespace(steps.container_cgroup(container).pids(), container.state().Pid)
+    pids = in_pid_namespace(lifecycle.container_cgroup(container).pids(), container.state().Pid)
     try:
         result = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=False)
     except FileNotFoundError:

@@ -244,10 +244,10 @@ def _in_window(at: float | None, since: float, until: float) -> bool:
 
 
 async def stats(request: Request) -> Response:
-    from minirun.engine import steps, usage
+    from minirun.engine import usage
 
     c = await to_thread.run_sync(container, request)
-    cgroup = await to_thread.run_sync(steps.container_cgroup, c)  # found once for the whole stream
+    cgroup = await to_thread.run_sync(lifecycle.container_cgroup, c)  # found once for the whole stream
     stream = flag(request, "stream", True)
     one_shot = flag(request, "one-shot")
 
