@@ -8,7 +8,10 @@ The runtime's single call site::
     cg.destroy()                               # parent, after the init exited (kills leftovers)
 
 `open()` never touches the filesystem beyond reading /proc/self/mountinfo once; reopening the same ID
-later (stats, pause, kill, rm) finds the same directories from any process.
+later (stats, pause, kill, rm) finds the same directories from any process. `flags` checks Docker's
+resource flags and turns them into OCI resources; the command line makes them options.
+
+May import: minicache only (not the command line, the engine or the runtime).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ content and the published ports) and `detach(store, container_id)` after it stop
 adapts them to the engine's containers. Importing this package costs nothing: the names below are loaded on
 first use (PEP 562), rtnetlink and libnftables only by the calls that need them, so `--network none` pays
 nothing.
+
+May import: minicache only. It knows container IDs, not the engine's containers.
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(
         ("Attachment", "Interface", "NetworkOptions", "attach", "connect", "detach", "disconnect", "endpoint", "prune"),
-        "attachment",
+        "minirun.network.attachment",
     ),
     **dict.fromkeys(
-        ("create_network", "inspect_network", "list_networks", "prune_networks", "remove_network"), "manage"
+        ("create_network", "inspect_network", "list_networks", "prune_networks", "remove_network"),
+        "minirun.network.manage",
     ),
-    "Network": "networks",
-    "PortMapping": "ports",
-}
+    "Network": "minirun.network.networks",
+    "PortMapping": "minirun.network.ports",
+}  # name -> its module, spelled out in full so that a reading of the sources sees these imports too
 
 __all__ = [  # noqa: RUF022 - grouped as _WHERE
     "Attachment",
@@ -71,6 +74,6 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

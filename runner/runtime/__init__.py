@@ -5,7 +5,11 @@ proc = start("/path/to/bundle", container_id)
 code = proc.wait()
 
 The names below are loaded on first use, so a process that needs only a small piece (the monitor needs
-`minirun.runtime.channel`) does not load the whole runtime.
+`minirun.runtime.channel`) does not load the whole runtime. `inroot` resolves paths inside a container's
+root by descriptor, for the runtime's mounts and the engine's user lookup.
+
+May import: minirun.cgroups, minicache. Its command-line entry (`python -m minirun.runtime`) also borrows
+the engine's default spec (minirun.engine.spec) for its `spec` verb; no other module here imports the engine.
 """
 
 from __future__ import annotations

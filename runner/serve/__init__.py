@@ -9,4 +9,8 @@
     dashboard.py   the page, its JSON and its live feed (server-sent events)
 
 Imported by `minirun serve` only: nothing on the `run` path loads this package or its libraries.
+
+May import: minirun.engine, minirun.cgroups, minicache, minishow, and of the command line only what it
+shares with it: the option table of `create` (minirun.cli.commands.run, minirun.cli.options), `ps`'s filter
+and the views (minirun.cli.views). It starts containers by running `minirun start` in a new process.
 """
