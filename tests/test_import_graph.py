@@ -20,6 +20,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"minibuild": "builder", "minirun": "runner", "minicache": "cache"}
 APART = ("minibuild", "minirun")
+# What each folder of runner/ may import besides itself and minicache (its __init__ says the same).
+MAY_IMPORT = {
+    "minirun.cli": {"minirun.engine", "minirun.network", "minirun.cgroups", "minirun.runtime", "minirun.serve"},
+    "minirun.serve": {"minirun.engine", "minirun.network", "minirun.cgroups", "minirun.runtime"},
+    "minirun.engine": {"minirun.network", "minirun.cgroups", "minirun.runtime"},
+    "minirun.network": set(),
+    "minirun.runtime": {"minirun.cgroups"},
+    "minirun.cgroups": set(),
+}
+# The narrow exceptions the __init__s name: serve speaks the command line's options and documents, and the
+# runtime's own command borrows the engine's default spec.
+SHARED = {
+    "minirun.serve": {
+        "minirun.cli.options",
+        "minirun.cli.views",
+        "minirun.cli.commands.run",
+        "minirun.cli.commands.ps",
+    },
+    "minirun.runtime.__main__": {"minirun.engine.spec"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -200,6 +220,27 @@ def test_minibuild_and_minirun_never_import_each_other() -> None:
         if module.split(".")[0] == here and target.split(".")[0] == there
     )
     assert not crossing, "imports between minibuild and minirun:\n" + "\n".join(crossing)
+
+
+def _folder(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_each_runner_folder_imports_only_what_its_init_allows() -> None:
+    run_time, type_only = _graph()
+    strays = []
+    for module in MODULES:
+        folder = _folder(module)
+        if folder not in MAY_IMPORT:
+            continue
+        shared = SHARED.get(module, set()) | SHARED.get(folder, set())
+        for target in sorted(run_time[module] | type_only[module]):
+            there = _folder(target)
+            if there == folder or target.split(".")[0] != "minirun" or target in shared:
+                continue
+            if there not in MAY_IMPORT[folder]:
+                strays.append(f"{module} -> {target}")
+    assert not strays, "imports a folder's __init__ does not allow:\n" + "\n".join(strays)
 
 
 def test_every_module_is_read() -> None:
