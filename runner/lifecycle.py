@@ -17,6 +17,7 @@ import contextlib
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from minicache import events
 from minicache.atomic import read_json
@@ -25,7 +26,6 @@ from minirun import engine
 from minirun.containers import ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, UNKNOWN_EXIT, Container, State
 from minirun.flags import RestartPolicy, parse_signal
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
 

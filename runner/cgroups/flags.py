@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minirun.argtable import APPEND, VALUE, Option, add_to
@@ -27,7 +28,6 @@ from minirun.cgroups.limits import (
     parse_cpu_list,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:
     import argparse
     from typing import Any

@@ -21,6 +21,7 @@ import signal
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minirun.cgroups.base import (
@@ -46,7 +47,6 @@ from minirun.cgroups.limits import (
     swap_v2,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 

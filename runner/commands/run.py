@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minirun.argtable import APPEND, FLAG, Option, add_to
 from minirun.cgroups.flags import OPTIONS as RESOURCE_OPTIONS
 
-DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
-
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
@@ -23,6 +21,7 @@ if TYPE_CHECKING:
     from minirun.containers import Container
     from minirun.spec import RunOptions
 
+DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
 
 _NETWORK_HELP = f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name"
 # The flags that describe a container (`run` and `create`), in --help's order.

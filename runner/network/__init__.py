@@ -9,7 +9,8 @@ use (PEP 562), rtnetlink and libnftables only by the calls that need them, so `-
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from minirun.network.attachment import (
         Attachment,

@@ -10,13 +10,10 @@ reusing a just-released one at once, as Docker does, so peers' ARP caches have t
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 
 from minicache.errors import Conflict, InvalidSpec
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 
 def parse_subnet(text: str) -> IPv4Network:

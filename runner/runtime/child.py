@@ -26,15 +26,12 @@ import resource
 import signal
 import socket
 import struct
+from typing import NoReturn
 
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NoReturn
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
