@@ -34,8 +34,8 @@ _HINT = "see the OCI runtime spec, linux.resources"
 class Limits(Record):
     """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited.
 
-    A Record rather than a dataclass or NamedTuple: it is built on the `run` hot path, where importing
-    typing and generating a class's code cost milliseconds. Treat it as read-only.
+    A Record, the project's one record type (cheap to define and to build on the `run` path). Treat it as
+    read-only.
     """
 
     memory: int | None = None
