@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the `run` path
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

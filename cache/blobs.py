@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache.atomic import fsync_dir
 from minicache.errors import NotFound
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, BinaryIO

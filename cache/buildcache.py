@@ -9,13 +9,13 @@ garbage collection drops entries whose layer went (`prune`).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import NotFound
 from minicache.images import LayerRef
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 

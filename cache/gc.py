@@ -22,6 +22,7 @@ from minicache.errors import NotFound
 from minicache.record import Record
 
 if TYPE_CHECKING:
+    from minicache.images import ImageRecord
     from minicache.locks import FileLock
     from minicache.store import Store
 
@@ -117,34 +118,15 @@ def collect(store: Store) -> Report:
 def check(store: Store) -> list[str]:
     """Problems that a crash must never leave visible: a reference to a missing image, an image whose layer,
     config or manifest is missing, a layer whose parent is missing or whose record is unreadable."""
-    problems = []
-    records = {}
-    for image_id in store.images.ids():
-        try:
-            records[image_id] = store.images.get(image_id)
-        except (NotFound, ValueError, TypeError) as e:
-            problems.append(f"image record {image_id} is unreadable: {e}")
+    problems: list[str] = []
+    records = _readable_images(store, problems)
     for name, image_id in store.images.refs().items():
         if image_id not in records:
             problems.append(f"reference {name} points at missing image {image_id}")
     for record in records.values():
-        rebuildable = {layer.digest for layer in record.layers if tarsplit.has_record(store, layer.chain_id)}
-        for digest in filter(None, (record.id, record.manifest, *(layer.digest for layer in record.layers))):
-            if not store.blobs.has(digest) and digest not in rebuildable:
-                problems.append(f"image {record.id} needs blob {digest}, which is missing")
-        for layer in record.layers:
-            if not store.layers.has(layer.chain_id):
-                problems.append(f"image {record.id} needs layer {layer.chain_id}, which is missing")
+        problems.extend(_image_problems(store, record))
     for chain_id in store.layers.all():
-        try:
-            info = store.layers.info(chain_id)
-        except (NotFound, ValueError, TypeError) as e:
-            problems.append(f"layer {chain_id} has no readable layer.json: {e}")
-            continue
-        if info.parent is not None and not store.layers.has(info.parent):
-            problems.append(f"layer {chain_id} sits on missing layer {info.parent}")
-        if not store.layers.fs(chain_id).is_dir():
-            problems.append(f"layer {chain_id} has no fs/ directory")
+        problems.extend(_layer_problems(store, chain_id))
     for digest in store.blobs.all():
         h = hashlib.sha256()
         with store.blobs.open(digest) as f:
@@ -152,4 +134,42 @@ def check(store: Store) -> list[str]:
                 h.update(chunk)
         if "sha256:" + h.hexdigest() != digest:
             problems.append(f"blob {digest} does not match its digest")
+    return problems
+
+
+def _readable_images(store: Store, problems: list[str]) -> dict[str, ImageRecord]:
+    """The image records that can be read, by ID; each unreadable one is added to `problems`."""
+    records = {}
+    for image_id in store.images.ids():
+        try:
+            records[image_id] = store.images.get(image_id)
+        except (NotFound, ValueError, TypeError) as e:
+            problems.append(f"image record {image_id} is unreadable: {e}")
+    return records
+
+
+def _image_problems(store: Store, record: ImageRecord) -> list[str]:
+    """The blobs and layers `record` needs that are missing (a blob a tar-split record can rebuild is not)."""
+    problems = []
+    rebuildable = {layer.digest for layer in record.layers if tarsplit.has_record(store, layer.chain_id)}
+    for digest in filter(None, (record.id, record.manifest, *(layer.digest for layer in record.layers))):
+        if not store.blobs.has(digest) and digest not in rebuildable:
+            problems.append(f"image {record.id} needs blob {digest}, which is missing")
+    for layer in record.layers:
+        if not store.layers.has(layer.chain_id):
+            problems.append(f"image {record.id} needs layer {layer.chain_id}, which is missing")
+    return problems
+
+
+def _layer_problems(store: Store, chain_id: str) -> list[str]:
+    """What is wrong with one layer snapshot: an unreadable layer.json, a missing parent or fs/ directory."""
+    try:
+        info = store.layers.info(chain_id)
+    except (NotFound, ValueError, TypeError) as e:
+        return [f"layer {chain_id} has no readable layer.json: {e}"]
+    problems = []
+    if info.parent is not None and not store.layers.has(info.parent):
+        problems.append(f"layer {chain_id} sits on missing layer {info.parent}")
+    if not store.layers.fs(chain_id).is_dir():
+        problems.append(f"layer {chain_id} has no fs/ directory")
     return problems

@@ -10,6 +10,7 @@ so readers never lock and never see a torn index.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache import events, reference
@@ -17,7 +18,6 @@ from minicache.atomic import atomic_write_json, read_json
 from minicache.errors import InvalidReference, NotFound
 from minicache.record import Record
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any

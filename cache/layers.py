@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache import digest as digests
 from minicache.atomic import atomic_write_json, fsync_dir, read_json
 from minicache.errors import NotFound
 from minicache.record import Record
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which `minirun` start-up avoids
 if TYPE_CHECKING:
     from minicache.store import Store
 

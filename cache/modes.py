@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the store imports this on `minirun run`
 if TYPE_CHECKING:
     from pathlib import Path
 

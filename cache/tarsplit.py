@@ -29,10 +29,10 @@ import stat
 import threading
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache.errors import DigestMismatch, NotFound
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
 

@@ -34,6 +34,7 @@ from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from minicache.store import Store
 
@@ -528,14 +529,7 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         name, mode, uid, gid, size_f, mtime, chksum, kind, link, magic, devmajor, devminor, prefix = _HEADER.unpack(
             header
         )
-        try:  # the plain octal of nearly every header, inline; anything else goes through _number
-            checksum, size = int(chksum.strip(b" \0"), 8), int(size_f.strip(b" \0"), 8)
-        except ValueError:
-            checksum, size = _plain_octal(chksum, "checksum"), _plain_octal(size_f, "size")
-        if checksum != _byte_sum(header) - sum(chksum) + 256:
-            raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
-        if size < 0:
-            raise InvalidArchive("layer is not a valid tar stream: an entry has a negative size")
+        size = _checked_size(header, chksum, size_f)
         if kind in _EXTENDED:
             if size > _MAX_HEADER_BYTES:
                 raise TooLarge(f"layer has a {size}-byte extended header; at most {_MAX_HEADER_BYTES} allowed")
@@ -567,41 +561,12 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
             if fast(path, ids[0], ids[1], ids[2], size, mtime):
                 stream.skip(-size % BLOCK)
                 continue
-        m = Member()
-        raw_name = long_name if long_name is not None else name.partition(b"\0")[0]
-        if long_name is None and magic == b"ustar\x00" and prefix[0] != 0:
-            raw_name = prefix.partition(b"\0")[0] + b"/" + raw_name
-        m.name = raw_name.decode("utf-8", "surrogateescape")
+        m = _member(name, mode, uid, gid, mtime, kind, magic, devmajor, devminor, prefix, long_name)
         link = long_link if long_link is not None else link.partition(b"\0")[0]
         m.linkname = link.decode("utf-8", "surrogateescape") if link else ""
-        m.mode = _octal(mode, "mode") & 0o7777
-        m.uid = _octal(uid, "uid")
-        m.gid = _octal(gid, "gid")
-        m.mtime = _octal(mtime, "mtime")
-        m.type = kind
-        if kind in (CHRTYPE, BLKTYPE):
-            m.devmajor, m.devminor = _device(_octal(devmajor, "devmajor")), _device(_octal(devminor, "devminor"))
-        else:
-            m.devmajor = m.devminor = 0
         records = {**pax_global, **pax} if pax_global else pax
         if records:
-            try:
-                if "path" in records:
-                    m.name = records["path"].decode("utf-8", "surrogateescape")
-                if "linkpath" in records:
-                    m.linkname = records["linkpath"].decode("utf-8", "surrogateescape")
-                size = int(records.get("size", size))
-                if not 0 <= size <= _MAX_NUMBER:
-                    raise ValueError
-                m.uid = int(records.get("uid", m.uid))
-                m.gid = int(records.get("gid", m.gid))
-            except ValueError:
-                raise InvalidArchive("layer is not a valid tar stream: bad number in a PAX header") from None
-            if "mtime" in records:
-                m.mtime = _pax_time(records["mtime"])
-            if any(k.startswith("GNU.sparse.") for k in records):
-                raise InvalidArchive(f"layer entry {m.name!r} is a sparse file; layers do not use them")
-            m.xattrs = {k[len(_XATTR_PREFIX) :]: v for k, v in records.items() if k.startswith(_XATTR_PREFIX)}
+            size = _apply_pax(m, records, size)
         _id(m.uid, "uid")
         _id(m.gid, "gid")
         pax, long_name, long_link = {}, None, None
@@ -610,6 +575,72 @@ def _members(stream: _TarStream, limits: Limits, fast=None):
         m.size = size
         yield m
         stream.skip(-size % BLOCK)
+
+
+def _checked_size(header: bytes, chksum: bytes, size_f: bytes) -> int:
+    """The entry's size from its header, once the header's checksum holds."""
+    try:  # the plain octal of nearly every header, inline; anything else goes through _number
+        checksum, size = int(chksum.strip(b" \0"), 8), int(size_f.strip(b" \0"), 8)
+    except ValueError:
+        checksum, size = _plain_octal(chksum, "checksum"), _plain_octal(size_f, "size")
+    if checksum != _byte_sum(header) - sum(chksum) + 256:
+        raise InvalidArchive("layer is not a valid tar stream: header checksum mismatch")
+    if size < 0:
+        raise InvalidArchive("layer is not a valid tar stream: an entry has a negative size")
+    return size
+
+
+def _member(
+    name: bytes,
+    mode: bytes,
+    uid: bytes,
+    gid: bytes,
+    mtime: bytes,
+    kind: bytes,
+    magic: bytes,
+    devmajor: bytes,
+    devminor: bytes,
+    prefix: bytes,
+    long_name: bytes | None,
+) -> Member:
+    """A Member of the header's fields (a GNU long name or the ustar prefix completing the name)."""
+    m = Member()
+    raw_name = long_name if long_name is not None else name.partition(b"\0")[0]
+    if long_name is None and magic == b"ustar\x00" and prefix[0] != 0:
+        raw_name = prefix.partition(b"\0")[0] + b"/" + raw_name
+    m.name = raw_name.decode("utf-8", "surrogateescape")
+    m.mode = _octal(mode, "mode") & 0o7777
+    m.uid = _octal(uid, "uid")
+    m.gid = _octal(gid, "gid")
+    m.mtime = _octal(mtime, "mtime")
+    m.type = kind
+    if kind in (CHRTYPE, BLKTYPE):
+        m.devmajor, m.devminor = _device(_octal(devmajor, "devmajor")), _device(_octal(devminor, "devminor"))
+    else:
+        m.devmajor = m.devminor = 0
+    return m
+
+
+def _apply_pax(m: Member, records: dict[str, bytes], size: int) -> int:
+    """Let the PAX records override `m`'s header fields and add its xattrs; the entry's size, maybe overridden."""
+    try:
+        if "path" in records:
+            m.name = records["path"].decode("utf-8", "surrogateescape")
+        if "linkpath" in records:
+            m.linkname = records["linkpath"].decode("utf-8", "surrogateescape")
+        size = int(records.get("size", size))
+        if not 0 <= size <= _MAX_NUMBER:
+            raise ValueError
+        m.uid = int(records.get("uid", m.uid))
+        m.gid = int(records.get("gid", m.gid))
+    except ValueError:
+        raise InvalidArchive("layer is not a valid tar stream: bad number in a PAX header") from None
+    if "mtime" in records:
+        m.mtime = _pax_time(records["mtime"])
+    if any(k.startswith("GNU.sparse.") for k in records):
+        raise InvalidArchive(f"layer entry {m.name!r} is a sparse file; layers do not use them")
+    m.xattrs = {k[len(_XATTR_PREFIX) :]: v for k, v in records.items() if k.startswith(_XATTR_PREFIX)}
+    return size
 
 
 class _Chunks:
@@ -1001,52 +1032,15 @@ def unpack_layer(
         reader.start()
         stream = _TarStream(reader, recorder)
         with SafeTree(staging / "fs", lowers) as tree:
-            unpacker = _Unpacker(tree, stream, limits)
-            unpacker.flusher = flusher = _Flusher(tree.root_fd)
-            flusher.start()
-            unpacker.writer.start()
-            try:
-                try:
-                    for member in _members(stream, limits, unpacker.fast_file):
-                        unpacker.apply(member)
-                        if member.size and not unpacker.consumed:
-                            stream.skip(member.size)  # data of an entry that is not a file (rare, but allowed)
-                    stream.drain()
-                except BaseException:
-                    unpacker.writer.stop(abort=True)
-                    raise
-                unpacker.writer.stop()
-            except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise TooLarge(f"the store's filesystem is full while unpacking a layer: {e.strerror}") from e
-                if e.errno in _ENTRY_ERRNOS:  # what the kernel refuses to make of an entry: the entry is bad
-                    named = isinstance(e.filename, (str, bytes))
-                    where = f" ({os.fsdecode(e.filename)[:80]!r})" if named else ""
-                    raise InvalidArchive(f"layer has an entry that cannot be made: {e.strerror}{where}") from None
-                raise
-            finally:
-                flusher.stop()
-            unpacker.finish()
+            unpacker = _unpack_into(tree, stream, limits)
         reader.join()
         diff_id = "sha256:" + reader.hash.hexdigest()
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise DigestMismatch(f"layer content has diff_id {diff_id}, but the image config says {expected_diff_id}")
         info = LayerInfo(chain_id=_chain(parent, diff_id), diff_id=diff_id, parent=parent, size=unpacker.content_bytes)
         if recorder is not None:
-            try:
-                recorder.finish(reader.size, diff_id)
-            except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise TooLarge(f"the store's filesystem is full while writing a layer: {e.strerror}") from e
-                raise
-        with store.layers.lock(info.chain_id):
-            if store.layers.has(info.chain_id):
-                if recorder is not None:
-                    tarsplit.adopt(staging, store.layers.path(info.chain_id))
-                store.discard(staging)
-                return store.layers.info(info.chain_id)
-            store.layers.commit(staging, info)
-        return info
+            _finish_record(recorder, reader.size, diff_id)
+        return _commit(store, staging, info, recorder is not None)
     except BaseException:
         if recorder is not None:
             recorder.abort()
@@ -1054,6 +1048,60 @@ def unpack_layer(
             reader.close()
         store.discard(staging)
         raise
+
+
+def _unpack_into(tree: SafeTree, stream: _TarStream, limits: Limits) -> _Unpacker:
+    """Apply every entry of `stream` to `tree`; what the kernel refuses is told as what it means for the layer."""
+    unpacker = _Unpacker(tree, stream, limits)
+    unpacker.flusher = flusher = _Flusher(tree.root_fd)
+    flusher.start()
+    unpacker.writer.start()
+    try:
+        try:
+            for member in _members(stream, limits, unpacker.fast_file):
+                unpacker.apply(member)
+                if member.size and not unpacker.consumed:
+                    stream.skip(member.size)  # data of an entry that is not a file (rare, but allowed)
+            stream.drain()
+        except BaseException:
+            unpacker.writer.stop(abort=True)
+            raise
+        unpacker.writer.stop()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TooLarge(f"the store's filesystem is full while unpacking a layer: {e.strerror}") from e
+        if e.errno in _ENTRY_ERRNOS:  # what the kernel refuses to make of an entry: the entry is bad
+            named = isinstance(e.filename, (str, bytes))
+            where = f" ({os.fsdecode(e.filename)[:80]!r})" if named else ""
+            raise InvalidArchive(f"layer has an entry that cannot be made: {e.strerror}{where}") from None
+        raise
+    finally:
+        flusher.stop()
+    unpacker.finish()
+    return unpacker
+
+
+def _finish_record(recorder: tarsplit.Recorder, size: int, diff_id: str) -> None:
+    """Close the tar-split record; a full filesystem is told as such."""
+    try:
+        recorder.finish(size, diff_id)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TooLarge(f"the store's filesystem is full while writing a layer: {e.strerror}") from e
+        raise
+
+
+def _commit(store: Store, staging: Path, info: LayerInfo, recorded: bool) -> LayerInfo:
+    """Commit the staged snapshot under its chain ID, or, when another process was first, keep theirs
+    (adopting this tar-split record if theirs has none) and discard the staging copy."""
+    with store.layers.lock(info.chain_id):
+        if store.layers.has(info.chain_id):
+            if recorded:
+                tarsplit.adopt(staging, store.layers.path(info.chain_id))
+            store.discard(staging)
+            return store.layers.info(info.chain_id)
+        store.layers.commit(staging, info)
+    return info
 
 
 def _chain(parent: str | None, diff_id: str) -> str:

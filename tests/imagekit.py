@@ -10,8 +10,9 @@ import os
 import shutil
 import stat
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from minicache.record import Record
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = (
@@ -99,8 +100,7 @@ def tar_of_dir(root: Path) -> bytes:
     return buf.getvalue()
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     """One tar entry for hand-made (also hostile) layers."""
 
     name: str
@@ -113,7 +113,7 @@ class Entry:
     mtime: int = 1_700_000_000
     devmajor: int = 0
     devminor: int = 0
-    pax: dict[str, str] = field(default_factory=dict)
+    pax: dict[str, str] = {}  # copied per Entry
     size: int | None = None  # override the header's size (hostile tests)
 
 
@@ -150,8 +150,7 @@ def zst(data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
 
 
-@dataclass
-class Image:
+class Image(Record):
     """An image as a registry or an archive holds it: blobs by digest plus the manifest bytes."""
 
     manifest: bytes

@@ -24,12 +24,13 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import imagekit
 import requests
+from minicache.record import Record
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 NO_PROXY = {"http": None, "https": None, "all": None}
@@ -341,15 +342,14 @@ class TokenServer:
 
 
 # -- the fault proxy
-@dataclass
-class Rule:
+class Rule(Record):
     """What to do with requests that `match`: the first `times` of them (None: all)."""
 
     match: object  # callable (method, path) -> bool
     action: str  # "status", "drop", "corrupt", "delay", "throttle", "hang", "reply"
     times: int | None = 1
     status: int = 500
-    headers: dict = field(default_factory=dict)
+    headers: dict = {}  # copied per Rule
     body: bytes = b""
     after: int = 0  # drop/corrupt: after this many body bytes; throttle: bytes per second
     seconds: float = 0.0
@@ -433,13 +433,19 @@ class FaultProxy(_OnLoopback):
             {"method": h.command, "path": path, "headers": dict(h.headers), "proxied": proxied, "time": time.time()}
         )
         rule = self._rule(h.command, path)
-        if rule is not None and rule.action == "hang":
+        if rule is not None and self._answered_by(rule, h):
+            return
+        self._relay(h, path, body, rule)
+
+    def _answered_by(self, rule: Rule, h: BaseHTTPRequestHandler) -> bool:
+        """Apply what a rule does before (or instead of) the upstream answer; whether the request is done."""
+        if rule.action == "hang":
             self.stopping.wait(600)
             h.close_connection = True
-            return
-        if rule is not None and rule.action == "delay":
+            return True
+        if rule.action == "delay":
             time.sleep(rule.seconds)
-        if rule is not None and rule.action in ("status", "reply"):
+        if rule.action in ("status", "reply"):
             h.send_response(rule.status)
             for k, v in rule.headers.items():
                 h.send_header(k, v)
@@ -447,7 +453,11 @@ class FaultProxy(_OnLoopback):
             h.end_headers()
             if h.command != "HEAD":
                 h.wfile.write(rule.body)
-            return
+            return True
+        return False
+
+    def _relay(self, h: BaseHTTPRequestHandler, path: str, body: bytes, rule: Rule | None) -> None:
+        """Pass the request upstream and its answer back, through the rule's corrupt/drop/throttle if any."""
         import http.client
 
         conn = http.client.HTTPConnection(self.upstream, timeout=60)
@@ -467,36 +477,39 @@ class FaultProxy(_OnLoopback):
         if h.command == "HEAD":
             conn.close()
             return
-        sent = 0
         source = iter([chunked_body]) if chunked_body is not None else iter(lambda: resp.read(64 << 10), b"")
         try:
-            for chunk in source:
-                if not chunk:
-                    break
-                if rule is not None and rule.action == "corrupt" and sent <= rule.after < sent + len(chunk):
-                    i = rule.after - sent
-                    chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
-                if rule is not None and rule.action == "drop" and sent + len(chunk) > rule.after:
-                    h.wfile.write(chunk[: rule.after - sent])
-                    h.wfile.flush()
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                    h.close_connection = True
-                    return
-                if rule is not None and rule.action == "throttle":
-                    step = max(1, rule.after // 10)
-                    for i in range(0, len(chunk), step):
-                        if self.stopping.is_set():
-                            raise ConnectionError("proxy stopping")
-                        h.wfile.write(chunk[i : i + step])
-                        h.wfile.flush()
-                        time.sleep(step / rule.after)
-                else:
-                    h.wfile.write(chunk)
-                sent += len(chunk)
+            self._send_body(h, source, rule)
         except (ConnectionError, BrokenPipeError, OSError):
             h.close_connection = True
         finally:
             conn.close()
+
+    def _send_body(self, h: BaseHTTPRequestHandler, source: Iterator[bytes], rule: Rule | None) -> None:
+        sent = 0
+        for chunk in source:
+            if not chunk:
+                break
+            if rule is not None and rule.action == "corrupt" and sent <= rule.after < sent + len(chunk):
+                i = rule.after - sent
+                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
+            if rule is not None and rule.action == "drop" and sent + len(chunk) > rule.after:
+                h.wfile.write(chunk[: rule.after - sent])
+                h.wfile.flush()
+                h.connection.shutdown(socket.SHUT_RDWR)
+                h.close_connection = True
+                return
+            if rule is not None and rule.action == "throttle":
+                step = max(1, rule.after // 10)
+                for i in range(0, len(chunk), step):
+                    if self.stopping.is_set():
+                        raise ConnectionError("proxy stopping")
+                    h.wfile.write(chunk[i : i + step])
+                    h.wfile.flush()
+                    time.sleep(step / rule.after)
+            else:
+                h.wfile.write(chunk)
+            sent += len(chunk)
 
     def start(self) -> FaultProxy:
         self._thread.start()

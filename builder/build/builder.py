@@ -651,18 +651,7 @@ class Builder:
         bundle = work / "bundle"
         bundle.mkdir()
         (bundle / "rootfs").symlink_to(mnt)
-        with rootfs.opened(str(mnt)) as root_fd:
-            missing = [t for t in _RUN_MOUNT_TARGETS if not rootfs.exists_in_root(root_fd, t)]
-            try:
-                user = rootfs.lookup_user(root_fd, user_spec) if user_spec else rootfs.User(0, 0, "/root")
-            except LookupError as e:
-                raise ins.error(f"USER {user_spec}: {e}") from None
-            if not user_spec:
-                try:
-                    user = rootfs.lookup_user(root_fd, "0")
-                except LookupError:
-                    user = rootfs.User(0, 0, "/root")
-            os.close(rootfs.makedirs(root_fd, workdir))
+        user, missing = self._prepare_run_root(ins, mnt, user_spec, workdir)
         container_id = f"minibuild-{secrets.token_hex(8)}"
         spec = runtime.default_spec(bundle, container_id, network)
         if not any(e.startswith("PATH=") for e in env):
@@ -675,49 +664,45 @@ class Builder:
             {"additionalGids": list(user.groups)} if user.groups else {}
         )
         spec["hostname"] = "minibuild"
-        if network == "host":
-            for name in ("resolv.conf", "hosts"):
-                if os.path.exists(f"/etc/{name}"):
-                    spec["mounts"].append(
-                        {
-                            "destination": f"/etc/{name}",
-                            "type": "bind",
-                            "source": f"/etc/{name}",
-                            "options": ["rbind", "ro"],
-                        }
-                    )
-        if script_file is not None:
-            name, body = script_file
-            path = work / f"heredoc-{name}"
-            path.write_text(body)
-            path.chmod(0o755)
-            spec["mounts"].append(
-                {"destination": f"/dev/pipes/{name}", "type": "bind", "source": str(path), "options": ["rbind", "ro"]}
-            )
-        if self.opts.quiet:
-            with open(work / "run.log", "w+b") as log:
-                status = runtime.run(bundle, container_id, spec, output=log)
-                if status != 0:  # quiet builds show a failed step's output (its end), nothing else
-                    log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
-                    sys.stderr.write(log.read().decode("utf-8", "replace"))
-        else:
-            status = runtime.run(bundle, container_id, spec)
+        spec["mounts"] += _run_mounts(work, network, script_file)
+        status = self._run_bundle(bundle, container_id, spec, work)
         if status != 0:
             shown = " ".join(argv)
             raise BuildError(
                 f"{ins.file}:{ins.line}: RUN: `{shown[:200]}` returned a non-zero code: {status}",
                 hint="the step's output is above; the image was not made",
             )
-        upper = work / "upper"
-        for target in missing:  # mount points the runtime made: not the step's change
-            path = upper / target
-            if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-                path.rmdir()
-        if network == "host":
-            for name in ("resolv.conf", "hosts"):
-                path = upper / "etc" / name
-                if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
-                    path.unlink()
+        _drop_runtime_leftovers(work / "upper", missing, network)
+
+    def _prepare_run_root(
+        self, ins: Instruction, mnt: Path, user_spec: str, workdir: str
+    ) -> tuple[rootfs.User, list[str]]:
+        """The step's user (looked up in the image) and the mount points the runtime will have to make;
+        the working directory is created."""
+        with rootfs.opened(str(mnt)) as root_fd:
+            missing = [t for t in _RUN_MOUNT_TARGETS if not rootfs.exists_in_root(root_fd, t)]
+            try:
+                user = rootfs.lookup_user(root_fd, user_spec) if user_spec else rootfs.User(0, 0, "/root")
+            except LookupError as e:
+                raise ins.error(f"USER {user_spec}: {e}") from None
+            if not user_spec:
+                try:
+                    user = rootfs.lookup_user(root_fd, "0")
+                except LookupError:
+                    user = rootfs.User(0, 0, "/root")
+            os.close(rootfs.makedirs(root_fd, workdir))
+        return user, missing
+
+    def _run_bundle(self, bundle: Path, container_id: str, spec: dict[str, Any], work: Path) -> int:
+        """Run the step's bundle; its exit status. Quiet builds show a failed step's output (its end), nothing else."""
+        if not self.opts.quiet:
+            return runtime.run(bundle, container_id, spec)
+        with open(work / "run.log", "w+b") as log:
+            status = runtime.run(bundle, container_id, spec, output=log)
+            if status != 0:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+                sys.stderr.write(log.read().decode("utf-8", "replace"))
+        return status
 
     # -- COPY / ADD ------------------------------------------------------------------------------------------
     def _copy_args(self, st: State, ins: Instruction) -> tuple[list[str], str]:
@@ -759,21 +744,48 @@ class Builder:
         env = st.env()
         chown = self._expand(ins, ins.flag("chown") or "", env) or None
         chmod = self._chmod(ins)
-        heredocs = {h.name: h for h in ins.heredocs}
         source_from = ins.flag("from")
         from_root: tuple[str, list[LayerRef]] | None = None  # (key, layers) of another stage or image
         if source_from is not None:
             source_from = self._expand(ins, source_from, self.global_args | env)
-            dep = self._stage_ref(source_from, stage.index)
-            if dep is not None:
-                from_state = self.done[dep.index]
-                from_root = (from_state.key, from_state.layers)
-            else:
-                record = self._image(ins, source_from, self.platform)
-                from_root = (_key("image", record.id), list(record.layers))
+            from_root = self._from_root(ins, source_from, stage)
+        plan, key_sources = self._copy_plan(ins, sources, env, from_root, add=add)
+        if ins.flag("checksum") and not any(kind == "url" for kind, _ in plan):
+            raise ins.error("--checksum is only for URL sources")
+        if len(plan) > 1 and not dest.endswith("/"):
+            raise ins.error(f"with more than one source, the destination {dest!r} must be a directory ending in /")
+
+        def change(mnt: Path, work: Path) -> None:
+            copy = _Copy(plan, dest, chown, chmod, add, from_root, source_from)
+            self._apply_copy(ins, copy, mnt, work)
+
+        key = [key_sources, dest, chown, chmod, add]
+        self._fs_step(st, ins, key, change, ins.original)
+
+    def _from_root(self, ins: Instruction, source_from: str, stage: Stage) -> tuple[str, list[LayerRef]]:
+        """COPY --from: the (cache key, layers) of an earlier stage, or else of an image."""
+        dep = self._stage_ref(source_from, stage.index)
+        if dep is not None:
+            from_state = self.done[dep.index]
+            return from_state.key, from_state.layers
+        record = self._image(ins, source_from, self.platform)
+        return _key("image", record.id), list(record.layers)
+
+    def _copy_plan(
+        self,
+        ins: Instruction,
+        sources: list[str],
+        env: dict[str, str],
+        from_root: tuple[str, list[LayerRef]] | None,
+        *,
+        add: bool,
+    ) -> tuple[list[tuple[str, Any]], list[object]]:
+        """What to copy, as ("heredoc", (name, content)) | ("url", (url, checksum)) | ("path", pattern), and what
+        of each source goes into the step's cache key (a context path by the checksum of what it matches)."""
         assert self.context is not None
         ctx = self.context
-        plan: list[tuple[str, Any]] = []  # ("heredoc", Heredoc) | ("url", (url, checksum)) | ("path", pattern)
+        heredocs = {h.name: h for h in ins.heredocs}
+        plan: list[tuple[str, Any]] = []
         key_sources: list[object] = []
         for src in sources:
             name = re.sub(r"^<<-?[\"']?|[\"']?$", "", src) if src.startswith("<<") else None
@@ -783,18 +795,7 @@ class Builder:
                 plan.append(("heredoc", (name, content)))
                 key_sources.append(["heredoc", name, content])
             elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src) or src.startswith("git@"):
-                if not add:
-                    raise ins.error(f"COPY does not fetch URLs ({src})", hint="use ADD --checksum=sha256:... URL DEST")
-                checksum = ins.flag("checksum")
-                if not src.startswith(("http://", "https://")):
-                    raise ins.error(f"ADD of {src} is not supported: only http(s) URLs with --checksum")
-                if not checksum:
-                    raise ins.error(
-                        f"ADD {src} fetches from the network, which builds may not have: refused without a checksum",
-                        hint="add --checksum=sha256:<hex of the file>, or download it into the context and COPY it",
-                    )
-                if not re.fullmatch(r"sha256:[a-f0-9]{64}", checksum):
-                    raise ins.error(f"--checksum={checksum} is not sha256:<64 hex digits>")
+                checksum = _url_checksum(ins, src, add)
                 plan.append(("url", (src, checksum)))
                 key_sources.append(["url", src, checksum])
             elif from_root is not None:
@@ -807,49 +808,45 @@ class Builder:
                     raise ins.error(str(e), hint="is it in the build context, and not in .dockerignore?") from None
                 plan.append(("path", src))
                 key_sources.append(["context", src, contexts.checksum(paths, ctx.skip)])
-        if ins.flag("checksum") and not any(kind == "url" for kind, _ in plan):
-            raise ins.error("--checksum is only for URL sources")
-        multiple = len(plan) > 1
-        if multiple and not dest.endswith("/"):
-            raise ins.error(f"with more than one source, the destination {dest!r} must be a directory ending in /")
+        return plan, key_sources
 
-        def change(mnt: Path, work: Path) -> None:
-            if from_root is not None:
-                src_root = self._mount_readonly(from_root[1], work)
-                skip = None
-                what = f"stage or image {source_from}"
-            else:
-                src_root = ctx.root
-                skip = ctx.skip
-                what = "build context"
-            try:
-                with rootfs.opened(str(mnt)) as root_fd:
-                    try:
-                        uid, gid = rootfs.chown_ids(root_fd, chown)
-                    except LookupError as e:
-                        raise ins.error(f"--chown={chown}: {e}") from None
-                    opts = rootfs.CopyOptions(uid=uid, gid=gid, chmod=chmod, skip=skip)
-                    for kind, item in plan:
-                        if kind == "heredoc":
-                            self._place_bytes(ins, root_fd, dest, item[0], item[1].encode(), opts)
-                        elif kind == "url":
-                            self._place_url(ins, root_fd, dest, item[0], item[1], opts)
-                        else:
-                            try:
-                                found = contexts.resolve_sources(src_root, item, skip, what)
-                            except BuildError as e:
-                                raise ins.error(str(e)) from None
-                            many = multiple or len(found) > 1
-                            if many and not dest.endswith("/"):
-                                raise ins.error(f"{item} matches several files: the destination must end in /")
-                            for host, rel in found:
-                                self._place_path(ins, root_fd, dest, host, rel, opts, add=add, directory=many)
-            finally:
-                if from_root is not None:
-                    overlay.unmount(Path(src_root), lazy=True)
-
-        key = [key_sources, dest, chown, chmod, add]
-        self._fs_step(st, ins, key, change, ins.original)
+    def _apply_copy(self, ins: Instruction, copy: _Copy, mnt: Path, work: Path) -> None:
+        """Place each planned source into the step's root at `mnt` (another stage or image mounted read-only)."""
+        assert self.context is not None
+        if copy.from_root is not None:
+            src_root = self._mount_readonly(copy.from_root[1], work)
+            skip = None
+            what = f"stage or image {copy.source_from}"
+        else:
+            src_root = self.context.root
+            skip = self.context.skip
+            what = "build context"
+        dest = copy.dest
+        try:
+            with rootfs.opened(str(mnt)) as root_fd:
+                try:
+                    uid, gid = rootfs.chown_ids(root_fd, copy.chown)
+                except LookupError as e:
+                    raise ins.error(f"--chown={copy.chown}: {e}") from None
+                opts = rootfs.CopyOptions(uid=uid, gid=gid, chmod=copy.chmod, skip=skip)
+                for kind, item in copy.plan:
+                    if kind == "heredoc":
+                        self._place_bytes(ins, root_fd, dest, item[0], item[1].encode(), opts)
+                    elif kind == "url":
+                        self._place_url(ins, root_fd, dest, item[0], item[1], opts)
+                    else:
+                        try:
+                            found = contexts.resolve_sources(src_root, item, skip, what)
+                        except BuildError as e:
+                            raise ins.error(str(e)) from None
+                        many = len(copy.plan) > 1 or len(found) > 1
+                        if many and not dest.endswith("/"):
+                            raise ins.error(f"{item} matches several files: the destination must end in /")
+                        for host, rel in found:
+                            self._place_path(ins, root_fd, dest, host, rel, opts, add=copy.add, directory=many)
+        finally:
+            if copy.from_root is not None:
+                overlay.unmount(Path(src_root), lazy=True)
 
     def _mount_readonly(self, layers: list[LayerRef], work: Path) -> str:
         target = work / "from"
@@ -988,6 +985,74 @@ def _is_archive(path: str) -> bool:
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
         return True
     return len(head) == 512 and head[257:262] == b"ustar"
+
+
+class _Copy(Record):
+    """What one COPY or ADD step places, worked out before its cache key is known."""
+
+    plan: list[tuple[str, Any]]
+    dest: str
+    chown: str | None
+    chmod: int | None
+    add: bool
+    from_root: tuple[str, list[LayerRef]] | None
+    source_from: str | None
+
+
+def _url_checksum(ins: Instruction, src: str, add: bool) -> str:
+    """The --checksum of an ADD of a URL: only http(s), and only with a sha256 to check what arrives."""
+    if not add:
+        raise ins.error(f"COPY does not fetch URLs ({src})", hint="use ADD --checksum=sha256:... URL DEST")
+    checksum = ins.flag("checksum")
+    if not src.startswith(("http://", "https://")):
+        raise ins.error(f"ADD of {src} is not supported: only http(s) URLs with --checksum")
+    if not checksum:
+        raise ins.error(
+            f"ADD {src} fetches from the network, which builds may not have: refused without a checksum",
+            hint="add --checksum=sha256:<hex of the file>, or download it into the context and COPY it",
+        )
+    if not re.fullmatch(r"sha256:[a-f0-9]{64}", checksum):
+        raise ins.error(f"--checksum={checksum} is not sha256:<64 hex digits>")
+    return checksum
+
+
+def _run_mounts(work: Path, network: str, script_file: tuple[str, str] | None) -> list[dict[str, Any]]:
+    """Extra bind mounts of a RUN step: the host's resolver files on the host network, a heredoc script."""
+    mounts = []
+    if network == "host":
+        for name in ("resolv.conf", "hosts"):
+            if os.path.exists(f"/etc/{name}"):
+                mounts.append(
+                    {
+                        "destination": f"/etc/{name}",
+                        "type": "bind",
+                        "source": f"/etc/{name}",
+                        "options": ["rbind", "ro"],
+                    }
+                )
+    if script_file is not None:
+        name, body = script_file
+        path = work / f"heredoc-{name}"
+        path.write_text(body)
+        path.chmod(0o755)
+        mounts.append(
+            {"destination": f"/dev/pipes/{name}", "type": "bind", "source": str(path), "options": ["rbind", "ro"]}
+        )
+    return mounts
+
+
+def _drop_runtime_leftovers(upper: Path, missing: list[str], network: str) -> None:
+    """Remove from a RUN step's change what the runtime made, not the step: empty mount points, and the
+    empty resolver files bound over on the host network."""
+    for target in missing:
+        path = upper / target
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    if network == "host":
+        for name in ("resolv.conf", "hosts"):
+            path = upper / "etc" / name
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                path.unlink()
 
 
 class _decompressed:

@@ -17,11 +17,11 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache.errors import ContainerStateError, InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the `run` hot path
     from typing import Any, TextIO
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minirun.cgroups.base import Cgroup, CgroupError, warn
 from minirun.cgroups.limits import Limits
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 

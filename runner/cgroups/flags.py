@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minirun.cgroups.base import warn
@@ -28,9 +29,9 @@ from minirun.cgroups.limits import (
     parse_cpu_list,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
     from typing import Any
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's minimum for --memory and --memory-reservation (6MB)
@@ -131,10 +132,23 @@ def resources_from_args(
     `cpu_count`, `online_cpus` and `online_mems` default to this host's (they bound --cpus and --cpuset-*).
     """
     get = lambda name: getattr(args, name, None)  # noqa: E731
-    memory: dict[str, int] = {}
-    cpu: dict[str, Any] = {}
-    pids: dict[str, int] = {}
+    memory = _memory(get)
+    cpu = _cpu(get, cpu_count)
+    for dest, flag, key, kind, available in (
+        ("cpuset_cpus", "--cpuset-cpus", "cpus", "cpu", online_cpus),
+        ("cpuset_mems", "--cpuset-mems", "mems", "node", online_mems),
+    ):
+        if (value := get(dest)) is not None and value.strip():
+            cpu[key] = _cpu_list(flag, value.strip(), available if available is not None else online(kind))
+    pids = _pids(get)
+    block_io = _block_io(get)
+    sections = (("memory", memory), ("cpu", cpu), ("pids", pids), ("blockIO", block_io))
+    return {k: v for k, v in sections if v}
 
+
+def _memory(get: Callable[[str], Any]) -> dict[str, int]:
+    """--memory, --memory-reservation and --memory-swap as OCI `memory` (swap defaults to twice the limit)."""
+    memory: dict[str, int] = {}
     if (value := get("memory")) is not None and (limit := parse_bytes("--memory", value)):
         if limit < MIN_MEMORY:
             raise InvalidSpec(f"--memory {value} is below the minimum of 6m", hint="give the container at least 6m")
@@ -161,25 +175,17 @@ def resources_from_args(
             memory["swap"] = swap
     if "limit" in memory and "swap" not in memory:
         memory["swap"] = 2 * memory["limit"]  # Docker's default: as much swap as memory
+    return memory
 
+
+def _cpu(get: Callable[[str], Any], cpu_count: int | None) -> dict[str, Any]:
+    """--cpus, --cpu-period, --cpu-quota and --cpu-shares as OCI `cpu` (the cpusets are added by the caller)."""
+    cpu: dict[str, Any] = {}
     cpus = get("cpus")
     if cpus is not None and (get("cpu_period") is not None or get("cpu_quota") is not None):
         raise InvalidSpec("--cpus and --cpu-period/--cpu-quota cannot both be set", hint="use one or the other")
     if cpus is not None:
-        count = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
-        if not _is_decimal(cpus.strip()):
-            raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
-        from fractions import Fraction
-
-        amount = Fraction(cpus.strip())
-        if amount:
-            if not Fraction(1, 100) <= amount <= count:
-                raise InvalidSpec(
-                    f"--cpus {cpus} is out of range",
-                    hint=f"use 0.01 to {count}.00: this host has {count} CPU{'s' if count != 1 else ''}",
-                )
-            cpu["quota"] = round(amount * DEFAULT_CFS_PERIOD)
-            cpu["period"] = DEFAULT_CFS_PERIOD
+        cpu.update(_cpus(cpus, cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))))
     if (value := get("cpu_period")) is not None and (period := _int("--cpu-period", value, "e.g. 100000")):
         if not MIN_CFS_PERIOD <= period <= MAX_CFS_PERIOD:
             raise InvalidSpec(
@@ -197,20 +203,39 @@ def resources_from_args(
         if clamped != shares:
             warn(f"--cpu-shares {shares} changed to {clamped}, the nearest value the kernel allows")
         cpu["shares"] = clamped
-    for dest, flag, key, kind, available in (
-        ("cpuset_cpus", "--cpuset-cpus", "cpus", "cpu", online_cpus),
-        ("cpuset_mems", "--cpuset-mems", "mems", "node", online_mems),
-    ):
-        if (value := get(dest)) is not None and value.strip():
-            cpu[key] = _cpu_list(flag, value.strip(), available if available is not None else online(kind))
+    return cpu
 
-    if (value := get("pids_limit")) is not None:
-        hint = "use a positive number, or -1 for unlimited"
-        limit = _int("--pids-limit", value, hint)
-        if limit < -1:
-            raise InvalidSpec(f"--pids-limit {value} is out of range", hint=hint)
-        pids["limit"] = -1 if limit <= 0 else limit
 
+def _cpus(cpus: str, count: int) -> dict[str, int]:
+    """--cpus as a CFS quota per default period ({} for 0), bounded by the `count` CPUs this process may use."""
+    if not _is_decimal(cpus.strip()):
+        raise InvalidSpec(f"invalid value {cpus!r} for --cpus", hint="give a positive number of CPUs, e.g. 1.5")
+    from fractions import Fraction
+
+    amount = Fraction(cpus.strip())
+    if not amount:
+        return {}
+    if not Fraction(1, 100) <= amount <= count:
+        raise InvalidSpec(
+            f"--cpus {cpus} is out of range",
+            hint=f"use 0.01 to {count}.00: this host has {count} CPU{'s' if count != 1 else ''}",
+        )
+    return {"quota": round(amount * DEFAULT_CFS_PERIOD), "period": DEFAULT_CFS_PERIOD}
+
+
+def _pids(get: Callable[[str], Any]) -> dict[str, int]:
+    """--pids-limit as OCI `pids` (0 or a negative limit means unlimited, as in Docker)."""
+    if (value := get("pids_limit")) is None:
+        return {}
+    hint = "use a positive number, or -1 for unlimited"
+    limit = _int("--pids-limit", value, hint)
+    if limit < -1:
+        raise InvalidSpec(f"--pids-limit {value} is out of range", hint=hint)
+    return {"limit": -1 if limit <= 0 else limit}
+
+
+def _block_io(get: Callable[[str], Any]) -> dict[str, Any]:
+    """--blkio-weight and the --device-{read,write}-{bps,iops} flags as OCI `blockIO`."""
     block_io: dict[str, Any] = {}
     if (value := get("blkio_weight")) is not None and (weight := _int("--blkio-weight", value, "use 10 to 1000")):
         if not 10 <= weight <= 1000:
@@ -219,9 +244,7 @@ def resources_from_args(
     for dest, field in DEVICE_FLAGS.items():
         for value in get(dest) or ():
             block_io.setdefault(field, []).append(_device_rate(f"--{dest.replace('_', '-')}", value))
-
-    sections = (("memory", memory), ("cpu", cpu), ("pids", pids), ("blockIO", block_io))
-    return {k: v for k, v in sections if v}
+    return block_io
 
 
 def _device_rate(flag: str, value: str) -> dict[str, int]:

@@ -7,13 +7,10 @@ every field is type- and range-checked here, once, before any driver writes a by
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
-if TYPE_CHECKING:
-    from typing import Any
 
 UNLIMITED = -1
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144
@@ -37,8 +34,8 @@ _HINT = "see the OCI runtime spec, linux.resources"
 class Limits(Record):
     """Typed resource limits. None: not set (leave the kernel's default); -1: explicitly unlimited.
 
-    A Record rather than a dataclass or NamedTuple: it is built on the `run` hot path, where importing
-    typing and generating a class's code cost milliseconds. Treat it as read-only.
+    A Record, the project's one record type (cheap to define and to build on the `run` path). Treat it as
+    read-only.
     """
 
     memory: int | None = None

@@ -7,16 +7,17 @@ host cannot tell (controller missing, or unlimited for a limit).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+
+from minicache.record import Record
+from minishow import bytes_size, human_size, table
 
 NO_VALUE = "--"  # what docker stats shows for a figure it does not have
 _ROW_KEYS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
 _HEADERS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
 
 
-@dataclass(frozen=True)
-class CgroupStats:
-    """One reading of a cgroup's counters; `read_at` is time.monotonic() when it was taken."""
+class CgroupStats(Record, frozen=True):
+    """One reading of a cgroup's counters; `read_at` is time.monotonic() when it was taken (default: now)."""
 
     cpu_ns: int | None = None  # CPU time used, user + system
     cpu_user_ns: int | None = None
@@ -32,7 +33,11 @@ class CgroupStats:
     pids_limit: int | None = None  # None: unlimited
     block_read_bytes: int | None = None
     block_write_bytes: int | None = None
-    read_at: float = field(default_factory=time.monotonic)
+    read_at: float = 0.0
+
+    def __init__(self, **fields: object) -> None:
+        fields.setdefault("read_at", time.monotonic())
+        super().__init__(**fields)
 
     @property
     def memory_used(self) -> int | None:
@@ -41,9 +46,6 @@ class CgroupStats:
             return None
         cache = self.memory_cache_bytes or 0
         return self.memory_bytes - cache if cache < self.memory_bytes else self.memory_bytes
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def cpu_percent(before: CgroupStats | None, after: CgroupStats) -> float | None:
@@ -68,24 +70,10 @@ def host_memory() -> int | None:
     return None
 
 
-def binary_size(n: float) -> str:
-    """1536 -> "1.5KiB", as docker's units.BytesSize (4 significant digits)."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
-def decimal_size(n: float) -> str:
-    """1500 -> "1.5kB", as docker's units.HumanSizeWithPrecision(n, 3) for I/O counters."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000
-        i += 1
-    return f"{n:.3g}{units[i]}"
+def _io_size(n: int) -> str:
+    """An I/O counter as docker stats shows it: go-units HumanSizeWithPrecision(n, 3), powers of 1000 (`1.5kB`).
+    Memory, by contrast, is shown in powers of 1024 (BytesSize, `1.5MiB`)."""
+    return human_size(n, 3)
 
 
 def stats_row(
@@ -108,19 +96,19 @@ def stats_row(
     mem_usage = NO_VALUE
     mem_perc = NO_VALUE
     if used is not None:
-        mem_usage = f"{binary_size(used)} / {binary_size(limit) if limit else NO_VALUE}"
+        mem_usage = f"{bytes_size(used)} / {bytes_size(limit) if limit else NO_VALUE}"
         if limit:
             mem_perc = f"{used / limit * 100:.2f}%"
     block = NO_VALUE
     if now.block_read_bytes is not None or now.block_write_bytes is not None:
-        block = f"{decimal_size(now.block_read_bytes or 0)} / {decimal_size(now.block_write_bytes or 0)}"
+        block = f"{_io_size(now.block_read_bytes or 0)} / {_io_size(now.block_write_bytes or 0)}"
     return {
         "ID": container_id[:12],
         "Name": name,
         "CPUPerc": NO_VALUE if cpu is None else f"{cpu:.2f}%",
         "MemUsage": mem_usage,
         "MemPerc": mem_perc,
-        "NetIO": NO_VALUE if net_io is None else f"{decimal_size(net_io[0])} / {decimal_size(net_io[1])}",
+        "NetIO": NO_VALUE if net_io is None else f"{_io_size(net_io[0])} / {_io_size(net_io[1])}",
         "BlockIO": block,
         "PIDs": NO_VALUE if now.pids is None else str(now.pids),
     }
@@ -134,7 +122,5 @@ def format_json(row: dict[str, str]) -> str:
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
-    """Rows as docker stats' aligned table, header first (three spaces between columns)."""
-    lines = [_HEADERS, *([row[k] for k in _ROW_KEYS] for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_HEADERS))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    """Rows as docker stats' aligned table, header first."""
+    return table(_HEADERS, [[row[k] for k in _ROW_KEYS] for row in rows])

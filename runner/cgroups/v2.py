@@ -21,6 +21,7 @@ import signal
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minirun.cgroups.base import (
@@ -46,7 +47,6 @@ from minirun.cgroups.limits import (
     swap_v2,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 
@@ -208,6 +208,16 @@ class V2Cgroup(Cgroup):
         return list(found)
 
     def _write_limits(self, limits: Limits) -> None:
+        self._require_controllers(limits)
+        self._write_memory(limits)
+        self._write_cpu(limits)
+        if limits.pids is not None:
+            write(self.path / "pids.max", _v2_value(limits.pids))
+        self._write_io(limits)
+        self._write_named_files(limits)
+
+    def _require_controllers(self, limits: Limits) -> None:
+        """CgroupError naming the limits that cannot apply when a controller they need is not enabled here."""
         available = set((read(self.path / "cgroup.controllers") or "").split())
         for controller, names in _needed_controllers(limits).items():
             if controller not in available:  # create() enabled it; a live cgroup (set) may lack it
@@ -216,6 +226,8 @@ class V2Cgroup(Cgroup):
                     f"{', '.join(names)} cannot be applied",
                     hint=f"enable {controller} in {self.path.parent / 'cgroup.subtree_control'}",
                 )
+
+    def _write_memory(self, limits: Limits) -> None:
         d = self.path
         if limits.memory is not None:
             write(d / "memory.max", _v2_value(limits.memory))
@@ -228,6 +240,9 @@ class V2Cgroup(Cgroup):
         if limits.memory_reservation is not None:
             # runc and crun: the reservation is a best-effort protection, memory.low (memory.high would throttle)
             write(d / "memory.low", "max" if limits.memory_reservation == UNLIMITED else limits.memory_reservation)
+
+    def _write_cpu(self, limits: Limits) -> None:
+        d = self.path
         if limits.cpu_shares is not None:
             write(d / "cpu.weight", shares_to_weight(limits.cpu_shares))
         if (value := cpu_max(limits.cpu_quota, limits.cpu_period)) is not None:
@@ -236,8 +251,9 @@ class V2Cgroup(Cgroup):
             write(d / "cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems is not None:
             write(d / "cpuset.mems", limits.cpuset_mems)
-        if limits.pids is not None:
-            write(d / "pids.max", _v2_value(limits.pids))
+
+    def _write_io(self, limits: Limits) -> None:
+        d = self.path
         if limits.blkio_weight is not None:
             # runc: BFQ's own weight where the device's scheduler is BFQ, else io.weight, converted
             if (d / "io.bfq.weight").exists():
@@ -246,6 +262,10 @@ class V2Cgroup(Cgroup):
                 write(d / "io.weight", blkio_to_io_weight(limits.blkio_weight))
         for key, major, minor, rate in limits.blkio_throttle:
             write(d / "io.max", f"{major}:{minor} {key}={rate}")
+
+    def _write_named_files(self, limits: Limits) -> None:
+        """Huge page limits and `unified` entries: files named by the spec, so each must exist on this kernel."""
+        d = self.path
         for size, limit in limits.hugepages:
             if not (d / f"hugetlb.{size}.max").exists():
                 raise InvalidSpec(

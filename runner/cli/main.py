@@ -12,12 +12,9 @@ import contextlib
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from minirun.cli.options import FLAG, Option, add_to
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NoReturn
 
 PROG = "minirun"
 

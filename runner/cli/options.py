@@ -6,7 +6,8 @@ callers that need each option's default without a parser (the Engine API's creat
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterable

@@ -6,14 +6,11 @@ import calendar
 import json
 import re
 import time
+from typing import Any
 
 from minirun.engine.containers import ACTIVE, EXITED, PAUSED, RESTARTING, Container, State
 from minishow import human_duration
 from minishow import table as show_table
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Docker's "never"
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

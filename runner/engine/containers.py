@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from minicache import events, process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
@@ -29,7 +30,6 @@ from minicache.record import Record
 from minicache.store import Store
 from minirun.engine.flags import validate_name
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType

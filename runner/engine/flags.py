@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Mapping
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 # A name is a file name in the store (at most 255 bytes) and, on a user network, a DNS name (at most 253).

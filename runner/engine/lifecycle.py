@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from minicache import events
 from minicache.atomic import read_json
@@ -40,7 +41,6 @@ from minirun.engine.containers import (
 )
 from minirun.engine.flags import RestartPolicy, parse_signal
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
     from minirun.cgroups import Cgroup

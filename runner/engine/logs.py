@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+from typing import TYPE_CHECKING
 
 from minirun.engine.containers import now
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any

@@ -27,10 +27,10 @@ import select
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from minirun.runtime.channel import Channel
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn

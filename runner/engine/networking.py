@@ -10,9 +10,10 @@ anything of the network package (the engine writes its own defaults), so that pa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from minicache.record import Record
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

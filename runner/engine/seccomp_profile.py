@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from minicache.errors import InvalidSpec
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 _ALLOWED = """
 accept accept4 access adjtimex alarm bind brk cachestat capget capset chdir chmod chown chown32 clock_adjtime

@@ -9,6 +9,7 @@ be tested without a kernel. Defaults follow Docker: its 14 capabilities, masked 
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
@@ -17,10 +18,6 @@ from minirun.engine.flags import Tmpfs, Ulimit, Volume
 from minirun.engine.users import User
 from minirun.runtime import caps as capabilities
 from minirun.runtime.config import BUILTIN_INIT_ANNOTATION
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

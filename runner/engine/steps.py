@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache import events
 from minicache.errors import InvalidSpec, MiniError, NotFound
@@ -29,7 +30,6 @@ from minirun.runtime import Process
 from minirun.runtime import start as runtime_start
 from minirun.runtime.signals import SignalForwarder
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

@@ -6,7 +6,8 @@ stats/top and feeds the dashboard with them.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from minirun.cgroups import CgroupStats
     from minirun.cgroups.base import Cgroup

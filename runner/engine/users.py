@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 from minirun.runtime.inroot import Root
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 

@@ -12,7 +12,8 @@ May import: minicache only. It knows container IDs, not the engine's containers.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from minirun.network.attachment import (
         Attachment,

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minicache.record import Record
 from minirun.network import hosts, hostsfiles, modes, networks, ports, resolv, settings, state
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any

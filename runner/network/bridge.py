@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import errno
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, MiniError
 from minirun.network import firewall, ipam
 from minirun.network.nft import Nft
 from minirun.network.rtnl import NetlinkError, Rtnl
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minirun.network.networks import Network
 

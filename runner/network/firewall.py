@@ -24,9 +24,10 @@ table (with handles) and deletes by handle the rules of that owner only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from minirun.network.nft import Nft
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minirun.network.ports import PortMapping
 

@@ -9,11 +9,11 @@ file is rendered, and every member's file is rewritten when one joins or leaves.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minirun.network import hosts, networks, state
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any

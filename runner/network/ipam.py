@@ -10,14 +10,13 @@ reusing a just-released one at once, as Docker does, so peers' ARP caches have t
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from minirun.network.rtnl import Rtnl
 
 

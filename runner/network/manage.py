@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from minicache.errors import Conflict
 from minirun.network import networks, settings, state
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

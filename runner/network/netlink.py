@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     # An attribute value: u32 (int), NUL-terminated string (str), raw bytes, or nested attributes (list);
     # a nested value may carry a fixed header before its attributes (VETH_INFO_PEER's ifinfomsg): (bytes, list).

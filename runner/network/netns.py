@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache import syscalls
 from minicache.errors import Conflict, MiniError
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
 

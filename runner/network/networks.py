@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minicache.record import Record
 from minirun.network import ipam, settings, state
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

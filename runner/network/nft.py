@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+from typing import Any
 
 from minicache.errors import MiniError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 _OUTPUT_HANDLE = 1 << 3
 _OUTPUT_JSON = 1 << 4

@@ -17,12 +17,9 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 from minirun.network import netlink as nl
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 AF_BRIDGE = 7
 NETLINK_ROUTE = 0

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from minicache.store import Store
 

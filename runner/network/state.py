@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache.atomic import atomic_write_json
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

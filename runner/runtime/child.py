@@ -26,15 +26,12 @@ import resource
 import signal
 import socket
 import struct
+from typing import NoReturn
 
 from minicache import syscalls as sc
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NoReturn
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -107,6 +104,42 @@ def _hide_host() -> None:
 
 
 def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
+    """Everything between fork and exec, in the order the kernel's rules need: namespaces, then the root
+    filesystem and terminal, then limits, user and capabilities, the seccomp filter last but for the init."""
+    _prepare_process(cfg)
+    _enter_namespaces(cfg, stage)
+    _wait_for_go(cfg, chan)
+    if not cfg.join_existing:
+        _filesystem(cfg, stage)
+    if cfg.terminal:
+        _open_terminal(cfg, chan, stage)
+    stage[0] = "closing file descriptors"
+    close_inherited(cfg.preserve_fds, chan.fileno())
+    if not cfg.join_existing:
+        _finish_filesystem(cfg, stage)
+    for number, soft, hard in cfg.rlimits:
+        stage[0] = f"setting rlimit {number}"
+        resource.setrlimit(number, (soft, hard))
+    if cfg.seccomp is not None and not cfg.no_new_privs:
+        stage[0] = "loading the seccomp filter"  # without no_new_privs it needs CAP_SYS_ADMIN: load it now
+        sc.seccomp_load_bpf(cfg.seccomp)
+    _become_user(cfg, stage)
+    enter_cwd(cfg.cwd)
+    stage[0] = "setting capabilities"
+    caps.apply(cfg.caps)
+    if cfg.no_new_privs:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if cfg.seccomp is not None:
+            stage[0] = "loading the seccomp filter"
+            sc.seccomp_load_bpf(cfg.seccomp)
+    stage[0] = "closing file descriptors"
+    sc.close_range(3 + cfg.preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    if cfg.builtin_init:
+        init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
+
+
+def _prepare_process(cfg: ChildConfig) -> None:
+    """Process attributes set while this is still the host's process: dumpability, signals, stdin, OOM score."""
     if cfg.builtin_init:
         # This process stays the container's PID 1, a copy of the host's interpreter and of the caller's
         # environment: the container's processes (same user, same capabilities) must not open its
@@ -125,6 +158,10 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     if cfg.oom_score_adj is not None:  # the host's /proc: a joining process is not in the container's PID namespace
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(cfg.oom_score_adj))
+
+
+def _enter_namespaces(cfg: ChildConfig, stage: list[str]) -> None:
+    """Join the cgroup and the namespaces to share, create the new ones, and bring up a new netns's loopback."""
     if cfg.cgroup is not None:
         stage[0] = "joining the cgroup"
         cfg.cgroup.join()
@@ -142,6 +179,10 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     if cfg.new_netns:
         stage[0] = "bringing up loopback"
         _loopback_up()
+
+
+def _wait_for_go(cfg: ChildConfig, chan: Channel) -> None:
+    """Once the namespaces exist, wait while the parent sets up what needs this PID; exit if the parent is gone."""
     if cfg.wait_for_go:
         chan.send(READY)
         message, _ = chan.recv()
@@ -150,32 +191,27 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     elif cfg.kill_with_parent and chan.peer_closed():
         os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
 
-    if not cfg.join_existing:
-        _filesystem(cfg, stage)
-    if cfg.terminal:
-        stage[0] = "opening the container's terminal"
-        master, slave, path = tty.open_pty(cfg.uid, cfg.gid, *cfg.console_size)
-        if cfg.join_existing:  # the spawned command makes it its controlling terminal (_spawn)
-            cfg.console_path = path
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd, inheritable=True)
-            os.close(slave)
-        else:
-            tty.make_controlling(slave)
-        if cfg.devices is not None and not cfg.join_existing:
-            mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
-        chan.send(PTY, fds=[master])
-        os.close(master)
-    stage[0] = "closing file descriptors"
-    close_inherited(cfg.preserve_fds, chan.fileno())
-    if not cfg.join_existing:
-        _finish_filesystem(cfg, stage)
-    for number, soft, hard in cfg.rlimits:
-        stage[0] = f"setting rlimit {number}"
-        resource.setrlimit(number, (soft, hard))
-    if cfg.seccomp is not None and not cfg.no_new_privs:
-        stage[0] = "loading the seccomp filter"  # without no_new_privs it needs CAP_SYS_ADMIN: load it now
-        sc.seccomp_load_bpf(cfg.seccomp)
+
+def _open_terminal(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
+    """The container's pseudo-terminal: the slave becomes this process's (or the spawned command's) terminal,
+    /dev/console in a new root, and the master goes to the parent."""
+    stage[0] = "opening the container's terminal"
+    master, slave, path = tty.open_pty(cfg.uid, cfg.gid, *cfg.console_size)
+    if cfg.join_existing:  # the spawned command makes it its controlling terminal (_spawn)
+        cfg.console_path = path
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd, inheritable=True)
+        os.close(slave)
+    else:
+        tty.make_controlling(slave)
+    if cfg.devices is not None and not cfg.join_existing:
+        mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
+    chan.send(PTY, fds=[master])
+    os.close(master)
+
+
+def _become_user(cfg: ChildConfig, stage: list[str]) -> None:
+    """Drop the bounding set, then switch to the container's user, keeping the capabilities to apply next."""
     stage[0] = "dropping capabilities from the bounding set"
     caps.drop_bounding(cfg.bounding)
     stage[0] = f"switching to user {cfg.uid}:{cfg.gid}"
@@ -190,18 +226,6 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         # a credential change cleared it
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM if cfg.join_existing else signal.SIGKILL)
     os.umask(cfg.umask)
-    enter_cwd(cfg.cwd)
-    stage[0] = "setting capabilities"
-    caps.apply(cfg.caps)
-    if cfg.no_new_privs:
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        if cfg.seccomp is not None:
-            stage[0] = "loading the seccomp filter"
-            sc.seccomp_load_bpf(cfg.seccomp)
-    stage[0] = "closing file descriptors"
-    sc.close_range(3 + cfg.preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-    if cfg.builtin_init:
-        init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
 
 
 def close_inherited(preserve_fds: int, keep: int) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
@@ -17,7 +18,6 @@ from minicache.record import Record
 from minirun.runtime import caps as capabilities
 from minirun.runtime.mounts import PROPAGATION, Device, Mount, plan, plan_devices
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

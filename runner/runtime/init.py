@@ -11,13 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
+from typing import NoReturn
 
 from minicache import syscalls
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import NoReturn
 
 NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from minicache import process as procinfo
 from minicache import syscalls as sc
@@ -21,7 +22,6 @@ from minicache.errors import CannotInvoke, CommandNotFound, MiniError
 from minirun.runtime import child, config
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path

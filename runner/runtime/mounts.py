@@ -13,16 +13,13 @@ import contextlib
 import os
 import posixpath
 import stat
+from collections.abc import Callable
+from typing import Any
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 from minirun.runtime.inroot import Root, fd_path
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
 
 # option → (flags to set, flags to clear)
 _FLAG_OPTIONS: dict[str, tuple[int, int]] = {

@@ -19,10 +19,10 @@ import json
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from minicache import syscalls as sc
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 

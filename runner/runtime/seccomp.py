@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import TYPE_CHECKING
 
 from minicache import syscalls
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any

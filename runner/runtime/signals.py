@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from types import FrameType, TracebackType
+from types import FrameType, TracebackType
 
 FORWARDED = (
     signal.SIGINT,

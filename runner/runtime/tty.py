@@ -15,10 +15,7 @@ import os
 import select
 import signal
 import struct
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from types import FrameType, TracebackType
+from types import FrameType, TracebackType
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTN = 0x80045430

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from lifecyclekit import _subreaper, alive, inspect, ps_json, reaper, run_d, wait_until  # noqa: F401 - autouse reaper
 from minirun import cgroups
-from minirun.cgroups.stats import binary_size, host_memory
+from minirun.cgroups.stats import host_memory
+from minishow import bytes_size
 from runkit import container_ids, minirun, no_leaks, spawn, wait_for_running  # noqa: F401 - no_leaks: autouse
 from sessionkit import CGROUP_PARENT
 
@@ -343,7 +344,7 @@ def test_a_container_without_limits_has_its_own_cgroup_and_stats(store_root: Pat
     row = json.loads(result.stdout)
     assert row["ID"] == cid[:12] and row["Name"] == "plain"
     used, limit = row["MemUsage"].split(" / ")
-    assert limit == binary_size(host_memory())  # no limit: the host's memory, as docker stats
+    assert limit == bytes_size(host_memory())  # no limit: the host's memory, as docker stats
     assert used.endswith(("KiB", "MiB")) and 0 < float(used[:-3]) < (64 if used.endswith("MiB") else 1 << 20)
     assert float(row["MemPerc"].rstrip("%")) < 1.0
     assert row["PIDs"] == "2"

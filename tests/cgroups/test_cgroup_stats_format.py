@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import json
 
-from minirun.cgroups.stats import (
-    CgroupStats,
-    binary_size,
-    cpu_percent,
-    decimal_size,
-    format_json,
-    format_table,
-    host_memory,
-    stats_row,
-)
+from minirun.cgroups.stats import CgroupStats, cpu_percent, format_json, format_table, host_memory, stats_row
+from minishow import bytes_size, human_size
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -28,15 +20,16 @@ def test_cpu_percent_is_of_one_cpu() -> None:
 
 
 def test_sizes_like_docker() -> None:
-    assert [binary_size(n) for n in (0, 512, 1536, 64 * MiB, int(7.7 * GiB))] == [
+    """docker stats: memory in powers of 1024 (go-units BytesSize), I/O in powers of 1000 with 3 digits."""
+    assert [bytes_size(n) for n in (0, 512, 1536, 64 * MiB, int(7.7 * GiB))] == [
         "0B",
         "512B",
         "1.5KiB",
         "64MiB",
         "7.7GiB",
     ]
-    assert binary_size(1.234567 * MiB) == "1.235MiB"
-    assert [decimal_size(n) for n in (0, 999, 1500, 2_000_000, 3_450_000_000)] == [
+    assert bytes_size(1.234567 * MiB) == "1.235MiB"
+    assert [human_size(n, 3) for n in (0, 999, 1500, 2_000_000, 3_450_000_000)] == [
         "0B",
         "999B",
         "1.5kB",
@@ -84,7 +77,7 @@ def test_row_of_an_unlimited_container_shows_host_memory() -> None:
     assert row["CPUPerc"] == "--" and row["NetIO"] == "--" and row["BlockIO"] == "--" and row["PIDs"] == "--"
     assert host_memory() and host_memory() > 0
     default = stats_row("abc", "x", CgroupStats(memory_bytes=GiB))
-    assert default["MemUsage"].endswith(binary_size(host_memory()))
+    assert default["MemUsage"].endswith(bytes_size(host_memory()))
 
 
 def test_row_without_any_figures() -> None:
@@ -116,5 +109,5 @@ def test_table_is_aligned_under_dockers_headers() -> None:
     assert format_table([]) == "CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT   MEM %   NET I/O   BLOCK I/O   PIDS"
 
 
-def test_to_dict_for_state_files() -> None:
-    assert CgroupStats(pids=2, read_at=1.0).to_dict()["pids"] == 2
+def test_as_dict_for_state_files() -> None:
+    assert CgroupStats(pids=2, read_at=1.0).as_dict()["pids"] == 2

@@ -200,7 +200,7 @@ def test_pause_freezes_through_cgroup_freeze_and_unpause_thaws(
 
 
 def test_stats_agree_with_the_cgroup_files(store_root: Path, busybox_image: str) -> None:
-    from minirun.cgroups.stats import binary_size
+    from minishow import bytes_size
 
     cid = run_d(
         store_root, "--memory", "64m", "--pids-limit", "20", busybox_image, "sh", "-c", "sleep 1000 & exec sleep 1000"
@@ -211,8 +211,8 @@ def test_stats_agree_with_the_cgroup_files(store_root: Path, busybox_image: str)
     current = int((directory / "memory.current").read_text())
     inactive = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())["inactive_file"]
     used, limit = row["MemUsage"].split(" / ")
-    assert limit == binary_size(64 * MiB) and row["PIDs"] == "2"
-    assert used == binary_size(current - int(inactive)) or abs(float(used[:-3]) - (current - int(inactive)) / 1024) < 64
+    assert limit == bytes_size(64 * MiB) and row["PIDs"] == "2"
+    assert used == bytes_size(current - int(inactive)) or abs(float(used[:-3]) - (current - int(inactive)) / 1024) < 64
 
     stats = cgroups.open(cid).stats()
     cpu = dict(line.split() for line in (directory / "cpu.stat").read_text().splitlines())

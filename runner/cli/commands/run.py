@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minirun.cgroups.flags import DEVICE_FLAGS
 from minirun.cgroups.flags import FLAGS as RESOURCE_FLAGS
 from minirun.cli.options import APPEND, FLAG, VALUE, Option, add_to
 
-DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
-
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from minirun.engine.containers import Container
     from minirun.engine.spec import RunOptions
 
+DEFAULT_NETWORK_ENV = "MINICONTAINER_DEFAULT_NETWORK"  # the --network used when none is given (bridge)
 
 _NETWORK_HELP = f"bridge (default, or ${DEFAULT_NETWORK_ENV}) | none | host | container:NAME|ID | a network's name"
 # The flags that describe a container (`run` and `create`), in --help's order.
