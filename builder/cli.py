@@ -5,15 +5,50 @@ from __future__ import annotations
 import sys
 
 PROG = "minibuild"
+# Which module registers each command: a run imports (and typer inspects) only the one it calls.
+COMMAND_MODULES = {
+    "build": "build",
+    **dict.fromkeys(("images", "inspect", "tag", "rm", "prune", "export", "mount", "umount", "save"), "images"),
+    "from-tar": "importing",
+    **dict.fromkeys(("pull", "push", "login", "logout"), "registry"),
+    "version": "version",
+}
+ALL_MODULES = ("build", "images", "importing", "registry", "version")  # in the order `--help` lists them
+GLOBAL_VALUE_OPTIONS = ("--root",)
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command word of `argv` (after the global options), or None when there is none (help, no arguments)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in GLOBAL_VALUE_OPTIONS:
+            next(args, None)
+        elif arg == "--help":  # the group's help, eager: it lists every command
+            return None
+        elif arg == "--":
+            return next(args, None)
+        elif not arg.startswith("-") or arg == "-":
+            return arg
+    return None
+
+
+def register(argv: list[str]) -> None:
+    """Import the command module `argv` calls; all of them when it names none of them (help, a typo)."""
+    from importlib import import_module
+
+    module = COMMAND_MODULES.get(command_name(argv) or "")
+    for name in (module,) if module else ALL_MODULES:
+        import_module(f"minibuild.commands.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
     import typer
     from minibuild.app import app
-    from minibuild.commands import build, images, importing, registry, version  # noqa: F401  (registers commands)
     from minicache.errors import MiniError, StoreUnavailable, one_line
 
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    register(args)
+    debug = "--debug" in args
     try:
         code = app(args=argv, prog_name=PROG, standalone_mode=False)
     except MiniError as err:
