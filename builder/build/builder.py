@@ -950,7 +950,9 @@ class Builder:
         image_key = _key("image", st.key, self.opts.labels, self.opts.timestamp, self.opts.compression)
         if not self.opts.no_cache and (image_id := self.store.buildcache.get_image(image_key)):
             record = self.store.images.get(image_id)  # every step was cached: the same image, as in Docker
-            self.store.images.put(record, names)
+            refs = self.store.images.refs()
+            if any(refs.get(name) != record.id for name in names):  # already published and named: no write
+                self.store.images.put(record, names)
         else:
             record = self._new_image(st)
             self.store.images.put(record, names)
