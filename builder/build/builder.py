@@ -18,7 +18,6 @@ import json
 import os
 import posixpath
 import re
-import secrets
 import stat as stat_mod
 import sys
 import time
@@ -663,7 +662,7 @@ class Builder:
                 except LookupError:
                     user = rootfs.User(0, 0, "/root")
             os.close(rootfs.makedirs(root_fd, workdir))
-        container_id = f"minibuild-{secrets.token_hex(8)}"
+        container_id = f"minibuild-{os.urandom(8).hex()}"
         spec = runtime.default_spec(bundle, container_id, network)
         if not any(e.startswith("PATH=") for e in env):
             env = [DEFAULT_PATH, *env]
