@@ -18,7 +18,6 @@ import json
 import os
 import posixpath
 import re
-import secrets
 import stat as stat_mod
 import sys
 import time
@@ -652,7 +651,7 @@ class Builder:
         bundle.mkdir()
         (bundle / "rootfs").symlink_to(mnt)
         user, missing = self._prepare_run_root(ins, mnt, user_spec, workdir)
-        container_id = f"minibuild-{secrets.token_hex(8)}"
+        container_id = f"minibuild-{os.urandom(8).hex()}"
         spec = runtime.default_spec(bundle, container_id, network)
         if not any(e.startswith("PATH=") for e in env):
             env = [DEFAULT_PATH, *env]
@@ -947,7 +946,9 @@ class Builder:
         image_key = _key("image", st.key, self.opts.labels, self.opts.timestamp, self.opts.compression)
         if not self.opts.no_cache and (image_id := self.store.buildcache.get_image(image_key)):
             record = self.store.images.get(image_id)  # every step was cached: the same image, as in Docker
-            self.store.images.put(record, names)
+            refs = self.store.images.refs()
+            if any(refs.get(name) != record.id for name in names):  # already published and named: no write
+                self.store.images.put(record, names)
         else:
             record = self._new_image(st)
             self.store.images.put(record, names)

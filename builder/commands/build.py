@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
 
-import typer
-from minibuild.app import app
+from minibuild.app import Context, arg, command, flag, repeated
 
 
 def pairs(values: list[str] | None, flag: str, *, bare_from_env: bool = False) -> dict[str, str]:
@@ -29,32 +27,40 @@ def pairs(values: list[str] | None, flag: str, *, bare_from_env: bool = False) -
     return out
 
 
-@app.command("build")
+@command(
+    "build",
+    arg("context", metavar="CONTEXT", help="Directory, tar archive, or - (a tar on stdin)."),
+    arg("--file", "-f", help="The Containerfile (default CONTEXT/Containerfile)."),
+    repeated("--tag", "-t", metavar="NAME[:TAG]", help="Name the image NAME[:TAG]; repeatable."),
+    repeated("--build-arg", metavar="KEY=VALUE", help="Set an ARG: KEY=VALUE; repeatable."),
+    arg("--target", metavar="STAGE", help="Build this stage (and what it needs) only."),
+    arg("--platform", metavar="OS/ARCH", help="OS/ARCH of the image (default: this host)."),
+    flag("--no-cache", help="Run every step again."),
+    arg("--network", default="none", metavar="none|host", help="RUN steps' network: none (default) or host."),
+    arg("--compression", default="gzip", metavar="gzip|zstd|none", help="Layer blobs: gzip (default), zstd or none."),
+    arg(
+        "--timestamp",
+        type=int,
+        metavar="EPOCH",
+        help="Seconds since the epoch for every time in the image: reproducible builds.",
+    ),
+    repeated("--label", metavar="KEY=VALUE", help="Add a label KEY=VALUE; repeatable."),
+    flag("--quiet", "-q", help="Print only the image ID."),
+)
 def build_cmd(
-    ctx: typer.Context,
-    context: Annotated[str, typer.Argument(metavar="CONTEXT", help="Directory, tar archive, or - (a tar on stdin).")],
-    file: Annotated[
-        str | None, typer.Option("--file", "-f", help="The Containerfile (default CONTEXT/Containerfile).")
-    ] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Name the image NAME[:TAG]; repeatable.")] = None,
-    build_arg: Annotated[
-        list[str] | None, typer.Option("--build-arg", help="Set an ARG: KEY=VALUE; repeatable.")
-    ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Build this stage (and what it needs) only.")] = None,
-    platform: Annotated[
-        str | None, typer.Option("--platform", help="OS/ARCH of the image (default: this host).")
-    ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step again.")] = False,
-    network: Annotated[str, typer.Option("--network", help="RUN steps' network: none (default) or host.")] = "none",
-    compression: Annotated[
-        str, typer.Option("--compression", help="Layer blobs: gzip (default), zstd or none.")
-    ] = "gzip",
-    timestamp: Annotated[
-        int | None,
-        typer.Option("--timestamp", help="Seconds since the epoch for every time in the image: reproducible builds."),
-    ] = None,
-    label: Annotated[list[str] | None, typer.Option("--label", help="Add a label KEY=VALUE; repeatable.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the image ID.")] = False,
+    ctx: Context,
+    context: str,
+    file: str | None,
+    tag: list[str] | None,
+    build_arg: list[str] | None,
+    target: str | None,
+    platform: str | None,
+    no_cache: bool,
+    network: str,
+    compression: str,
+    timestamp: int | None,
+    label: list[str] | None,
+    quiet: bool,
 ) -> None:
     """Build an image from a Containerfile (Dockerfile syntax), reusing cached steps."""
     import io
@@ -81,6 +87,6 @@ def build_cmd(
         out=io.StringIO() if quiet else sys.stdout,
         quiet=quiet,
     )
-    result = build(Store(ctx.obj.root), opts)
+    result = build(Store(ctx.root), opts)
     if quiet:
         print(result.image_id)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
 
-import typer
-from minibuild.app import app, store_of
+from minibuild.app import Context, arg, command, flag, store_of
 
 
-@app.command("images")
-def images_cmd(
-    ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="'table' (default) or 'json' (one object per line).")] = "table",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only image IDs.")] = False,
-) -> None:
+@command(
+    "images",
+    arg("--format", dest="fmt", default="table", help="'table' (default) or 'json' (one object per line)."),
+    flag("--quiet", "-q", help="Only image IDs."),
+)
+def images_cmd(ctx: Context, fmt: str, quiet: bool) -> None:
     """List images."""
     from minibuild import images
     from minicache.errors import InvalidSpec
@@ -26,70 +24,66 @@ def images_cmd(
         for row in rows:
             if row.id not in seen:
                 seen.append(row.id)
-                typer.echo(row.id.split(":")[1][:12])
+                print(row.id.split(":")[1][:12])
     elif fmt == "json":
         for obj in images.images_json(rows):
-            typer.echo(json.dumps(obj))
+            print(json.dumps(obj))
     elif fmt == "table":
-        typer.echo(images.images_table(rows))
+        print(images.images_table(rows))
     else:
         raise InvalidSpec(f"unknown --format {fmt!r}", hint="use --format table or --format json")
 
 
-@app.command("inspect")
-def inspect_cmd(ctx: typer.Context, names: Annotated[list[str], typer.Argument(metavar="IMAGE...")]) -> None:
+@command("inspect", arg("names", nargs="+", metavar="IMAGE"))
+def inspect_cmd(ctx: Context, names: list[str]) -> None:
     """Show images' details as JSON (like docker image inspect)."""
     from minibuild import images
 
-    typer.echo(json.dumps([images.inspect(store_of(ctx, create=False), n) for n in names], indent=4))
+    print(json.dumps([images.inspect(store_of(ctx, create=False), n) for n in names], indent=4))
 
 
-@app.command("tag")
-def tag_cmd(
-    ctx: typer.Context,
-    source: Annotated[str, typer.Argument(metavar="SOURCE_IMAGE")],
-    target: Annotated[str, typer.Argument(metavar="TARGET_IMAGE[:TAG]")],
-) -> None:
+@command("tag", arg("source", metavar="SOURCE_IMAGE"), arg("target", metavar="TARGET_IMAGE[:TAG]"))
+def tag_cmd(ctx: Context, source: str, target: str) -> None:
     """Give an image another name."""
     from minibuild import images
 
     images.tag(store_of(ctx), source, target)
 
 
-@app.command("rm")
-def rm_cmd(
-    ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Untag even if a container uses the image.")] = False,
-) -> None:
+@command(
+    "rm",
+    arg("names", nargs="+", metavar="IMAGE"),
+    flag("--force", "-f", help="Untag even if a container uses the image."),
+)
+def rm_cmd(ctx: Context, names: list[str], force: bool) -> None:
     """Remove images (untag; delete an image left without a name), like docker rmi."""
     from minibuild import images
 
     for line in images.remove(store_of(ctx), names, force=force):
-        typer.echo(line)
+        print(line)
 
 
-@app.command("prune")
-def prune_cmd(ctx: typer.Context) -> None:
+@command("prune")
+def prune_cmd(ctx: Context) -> None:
     """Remove dangling images and every blob and layer no image needs."""
     from minibuild import images
     from minishow import human_size
 
     report = images.prune(store_of(ctx))
     for image_id in report.images:
-        typer.echo(f"Deleted Images: {image_id}")
-    typer.echo(
+        print(f"Deleted Images: {image_id}")
+    print(
         f"Deleted {len(report.layers)} layers and {len(report.blobs)} blobs; "
         f"Total reclaimed space: {human_size(report.bytes_freed)}"
     )
 
 
-@app.command("export")
-def export_cmd(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="IMAGE")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = "-",
-) -> None:
+@command(
+    "export",
+    arg("name", metavar="IMAGE"),
+    arg("--output", "-o", default="-", metavar="FILE", help="Write to FILE instead of standard output."),
+)
+def export_cmd(ctx: Context, name: str, output: str) -> None:
     """Write the image's flattened root filesystem as a tar archive."""
     from minibuild import images
     from minicache.atomic import fsync_dir
@@ -123,31 +117,34 @@ def export_cmd(
         tmp.unlink(missing_ok=True)
 
 
-@app.command("mount")
-def mount_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="IMAGE")]) -> None:
+@command("mount", arg("name", metavar="IMAGE"))
+def mount_cmd(ctx: Context, name: str) -> None:
     """Mount the image's root filesystem read-only and print the path."""
     from minibuild import images
 
-    typer.echo(images.mount(store_of(ctx), name))
+    print(images.mount(store_of(ctx), name))
 
 
-@app.command("umount")
-def umount_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="IMAGE")]) -> None:
+@command("umount", arg("name", metavar="IMAGE"))
+def umount_cmd(ctx: Context, name: str) -> None:
     """Unmount an image mounted with `minibuild mount`."""
     from minibuild import images
 
     images.umount(store_of(ctx), name)
 
 
-@app.command("save")
-def save_cmd(
-    ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(metavar="IMAGE...")],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="docker-archive (default, as docker save) or oci-archive.")
-    ] = "docker-archive",
-) -> None:
+@command(
+    "save",
+    arg("names", nargs="+", metavar="IMAGE"),
+    arg("--output", "-o", help="Write to this file (default: stdout)."),
+    arg(
+        "--format",
+        dest="fmt",
+        default="docker-archive",
+        help="docker-archive (default, as docker save) or oci-archive.",
+    ),
+)
+def save_cmd(ctx: Context, names: list[str], output: str | None, fmt: str) -> None:
     """Save images to a tarball that `podman load` and `docker load` read."""
     from minibuild.save import save, save_to_path
     from minicache.errors import InvalidSpec

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
-import typer
-from minibuild.app import app, store_of
+from minibuild.app import Context, arg, command, flag, repeated, store_of
 
 
-@app.command("from-tar")
-def from_tar(
-    ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE|-", help="docker export/save tarball or OCI layout archive.")],
-    tag: Annotated[str | None, typer.Option("--tag", "-t", help="Name the image NAME[:TAG].")] = None,
-    change: Annotated[
-        list[str] | None,
-        typer.Option("--change", "-c", help="Dockerfile instruction for a flat rootfs (CMD, ENV, ...); repeatable."),
-    ] = None,
-    no_layer_blob: Annotated[
-        bool,
-        typer.Option("--no-layer-blob", help="Keep no tar-split record of a flat rootfs (no push)."),
-    ] = False,
-) -> None:
+@command(
+    "from-tar",
+    arg("file", metavar="FILE|-", help="docker export/save tarball or OCI layout archive."),
+    arg("--tag", "-t", metavar="NAME[:TAG]", help="Name the image NAME[:TAG]."),
+    repeated(
+        "--change",
+        "-c",
+        metavar="INSTRUCTION",
+        help="Dockerfile instruction for a flat rootfs (CMD, ENV, ...); repeatable.",
+    ),
+    flag("--no-layer-blob", help="Keep no tar-split record of a flat rootfs (no push)."),
+)
+def from_tar(ctx: Context, file: str, tag: str | None, change: list[str] | None, no_layer_blob: bool) -> None:
     """Import a tarball: a `docker export` rootfs, a `docker save` archive or an OCI layout (gzip/zstd too)."""
     from minibuild.importer import import_tarball
     from minicache.errors import NotFound
@@ -47,9 +44,9 @@ def from_tar(
             source.close()
     for image_id, names in result.images:
         if result.kind == "export":
-            typer.echo(image_id)
+            print(image_id)
         elif names:
             for name in names:
-                typer.echo(f"Loaded image: {parse(name).familiar}")
+                print(f"Loaded image: {parse(name).familiar}")
         else:
-            typer.echo(f"Loaded image ID: {image_id}")
+            print(f"Loaded image ID: {image_id}")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
-import typer
-from minibuild.app import app, store_of
+from minibuild.app import Context, arg, command, flag, int_range, repeated, store_of
 
-InsecureOpt = Annotated[
-    list[str] | None,
-    typer.Option("--insecure-registry", help="Allow plain HTTP / unverified TLS for this HOST[:PORT] or CIDR."),
-]
-TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Seconds to wait for the registry to answer (default 60).")
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress; print only the image's name.")]
+INSECURE = repeated(
+    "--insecure-registry", metavar="HOST", help="Allow plain HTTP / unverified TLS for this HOST[:PORT] or CIDR."
+)
+TIMEOUT = arg(
+    "--timeout", type=float, metavar="SECONDS", help="Seconds to wait for the registry to answer (default 60)."
+)
+QUIET = flag("--quiet", "-q", help="No progress; print only the image's name.")
 
 
 def _settings(insecure: list[str] | None, timeout: float | None, mirrors: list[str] | None = None, **kw):
@@ -26,22 +23,25 @@ def _settings(insecure: list[str] | None, timeout: float | None, mirrors: list[s
     return replace(settings, **{k: v for k, v in kw.items() if v is not None})
 
 
-@app.command("pull")
+@command(
+    "pull",
+    arg("image", metavar="NAME[:TAG|@DIGEST]"),
+    arg("--platform", metavar="OS/ARCH[/VARIANT]", help="OS/ARCH[/VARIANT] to pull from a multi-platform image."),
+    QUIET,
+    INSECURE,
+    repeated("--registry-mirror", metavar="URL", help="URL of a docker.io mirror to try first."),
+    TIMEOUT,
+    arg("--max-concurrent-downloads", type=int_range(1, 32), metavar="N", help="Parallel layer downloads (3)."),
+)
 def pull_cmd(
-    ctx: typer.Context,
-    image: Annotated[str, typer.Argument(metavar="NAME[:TAG|@DIGEST]")],
-    platform: Annotated[
-        str | None, typer.Option("--platform", help="OS/ARCH[/VARIANT] to pull from a multi-platform image.")
-    ] = None,
-    quiet: QuietOpt = False,
-    insecure_registry: InsecureOpt = None,
-    registry_mirror: Annotated[
-        list[str] | None, typer.Option("--registry-mirror", help="URL of a docker.io mirror to try first.")
-    ] = None,
-    timeout: TimeoutOpt = None,
-    max_concurrent_downloads: Annotated[
-        int | None, typer.Option("--max-concurrent-downloads", min=1, max=32, help="Parallel layer downloads (3).")
-    ] = None,
+    ctx: Context,
+    image: str,
+    platform: str | None,
+    quiet: bool,
+    insecure_registry: list[str] | None,
+    registry_mirror: list[str] | None,
+    timeout: float | None,
+    max_concurrent_downloads: int | None,
 ) -> None:
     """Pull an image from a registry (Docker Hub by default)."""
     from minibuild import progress
@@ -54,25 +54,35 @@ def pull_cmd(
     if not quiet:
         familiar = parse(result.reference).familiar
         status = "Image is up to date for" if result.status == "up to date" else "Downloaded newer image for"
-        typer.echo(f"Digest: {result.digest}")
-        typer.echo(f"Status: {status} {familiar} ({result.platform}, {human_size(result.size)})")
-    typer.echo(result.reference)
+        print(f"Digest: {result.digest}")
+        print(f"Status: {status} {familiar} ({result.platform}, {human_size(result.size)})")
+    print(result.reference)
 
 
-@app.command("push")
+@command(
+    "push",
+    arg("image", metavar="IMAGE"),
+    arg("dest", nargs="?", metavar="DEST", help="NAME[:TAG] to push to (default IMAGE)."),
+    QUIET,
+    INSECURE,
+    TIMEOUT,
+    arg("--chunk-size", type=int_range(1024), metavar="BYTES", help="Upload blobs in PATCH chunks of this many bytes."),
+    arg(
+        "--compression",
+        default="gzip",
+        metavar="gzip|zstd|none",
+        help="For uncompressed layers: gzip (default), zstd or none.",
+    ),
+)
 def push_cmd(
-    ctx: typer.Context,
-    image: Annotated[str, typer.Argument(metavar="IMAGE")],
-    dest: Annotated[str | None, typer.Argument(metavar="[DEST]", help="NAME[:TAG] to push to (default IMAGE).")] = None,
-    quiet: QuietOpt = False,
-    insecure_registry: InsecureOpt = None,
-    timeout: TimeoutOpt = None,
-    chunk_size: Annotated[
-        int | None, typer.Option("--chunk-size", min=1024, help="Upload blobs in PATCH chunks of this many bytes.")
-    ] = None,
-    compression: Annotated[
-        str, typer.Option("--compression", help="For uncompressed layers: gzip (default), zstd or none.")
-    ] = "gzip",
+    ctx: Context,
+    image: str,
+    dest: str | None,
+    quiet: bool,
+    insecure_registry: list[str] | None,
+    timeout: float | None,
+    chunk_size: int | None,
+    compression: str,
 ) -> None:
     """Push an image of the store to a registry."""
     from minibuild import progress
@@ -90,9 +100,9 @@ def push_cmd(
     )
     tag = result.reference.rsplit(":", 1)[-1]
     if quiet:
-        typer.echo(f"{result.reference.rsplit(':', 1)[0]}@{result.digest}")
+        print(f"{result.reference.rsplit(':', 1)[0]}@{result.digest}")
     else:
-        typer.echo(f"{tag}: digest: {result.digest} size: {result.size}")
+        print(f"{tag}: digest: {result.digest} size: {result.size}")
 
 
 def _server(server: str | None) -> str:
@@ -112,14 +122,33 @@ def _server(server: str | None) -> str:
     return DEFAULT_REGISTRY if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else registry
 
 
-@app.command("login")
+def _prompt(text: str, *, hide: bool = False) -> str:
+    """Ask on the terminal until an answer is given; the end of input raises EOFError (a one-line error)."""
+    import getpass
+
+    while True:
+        answer = getpass.getpass(f"{text}: ") if hide else input(f"{text}: ")
+        if answer:
+            return answer
+
+
+@command(
+    "login",
+    arg("server", nargs="?", metavar="SERVER", help="Registry HOST[:PORT] (docker.io)."),
+    arg("--username", "-u", help="The user name (asked for when not given)."),
+    arg("--password", "-p", help="Insecure: use --password-stdin."),
+    flag("--password-stdin", help="Read the password from stdin."),
+    INSECURE,
+    TIMEOUT,
+)
 def login_cmd(
-    server: Annotated[str | None, typer.Argument(metavar="[SERVER]", help="Registry HOST[:PORT] (docker.io).")] = None,
-    username: Annotated[str | None, typer.Option("--username", "-u")] = None,
-    password: Annotated[str | None, typer.Option("--password", "-p", help="Insecure: use --password-stdin.")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
-    insecure_registry: InsecureOpt = None,
-    timeout: TimeoutOpt = None,
+    ctx: Context,
+    server: str | None,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    insecure_registry: list[str] | None,
+    timeout: float | None,
 ) -> None:
     """Log in to a registry; credentials go to ~/.docker/config.json (or its credential helper)."""
     from minibuild.registry import credentials
@@ -135,13 +164,14 @@ def login_cmd(
             raise InvalidSpec("--password-stdin needs --username", hint="give -u USER")
         password = sys.stdin.read().rstrip("\r\n")
     elif password is not None:
-        typer.echo(
-            "WARNING! Using --password is insecure: it shows in the process list. Use --password-stdin.", err=True
+        print(
+            "WARNING! Using --password is insecure: it shows in the process list. Use --password-stdin.",
+            file=sys.stderr,
         )
     if username is None:
-        username = typer.prompt("Username")
+        username = _prompt("Username")
     if password is None:
-        password = typer.prompt("Password", hide_input=True)
+        password = _prompt("Password", hide=True)
     if not username or not password:
         raise InvalidSpec("a user name and a password are needed to log in")
     creds = credentials.Credentials(username, password)
@@ -152,19 +182,17 @@ def login_cmd(
     finally:
         client.close()
     where = credentials.save(registry, creds)
-    typer.echo(f"Credentials stored in {where}", err=True)
-    typer.echo("Login Succeeded")
+    print(f"Credentials stored in {where}", file=sys.stderr)
+    print("Login Succeeded")
 
 
-@app.command("logout")
-def logout_cmd(
-    server: Annotated[str | None, typer.Argument(metavar="[SERVER]", help="Registry HOST[:PORT] (docker.io).")] = None,
-) -> None:
+@command("logout", arg("server", nargs="?", metavar="SERVER", help="Registry HOST[:PORT] (docker.io)."))
+def logout_cmd(ctx: Context, server: str | None) -> None:
     """Forget the credentials of a registry."""
     from minibuild.registry import credentials
 
     registry = _server(server)
     if credentials.forget(registry):
-        typer.echo(f"Removing login credentials for {credentials.server_key(registry)}")
+        print(f"Removing login credentials for {credentials.server_key(registry)}")
     else:
-        typer.echo(f"Not logged in to {credentials.server_key(registry)}")
+        print(f"Not logged in to {credentials.server_key(registry)}")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import typer
-from minibuild.app import app
+from minibuild.app import Context, command
 
 
-@app.command("version")
-def version_cmd() -> None:
+@command("version")
+def version_cmd(ctx: Context) -> None:
     """Show the version."""
     # importlib.metadata is imported here, not at the top: every minibuild command registers this one.
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        typer.echo(f"minibuild {version('minicontainer')}")
+        print(f"minibuild {version('minicontainer')}")
     except PackageNotFoundError:
-        typer.echo("minibuild (not installed)")
+        print("minibuild (not installed)")

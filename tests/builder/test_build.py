@@ -100,6 +100,29 @@ def test_cache_reuse_and_invalidation(store: Store, busybox_image: str, tmp_path
     assert "CACHED" not in out
 
 
+def test_fully_cached_rebuild_writes_no_record_but_new_names(store: Store, busybox_image: str, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Containerfile": f"FROM {busybox_image}\nCOPY a.txt /a\n", "a.txt": "x\n"})
+    first, _ = run_build(store, ctx, tags=["quiet:1"])
+
+    def files() -> dict[str, tuple[int, int]]:
+        """Each record, reference file and cache entry with its inode and mtime: a replaced file shows."""
+        return {
+            str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for d in (store.images_dir, store.buildcache_dir)
+            for p in d.iterdir()
+        }
+
+    before = files()
+    again, out = run_build(store, ctx, tags=["quiet:1"])
+    assert again.image_id == first.image_id and "--> CACHED" in out
+    assert files() == before  # nothing changed, so nothing is rewritten (nor synced)
+    run_build(store, ctx, tags=["quiet:1", "quiet:2"])  # a new name on a fully cached rebuild is still given
+    assert store.images.resolve("quiet:2").id == first.image_id
+    store.images.untag("quiet:1")
+    run_build(store, ctx, tags=["quiet:1"])
+    assert store.images.resolve("quiet:1").id == first.image_id
+
+
 def test_reproducible_with_timestamp(store: Store, busybox_image: str, tmp_path: Path) -> None:
     ctx = write_context(
         tmp_path / "ctx",
