@@ -206,6 +206,7 @@ def test_device_allowlist_is_an_ebpf_program_on_the_real_kernel(
     assert out.read_text().split("|") == expected
 
 
+@pytest.mark.vm  # here on the controller-less hierarchy, and on pure v2 in the VM lane
 def test_the_container_init_is_created_inside_its_v2_cgroup(
     unified_cgroup: V2Cgroup, tmp_path: Path, busybox_rootfs: Path
 ) -> None:
