@@ -43,7 +43,7 @@ class _CloneArgs(ctypes.Structure):
 
 
 # PyDLL: the call keeps the GIL, as os.fork() keeps it across fork(2).
-_syscall = ctypes.PyDLL(None, use_errno=True).syscall
+_syscall = ctypes.PyDLL(None).syscall
 _syscall.restype = ctypes.c_long
 _api = ctypes.pythonapi
 for _name in ("PyOS_BeforeFork", "PyOS_AfterFork_Child", "PyOS_AfterFork_Parent"):
@@ -59,7 +59,11 @@ def fork_into(cgroup_fd: int, flags: int = 0) -> int | None:
     """
     args = _CloneArgs(flags=CLONE_INTO_CGROUP | flags, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
     _api.PyOS_BeforeFork()
-    pid = _syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    try:
+        pid = _syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    except BaseException:  # nothing was forked: the parent's state is released as after a fork
+        _api.PyOS_AfterFork_Parent()
+        raise
     if pid == 0:
         _api.PyOS_AfterFork_Child()
         return 0
