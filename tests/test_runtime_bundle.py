@@ -145,6 +145,64 @@ def test_cgroup_hook_call_site(tmp_path: Path, busybox_rootfs: Path) -> None:
     assert any(line.endswith(":pids:/") for line in inside.splitlines())  # cgroupns is rooted at our cgroup
 
 
+class BornInsideCgroup:
+    """A cgroup whose directory the child is created in (clone3 CLONE_INTO_CGROUP): joining it afterwards,
+    the fallback, either must not happen (`may_join=False`) or goes through cgroup.procs."""
+
+    def __init__(self, hierarchy: Path, may_join: bool) -> None:
+        self.path = hierarchy / f"minitest-{secrets.token_hex(4)}"
+        self.may_join = may_join
+
+    def create(self, resources: dict) -> None:
+        self.path.mkdir()
+
+    def clone_into(self) -> str:
+        return str(self.path)
+
+    def join(self) -> None:
+        if not self.may_join:
+            raise RuntimeError("joined a cgroup the process should have been created in")
+        (self.path / "cgroup.procs").write_text("0")
+
+    def destroy(self) -> None:
+        self.path.rmdir()
+
+
+def _start_in(tmp_path: Path, rootfs: Path, hook: BornInsideCgroup) -> str:
+    """Start a bundle with `hook` as its cgroup; the container's own /proc/self/cgroup (checked to be PID 1)."""
+    from minirun.runtime import start
+
+    script = "cat /proc/self/cgroup > /tmp/cg; echo $$ > /tmp/pid; sleep 0.3"
+    bundle, oci = make_bundle(tmp_path, rootfs, ["sh", "-c", script])
+    write(bundle, oci)
+    try:
+        proc = start(bundle, "cg", cgroup=hook)
+        assert str(proc.pid) in (hook.path / "cgroup.procs").read_text().split()
+        assert proc.wait() == 0
+    finally:
+        if hook.path.exists():
+            hook.path.rmdir()
+    assert (bundle / "rootfs/tmp/pid").read_text().strip() == "1"  # in its own PID namespace either way
+    return (bundle / "rootfs/tmp/cg").read_text()
+
+
+def test_a_cgroup_v2_child_is_created_inside_its_cgroup(tmp_path: Path, busybox_rootfs: Path) -> None:
+    from minirun import cgroups
+
+    unified = cgroups.detect().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy on this host")
+    inside = _start_in(tmp_path, busybox_rootfs, BornInsideCgroup(unified, may_join=False))
+    assert "0::/" in inside.splitlines()  # its cgroup namespace is rooted at the cgroup it was created in
+
+
+@pytest.mark.skipif(not Path("/sys/fs/cgroup/pids/cgroup.procs").exists(), reason="no cgroup v1 pids hierarchy")
+def test_a_directory_clone3_refuses_falls_back_to_joining(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """A v1 directory cannot be created in: the child is forked and joins, as without clone3."""
+    inside = _start_in(tmp_path, busybox_rootfs, BornInsideCgroup(Path("/sys/fs/cgroup/pids"), may_join=True))
+    assert any(line.endswith(":pids:/") for line in inside.splitlines())
+
+
 def test_join_a_prepared_network_namespace(tmp_path: Path, busybox_rootfs: Path) -> None:
     """How bridge networking will plug in: a netns file given by path."""
     if not shutil.which("ip"):

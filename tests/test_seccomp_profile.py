@@ -74,10 +74,24 @@ def test_compile_and_cache(tmp_path: Path) -> None:
     assert len(first) % 8 == 0 and len(first) > 800
     cached = list(tmp_path.iterdir())
     assert [p.name for p in cached] == [f"{seccomp.cache_key(sec)}.bpf"]
-    cached[0].write_bytes(b"\0" * 8)  # the cache is what is used when present
+    identity = cached[0].read_bytes()[: -len(first)]
+    cached[0].write_bytes(identity + b"\0" * 8)  # the cache is what is used when present
     assert seccomp.program(sec, tmp_path) == b"\0" * 8
     other = seccomp_profile.to_oci(seccomp_profile.DEFAULT_PROFILE, [*DEFAULT_CAPS, "CAP_SYS_ADMIN"])
     assert seccomp.cache_key(other) != seccomp.cache_key(sec)
+
+
+def test_a_cache_entry_of_another_section_is_not_used(tmp_path: Path) -> None:
+    """The entry's name is a checksum: one that collides (here: another section's entry under this name)
+    must not hand this section another section's filter."""
+    sec = seccomp_profile.to_oci(seccomp_profile.DEFAULT_PROFILE, DEFAULT_CAPS)
+    other = seccomp_profile.to_oci(seccomp_profile.DEFAULT_PROFILE, [*DEFAULT_CAPS, "CAP_SYS_ADMIN"])
+    wanted = seccomp.program(sec)
+    foreign = seccomp.program(other, tmp_path)
+    (tmp_path / f"{seccomp.cache_key(other)}.bpf").rename(tmp_path / f"{seccomp.cache_key(sec)}.bpf")
+    assert foreign != wanted
+    assert seccomp.program(sec, tmp_path) == wanted
+    assert seccomp.program(sec, tmp_path) == wanted  # compiled over: now the entry is this section's
 
 
 def test_compile_errors() -> None:

@@ -221,6 +221,11 @@ class Cgroup(ABC):
         """Move the calling process in (writes "0" to cgroup.procs in every hierarchy)."""
         self.add(0)
 
+    def clone_into(self) -> str | None:
+        """The one cgroup v2 directory a new process can be created in (clone3), sparing it `join`; None
+        where the cgroup is more than that one directory (v1) or nothing joins it (no cgroups)."""
+        return None
+
     @abstractmethod
     def add(self, pid: int) -> None:
         """Move process `pid` (and its threads) in."""

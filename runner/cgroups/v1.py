@@ -42,6 +42,12 @@ if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
 _V1_UNLIMITED = 1 << 62
 
 
+def _thread_count() -> int:
+    """The calling process's number of threads (field 20 of /proc/self/stat)."""
+    with open("/proc/self/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[17])
+
+
 def _v1_value(value: int) -> int:
     return -1 if value == UNLIMITED else value
 
@@ -103,6 +109,21 @@ class V1Cgroup(Cgroup):
             for name in ("cpuset.cpus", "cpuset.mems"):
                 if read(directory / name) == "":
                     write(directory / name, read(directory.parent / name) or "")
+
+    def join(self) -> None:
+        """Move the calling process in.
+
+        A single-threaded caller (the container's init, just forked) writes "0" to each hierarchy's
+        `tasks`: moving the calling thread alone takes no lock over every thread group of the system, so
+        the kernel does not wait for an RCU grace period as it does for a write to cgroup.procs. That
+        wait would sit between the fork and the exec of every container. A caller with threads moves
+        them all through cgroup.procs.
+        """
+        if _thread_count() != 1:
+            self.add(0)
+            return
+        for directory in self._dirs():
+            write(directory / "tasks", 0)
 
     def add(self, pid: int) -> None:
         for directory in self._dirs():

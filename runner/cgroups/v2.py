@@ -197,6 +197,9 @@ class V2Cgroup(Cgroup):
     def add(self, pid: int) -> None:
         write(self.path / "cgroup.procs", pid)
 
+    def clone_into(self) -> str | None:
+        return str(self.path)
+
     def set(self, resources: Mapping[str, Any] | Limits) -> None:
         self._require()
         self._write_limits(self._limits(resources))

@@ -2,7 +2,8 @@
 
 The parent calls `create(resources)` before forking the container and, after it exited, `oom_killed()`
 then `destroy()`; the child calls `join()` first thing, while it is still in the host's cgroup namespace,
-before unsharing its own. `None` instead of an object means: no cgroup.
+before unsharing its own, unless `clone_into()` named the directory it was created in (cgroup v2).
+`None` instead of an object means: no cgroup.
 
 A bundle names its cgroup with `linux.cgroupsPath` ("/PARENT/NAME", taken from each hierarchy's root as
 with runc's cgroupfs driver) and its limits with `linux.resources`; without a path the cgroup is
@@ -29,6 +30,10 @@ class CgroupHook(Protocol):
 
     def join(self) -> None:
         """Move the calling process into the container's cgroup(s)."""
+
+    def clone_into(self) -> str | None:
+        """The one cgroup v2 directory a child can be created in, so it need not join (optional: absent
+        means none)."""
 
     def oom_killed(self) -> bool:
         """True if the kernel's OOM killer killed a process inside (optional: absent means no)."""

@@ -5,7 +5,8 @@
 
 The container's init is forked while this process has no other threads. For a new PID namespace the
 parent unshares CLONE_NEWPID (which only affects its future children), forks, and setns()es straight back,
-so the child is PID 1 and the parent is unchanged.
+so the child is PID 1 and the parent is unchanged. On cgroup v2 the child is instead created by clone3
+inside its cgroup (and its PID namespace) where the kernel can (minirun.runtime.clone).
 """
 
 from __future__ import annotations
@@ -90,10 +91,29 @@ def _thread_count() -> int:
         return int(f.read().rsplit(b")", 1)[1].split()[17])  # field 20, num_threads
 
 
-def _fork_in_pid_namespace(path: str | None, new: bool) -> int:
-    """fork(); with `new` or `path`, the child is created in a new (or that) PID namespace."""
+def _fork_into(cgroup_dir: str, flags: int) -> int | None:
+    """clone3 into `cgroup_dir` (see minirun.runtime.clone): 0 in the child, its PID, or None where it cannot."""
+    try:
+        fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    from minirun.runtime.clone import fork_into
+
+    try:
+        return fork_into(fd, flags)
+    finally:
+        os.close(fd)
+
+
+def _fork_in_pid_namespace(path: str | None, new: bool, cgroup_dir: str | None = None) -> tuple[int, bool]:
+    """fork(); with `new` or `path`, the child is created in a new (or that) PID namespace. With `cgroup_dir`
+    (cgroup v2) the child is created in that cgroup where the kernel can. (PID or 0, born in the cgroup)."""
+    if cgroup_dir is not None and path is None:
+        pid = _fork_into(cgroup_dir, sc.CLONE_NEWPID if new else 0)
+        if pid is not None:
+            return pid, True
     if not new and path is None:
-        return os.fork()
+        return os.fork(), False
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     pid = -1
     try:
@@ -110,7 +130,7 @@ def _fork_in_pid_namespace(path: str | None, new: bool) -> int:
         if pid != 0:  # the parent (or a failed fork): future children go back to our own PID namespace
             sc.setns(own, sc.CLONE_NEWPID)
         os.close(own)
-    return pid
+    return pid, False
 
 
 def start(
@@ -210,8 +230,12 @@ def launch(
         parent_end, child_end = Channel.pair()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = _fork_in_pid_namespace(*cfg.pid_namespace)
+        # Born inside its cgroup (v2, clone3), the child has nothing to join: see minirun.runtime.clone.
+        clone_into = getattr(cfg.cgroup, "clone_into", None)
+        pid, inside = _fork_in_pid_namespace(*cfg.pid_namespace, clone_into() if clone_into else None)
         if pid == 0:
+            if inside:
+                cfg.cgroup = None
             parent_end.close()
             if cfg.sealed:
                 from minirun.runtime import sealed

@@ -3,13 +3,17 @@
 Compiling with libseccomp costs tens of milliseconds (and loading the library spawns ldconfig), so the
 parent compiles once per (section, libseccomp, architecture) and keeps the exported BPF in a cache
 directory; later runs read the bytes and the child installs them with seccomp(2) directly.
+
+A cache entry starts with exactly what it was compiled from and is used only when that matches: its file
+name is a CRC-32 to find it by, not a proof of its content, so no cryptographic hash (and no hashlib, whose
+OpenSSL import every `minirun run` would pay) is needed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import zlib
 from typing import TYPE_CHECKING
 
 from minicache import syscalls
@@ -20,30 +24,44 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-FORMAT_VERSION = "2"  # bump when the compilation below changes meaning
+FORMAT_VERSION = "3"  # bump when the compilation below, or the cache entry's layout, changes meaning
 _OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")
 _EPERM = 1
 
 
-def cache_key(section: dict[str, Any]) -> str:
+def _identity(section: dict[str, Any]) -> bytes:
+    """What a program is compiled from: the cache format, the machine and the section, canonically."""
     blob = json.dumps(section, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{FORMAT_VERSION}\0{os.uname().machine}\0{blob}".encode()).hexdigest()
+    return f"{FORMAT_VERSION}\0{os.uname().machine}\0{blob}\0".encode()
+
+
+def cache_key(section: dict[str, Any]) -> str:
+    """The cache entry's name for `section` (entries of other sections may share it: see `program`)."""
+    return f"{zlib.crc32(_identity(section)):08x}"
 
 
 def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
-    """The BPF program for `section`, from `cache_dir` when it was compiled before."""
-    path = cache_dir / f"{cache_key(section)}.bpf" if cache_dir is not None else None
+    """The BPF program for `section`, from `cache_dir` when it was compiled before.
+
+    The entry is the identity (`_identity`) followed by the program; one that holds another identity (a
+    CRC-32 collision) is compiled over.
+    """
+    identity = _identity(section)
+    path = cache_dir / f"{zlib.crc32(identity):08x}.bpf" if cache_dir is not None else None
     if path is not None:
         try:
             with open(path, "rb") as f:
-                return f.read()
+                entry = f.read()
+            if entry.startswith(identity):
+                return entry[len(identity) :]
         except FileNotFoundError:
             pass
     bpf = compile_section(section)
     if path is not None:
         path.parent.parent.mkdir(mode=0o700, exist_ok=True)  # inside the store: private as all its folders
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        atomic_write(path, bpf, durable=False)  # a torn cache entry is impossible (rename); a lost one is recompiled
+        # a torn entry is impossible (rename); a lost one is compiled again
+        atomic_write(path, identity + bpf, durable=False)
     return bpf
 
 

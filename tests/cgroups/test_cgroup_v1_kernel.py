@@ -256,6 +256,51 @@ def test_join_from_a_forked_child_moves_it_in_every_hierarchy(v1_cgroup: V1Cgrou
     assert affinity == "[0]"  # the cpuset limit applied to the joined child
 
 
+def _joined_view(v1_cgroup: V1Cgroup, threads: int) -> list[str]:
+    """Fork a child that starts `threads - 1` more threads, joins, and reports each thread's /proc cgroup file."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import threading
+
+            done = threading.Event()
+            extra = [threading.Thread(target=done.wait) for _ in range(threads - 1)]
+            for t in extra:
+                t.start()
+            v1_cgroup.join()
+            views = [Path(f"/proc/self/task/{tid}/cgroup").read_text() for tid in os.listdir("/proc/self/task")]
+            os.write(w, "\0".join(views).encode())
+            done.set()
+            for t in extra:
+                t.join()
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return b"".join(chunks).decode().split("\0")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_join_moves_every_thread_of_the_caller_into_every_hierarchy(v1_cgroup: V1Cgroup, threads: int) -> None:
+    """One thread joins through `tasks`, several through cgroup.procs: either way no thread is left behind."""
+    v1_cgroup.create()
+    views = _joined_view(v1_cgroup, threads)
+    assert len(views) == threads
+    wanted = f"/{v1_cgroup.parent}/{v1_cgroup.container_id}"
+    for view in views:
+        lines = dict(line.split(":", 2)[1:] for line in view.splitlines())
+        for controller in v1_cgroup.mounts:
+            entry = next(path for names, path in lines.items() if controller in names.split(","))
+            assert entry == wanted, (controller, view)
+
+
 def test_add_moves_a_running_process(v1_cgroup: V1Cgroup, workloads: list[Workload]) -> None:
     v1_cgroup.create()
     other = cgroups.open(f"{v1_cgroup.container_id}-other", parent=v1_cgroup.parent, mode="v1")

@@ -204,3 +204,33 @@ def test_device_allowlist_is_an_ebpf_program_on_the_real_kernel(
     workloads.append(w)
     assert w.wait() == 0
     assert out.read_text().split("|") == expected
+
+
+@pytest.mark.vm  # here on the controller-less hierarchy, and on pure v2 in the VM lane
+def test_the_container_init_is_created_inside_its_v2_cgroup(
+    unified_cgroup: V2Cgroup, tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """clone3(CLONE_INTO_CGROUP): the init never joins (a join here would fail its start), and is inside."""
+    import json
+    import shutil
+
+    from minirun import spec
+    from minirun.runtime import start
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
+    oci = spec.build(
+        {"Env": ["PATH=/bin"]},
+        spec.RunOptions(command=["sleep", "0.3"]),
+        spec.SpecContext(container_id=unified_cgroup.container_id),
+    )
+    (bundle / "config.json").write_text(json.dumps(oci))
+
+    def refuse() -> None:
+        raise RuntimeError("joined instead of being created inside")
+
+    unified_cgroup.join = refuse  # the forked child's copy of this object is the one that would call it
+    proc = start(bundle, unified_cgroup.container_id, cgroup=unified_cgroup)
+    assert unified_cgroup.pids() == [proc.pid]
+    assert proc.wait() == 0
+    assert not unified_cgroup.path.exists()  # destroyed once reaped
