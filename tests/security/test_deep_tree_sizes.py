@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from minicache.store import Store
-from runkit import (
+from kits.runkit import (
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from minicache.store import Store
 
 DEPTH = 1500
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
