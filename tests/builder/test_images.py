@@ -152,6 +152,7 @@ def test_rm_refuses_an_image_a_container_uses(store: Store, busybox_tar: bytes) 
 
 
 # -- prune ---------------------------------------------------------------------------------------------------------
+@pytest.mark.root
 def test_prune_removes_only_what_nothing_needs(store: Store, busybox_tar: bytes) -> None:
     keep = two_layer(store, ["keep:1"])
     used = flat(store, imagekit.layer([Entry("used-by-container")]))

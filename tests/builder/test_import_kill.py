@@ -17,6 +17,9 @@ from kits.imagekit import describe_tree
 from minicache import gc
 from minicache.store import Store
 
+# Not uid 0, but real processes killed at many moments: an integration test, kept out of the unit lane.
+pytestmark = pytest.mark.root
+
 
 def _rootfs_tar(n_files: int = 1500, size: int = 16_000) -> bytes:
     rng = random.Random(7)

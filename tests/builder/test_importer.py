@@ -175,6 +175,7 @@ def _check_two_layer(store: Store, image_id: str) -> None:
     assert os.listdir(store.tmp_dir) == []
 
 
+@pytest.mark.root
 def test_docker_save_legacy(store: Store) -> None:
     img, tars = _two_layer_image()
     img2 = imagekit.image([tars[0]], config={"Cmd": ["/bin/true"]})
@@ -193,6 +194,7 @@ def test_docker_save_legacy(store: Store) -> None:
     assert store.layers.all().count(record.layers[0].chain_id) == 1  # the shared base layer is unpacked once
 
 
+@pytest.mark.root
 def test_docker_save_cli_output(store: Store, tmp_path: Path) -> None:
     img, tars = _two_layer_image()
     path = tmp_path / "save.tar.gz"
@@ -206,6 +208,7 @@ def test_docker_save_cli_output(store: Store, tmp_path: Path) -> None:
     assert proc.stdout.decode() == f"Loaded image ID: {untagged.config_digest}\n"
 
 
+@pytest.mark.root
 def test_docker_save_oci_style(store: Store) -> None:
     img, _ = _two_layer_image(oci=True, compression="gzip")
     result = import_tarball(store, io.BytesIO(archivekit.docker_save_oci(img, ["new:1"])))
@@ -216,6 +219,7 @@ def test_docker_save_oci_style(store: Store) -> None:
     assert record.layers[0].media_type == imagekit.MEDIA_OCI_LAYER_GZIP
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("dot", [False, True], ids=["plain-names", "dot-slash-names"])
 def test_oci_layout_archive(store: Store, dot: bool) -> None:
     img, _ = _two_layer_image(oci=True, compression="zstd")
@@ -227,12 +231,14 @@ def test_oci_layout_archive(store: Store, dot: bool) -> None:
     assert store.images.get(img.config_digest).manifest == img.digest
 
 
+@pytest.mark.root
 def test_oci_layout_with_full_reference_annotation(store: Store) -> None:
     img, _ = _two_layer_image(oci=True, compression="gzip")
     import_tarball(store, io.BytesIO(archivekit.oci_layout([(img, {})], ref_name="registry.example:5000/x/y:3")))
     assert store.images.resolve("registry.example:5000/x/y:3").id == img.config_digest
 
 
+@pytest.mark.root
 def test_oci_layout_multi_platform_picks_host(store: Store) -> None:
     amd, _ = _two_layer_image(oci=True, compression="gzip")
     arm = imagekit.image([imagekit.layer([Entry("arm")])], oci=True, architecture="arm64")
@@ -244,6 +250,7 @@ def test_oci_layout_multi_platform_picks_host(store: Store) -> None:
     assert [i for i, _ in result.images] == [amd.config_digest]
 
 
+@pytest.mark.root
 def test_archive_import_twice_stores_nothing_twice(store: Store) -> None:
     img, tars = _two_layer_image()
     archive = archivekit.docker_save_legacy([(img, ["app:1"])], layer_tars=[tars])
@@ -254,6 +261,7 @@ def test_archive_import_twice_stores_nothing_twice(store: Store) -> None:
 
 
 # -- refusals -----------------------------------------------------------------------------------------------------
+@pytest.mark.root
 def test_layer_not_matching_its_diff_id(store: Store) -> None:
     img, tars = _two_layer_image()
     forged = imagekit.layer([Entry("etc/", tarfile.DIRTYPE), Entry("etc/a", data=b"FORGED"), Entry("etc/b")])

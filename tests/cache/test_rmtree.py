@@ -18,6 +18,7 @@ def _outside(tmp_path: Path) -> Path:
     return victim
 
 
+@pytest.mark.root
 def test_symlinks_inside_are_removed_never_followed(tmp_path: Path) -> None:
     victim = _outside(tmp_path)
     tree = tmp_path / "tree"
@@ -49,6 +50,7 @@ def test_a_symlink_or_file_at_the_top_is_unlinked_and_missing_is_fine(tmp_path: 
     remove_tree(tmp_path / "never-was", ignore_errors=True)
 
 
+@pytest.mark.root  # works the kernel hard (a tree deeper than the recursion limit): not a unit test
 def test_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
     tree = tmp_path / "deep"
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -63,6 +65,7 @@ def test_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
     assert not tree.exists()
 
 
+@pytest.mark.root
 def test_errors_raise_unless_ignored_and_what_can_go_goes(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "mnt").mkdir(parents=True)

@@ -68,6 +68,7 @@ EVERY_KIND = [
 ]
 
 
+@pytest.mark.root
 def test_every_entry_kind_round_trips(store: Store) -> None:
     round_trip(store, layer(EVERY_KIND))
 
@@ -110,6 +111,7 @@ def test_contents_across_chunk_boundaries_round_trip(store: Store) -> None:
     round_trip(store, layer([Entry(f"d/f{i}", data=os.urandom(300_000 + i)) for i in range(40)]))
 
 
+@pytest.mark.root
 def test_files_the_layer_replaces_or_removes_are_saved(store: Store) -> None:
     tar = layer(
         [
@@ -138,6 +140,7 @@ def test_files_the_layer_replaces_or_removes_are_saved(store: Store) -> None:
     ]
 
 
+@pytest.mark.root
 def test_a_directory_deeper_than_the_recursion_limit_replaced_by_a_file(store: Store) -> None:
     """The record keeps aside the files of a replaced directory however deep it nests (no RecursionError)."""
     depth = sys.getrecursionlimit() + 100
@@ -148,12 +151,14 @@ def test_a_directory_deeper_than_the_recursion_limit_replaced_by_a_file(store: S
     assert os.listdir(store.layers.path(chain) / tarsplit.RECORD_DIR / tarsplit.SAVED_DIR) == ["0"]
 
 
+@pytest.mark.root
 def test_files_written_through_symlinked_directories(store: Store) -> None:
     tar = layer([Entry("real/", DIR), Entry("alias", SYM, linkname="real"), Entry("alias/f", data=b"via the link")])
     chain = round_trip(store, tar)
     assert (store.layers.fs(chain) / "real" / "f").read_bytes() == b"via the link"
 
 
+@pytest.mark.root
 def test_a_layer_over_a_parent_round_trips(store: Store) -> None:
     base = unpack_layer(store, io.BytesIO(layer([Entry("usr/", DIR), Entry("usr/a", data=b"a")])))
     top = layer([Entry("usr/b", data=b"b"), Entry("usr/.wh.a"), Entry("usr/c", LNK, linkname="usr/a")])
@@ -190,6 +195,7 @@ def read_until_error(store: Store, chain: str) -> tuple[int, DigestMismatch]:
     return got, err.value
 
 
+@pytest.mark.root
 def test_a_changed_file_is_detected_before_the_last_bytes(store: Store) -> None:
     chain = round_trip(store, TAMPER_TAR)
     (store.layers.fs(chain) / "bin/tool").write_bytes(b"the evil tool!!!!\n")  # same size
@@ -198,6 +204,7 @@ def test_a_changed_file_is_detected_before_the_last_bytes(store: Store) -> None:
     assert "cannot be rebuilt" in str(err) and "import it again" in err.hint
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("how", ["symlink", "removed", "fifo", "longer"])
 def test_a_replaced_file_is_refused_and_never_followed(store: Store, tmp_path: Path, how: str) -> None:
     chain = round_trip(store, TAMPER_TAR)
@@ -215,6 +222,7 @@ def test_a_replaced_file_is_refused_and_never_followed(store: Store, tmp_path: P
     assert "/bin/tool" in str(err) and got < len(TAMPER_TAR)
 
 
+@pytest.mark.root
 def test_a_directory_swapped_for_a_symlink_is_refused(store: Store, tmp_path: Path) -> None:
     chain = round_trip(store, TAMPER_TAR)
     fs = store.layers.fs(chain)
@@ -224,6 +232,7 @@ def test_a_directory_swapped_for_a_symlink_is_refused(store: Store, tmp_path: Pa
     read_until_error(store, chain)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("part", [tarsplit.RAW_FILE, tarsplit.INDEX_FILE])
 @pytest.mark.parametrize("damage", ["truncate", "garble"])
 def test_a_corrupt_record_is_refused(store: Store, part: str, damage: str) -> None:

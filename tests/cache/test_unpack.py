@@ -133,6 +133,7 @@ def test_diff_id_mismatch_commits_nothing(store: Store) -> None:
     assert_nothing_committed(store)
 
 
+@pytest.mark.root
 def test_later_entries_replace_earlier_ones(store: Store) -> None:
     _, fs = unpack(
         store,
@@ -467,6 +468,7 @@ def test_data_of_entries_that_are_not_files_is_skipped(store: Store) -> None:
     assert (fs / "after").read_bytes() == b"a"
 
 
+@pytest.mark.root
 def test_many_directories_and_hardlinks_keep_descriptors_straight(store: Store) -> None:
     """More directories than the descriptor cache holds, with hardlinks across them: every link lands in
     its own directory (a descriptor closed and reused while still in use would misplace it)."""
@@ -554,6 +556,7 @@ def test_no_thread_outlives_an_unpack(store: Store) -> None:
     assert threading.active_count() == before
 
 
+@pytest.mark.root
 def test_directory_replacing_a_symlink_cannot_be_redirected(store: Store, outside: Path) -> None:
     _, fs = unpack(store, layer([Entry("s", SYM, linkname=str(outside)), Entry("s", DIR), Entry("s/f", data=b"in")]))
     assert (fs / "s").is_dir() and not (fs / "s").is_symlink()
@@ -568,6 +571,7 @@ def test_absurd_size_in_a_header_is_refused_before_writing(store: Store) -> None
     assert_nothing_committed(store)
 
 
+@pytest.mark.root
 def test_a_directory_copied_up_keeps_its_mtime(store: Store) -> None:
     """As overlayfs's own copy-up: the merged view must not show the unpack time on untouched parents."""
     base, _ = unpack(store, layer([Entry("usr", DIR, mtime=1_500_000_000), Entry("usr/lib", DIR, mtime=1_500_000_001)]))
@@ -576,6 +580,7 @@ def test_a_directory_copied_up_keeps_its_mtime(store: Store) -> None:
     assert (fs / "usr/lib").stat().st_mtime == 1_500_000_001
 
 
+@pytest.mark.root
 def test_files_finished_by_the_writer_thread_have_their_metadata(store: Store) -> None:
     """Plain files go to the writer thread in batches (by count and by bytes); each keeps content and metadata."""
     modes = (0o4755, 0o600, 0o2711)
@@ -592,6 +597,7 @@ def test_files_finished_by_the_writer_thread_have_their_metadata(store: Store) -
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (e.mode, e.uid, e.gid, e.mtime)
 
 
+@pytest.mark.root
 def test_a_full_filesystem_while_the_writer_writes(store: Store, tmp_path: Path) -> None:
     """ENOSPC met by the writer thread: TooLarge, nothing committed, no descriptor or thread left behind."""
     import threading

@@ -250,6 +250,7 @@ def test_number_checks_are_the_regexes_they_replace() -> None:
         assert flags._ascii_digits(text.removeprefix("-"), 19) == integer, text
 
 
+@pytest.mark.root
 def test_block_io_flags_name_the_device_by_its_numbers(tmp_path) -> None:
     import os
     import stat

@@ -82,7 +82,14 @@ def test_every_flag_has_a_case() -> None:
     assert offered <= covered, offered - covered
 
 
-@pytest.mark.parametrize(("argv", "expected"), V2_FLAG_FILES)
+# The --device-* cases make a block device node: root only.
+ROOT_IF_BLOCK_DEVICE = [
+    pytest.param(argv, expected, marks=pytest.mark.root) if any("{blk}" in a for a in argv) else (argv, expected)
+    for argv, expected in V2_FLAG_FILES
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), ROOT_IF_BLOCK_DEVICE)
 def test_each_flag_writes_its_v2_file(
     fake_fs: FakeCgroupfs, request: pytest.FixtureRequest, argv: list[str], expected: dict[str, str]
 ) -> None:
@@ -143,6 +150,7 @@ def _systemd_tree(tmp_path: Path) -> FakeCgroupfs:
     return fs
 
 
+@pytest.mark.root
 def test_systemd_delegation_is_written_inside_only(tmp_path: Path) -> None:
     """The VM lane has no systemd: this is the case only a laid-out tree shows."""
     if os.geteuid() != 0:
@@ -160,6 +168,7 @@ def test_systemd_delegation_is_written_inside_only(tmp_path: Path) -> None:
     assert files(cg.path, "memory.max", "cpu.weight") == {"memory.max": str(64 * MiB), "cpu.weight": "20"}
 
 
+@pytest.mark.root
 def test_a_controller_a_delegating_parent_withholds_is_an_error(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (the trusted.delegate attribute)")
@@ -343,6 +352,7 @@ def test_kill_all_without_cgroup_kill_freezes_signals_and_thaws(
     assert sleeper.wait(5) == -signal.SIGTERM
 
 
+@pytest.mark.root  # works the kernel hard (a tree deeper than the recursion limit): not a unit test
 def test_destroy_survives_thousands_of_nested_cgroups(fake_fs: FakeCgroupfs) -> None:
     """A hostile container nesting cgroups deeper than Python's recursion limit cannot make destroy fail."""
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)

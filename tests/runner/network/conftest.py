@@ -22,8 +22,6 @@ from minicache.store import Store
 from minirun import network
 from minirun.network import netns, settings, state
 
-pytestmark = pytest.mark.root
-
 
 class NetEnv:
     def __init__(self, store: Store, conf: settings.NetworkSettings, tmp: Path) -> None:

@@ -13,8 +13,6 @@ from kits.lifecyclekit import _subreaper, reaper  # noqa: F401  (fixtures)
 from kits.runkit import no_leaks  # noqa: F401  (a fixture)
 from kits.servekit import Server, remove_all
 
-pytestmark = pytest.mark.root
-
 
 @pytest.fixture
 def server(store_root: Path, busybox_image: str, tmp_path: Path, no_leaks, reaper):  # noqa: F811

@@ -14,8 +14,6 @@ import pytest
 from kits.lifecyclekit import _subreaper, reaper  # noqa: F401  (fixtures)
 from kits.runkit import container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
 
-pytestmark = pytest.mark.root
-
 
 @pytest.fixture(autouse=True)
 def _remove_leftovers(request: pytest.FixtureRequest, no_leaks, reaper, tmp_path: Path):  # noqa: F811

@@ -11,6 +11,8 @@ import pytest
 from kits.lifecyclekit import inspect, log_text, ps_json, run_d, state_file, status, wait_until
 from kits.runkit import assert_nothing_left, minirun, spawn
 
+pytestmark = pytest.mark.root
+
 IMAGE = "busybox-test"
 LOOP = "trap 'exit 3' TERM; while :; do sleep 0.05; done"  # a shell that ends at once on SIGTERM, with 3
 

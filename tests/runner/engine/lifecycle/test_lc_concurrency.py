@@ -13,8 +13,11 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 from kits.lifecyclekit import assert_ps_truthful, ps_json, run_d, status
 from kits.runkit import MINIRUN, assert_nothing_left, minirun
+
+pytestmark = pytest.mark.root
 
 IMAGE = "busybox-test"
 WORKERS = 10

@@ -17,6 +17,8 @@ import pytest
 from kits.lifecyclekit import alive, assert_ps_truthful, inspect, run_d, state_file, status, wait_until
 from kits.runkit import assert_nothing_left, container_ids, minirun, spawn, wait_for_running
 
+pytestmark = pytest.mark.root
+
 IMAGE = "busybox-test"
 DELAYS = [0.0, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.45]  # seconds after the CLI started
 

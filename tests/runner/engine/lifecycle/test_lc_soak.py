@@ -19,7 +19,7 @@ from kits.lifecyclekit import log_text, rss_kib, run_d, state_file, wait_until
 from kits.runkit import MINIRUN, assert_nothing_left, minirun, mounts_under
 from kits.sessionkit import session_cgroups
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 IMAGE = "busybox-test"
 RUN_RM_CYCLES = 200
