@@ -47,7 +47,7 @@ test: setup
 # Pure cgroup v2 on Debian's own kernel: one VM boot (virtme-ng, software emulation) runs the `vm` tests.
 # Skips, with the reason, on a host that cannot boot it.
 test-vm: setup
-	$(PY) tests/vmkit.py $(VM_PYTEST_ARGS)
+	$(PY) tests/kits/vmkit.py $(VM_PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-import imagekit  # noqa: E402
+from kits import imagekit  # noqa: E402
 
 BASE = "docker.io/library/busybox-bench:latest"
 RECIPE = f"""\

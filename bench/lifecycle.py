@@ -34,11 +34,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-import imagekit  # noqa: E402
 from benchkit import timed, unmount_under  # noqa: E402
+from kits import imagekit  # noqa: E402
+from kits.storekit import add_rootfs_image  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from run import remove_cgroups  # noqa: E402
-from storekit import add_rootfs_image  # noqa: E402
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 PR_SET_CHILD_SUBREAPER = 36

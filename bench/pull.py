@@ -29,9 +29,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import benchkit  # noqa: E402
-import imagekit  # noqa: E402
-import registrykit  # noqa: E402
 from benchkit import timed, unmount_under  # noqa: E402
+from kits import imagekit, registrykit  # noqa: E402
 
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 TARGET = 0.7

@@ -39,11 +39,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import benchkit  # noqa: E402
-import imagekit  # noqa: E402
 from benchkit import unmount_under  # noqa: E402
+from kits import imagekit  # noqa: E402
+from kits.storekit import add_rootfs_image  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from minirun.engine import spec  # noqa: E402
-from storekit import add_rootfs_image  # noqa: E402
 
 EDITABLE_MINIRUN = str(Path(sys.executable).with_name("minirun"))
 TARGETS = {"none": 0.4, "bridge": 0.6}

@@ -37,11 +37,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-import imagekit  # noqa: E402
 from benchkit import unmount_under  # noqa: E402
+from kits import imagekit  # noqa: E402
+from kits.storekit import add_rootfs_image  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from run import remove_cgroups  # noqa: E402
-from storekit import add_rootfs_image  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 TICK = os.sysconf("SC_CLK_TCK")

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-import sessionkit
+from kits import sessionkit
+from kits.storekit import add_rootfs_image
 from minicache.store import Store
-from storekit import add_rootfs_image
 
 IS_ROOT = os.geteuid() == 0
 # `minirun run` without --network joins the default bridge network, as Docker's. Tests that are not about
 # networking keep a private, loopback-only namespace (fast, nothing on the host's links); the network
-# tests (tests/network/) ask for bridges explicitly, in stores with names and subnets of their own.
+# tests (tests/runner/network/) ask for bridges explicitly, in stores with names and subnets of their own.
 os.environ.setdefault("MINICONTAINER_DEFAULT_NETWORK", "none")
 
 
@@ -59,7 +59,7 @@ def store(store_root: Path) -> Store:
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A busybox root filesystem directory (from the host's busybox-static), built once per session."""
-    import imagekit
+    from kits import imagekit
 
     return imagekit.busybox_rootfs(tmp_path_factory.mktemp("busybox-rootfs"))
 

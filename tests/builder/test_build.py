@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from buildkit import config_of, image_tree, run_build, write_context
+from kits.buildkit import config_of, image_tree, run_build, write_context
+from kits.runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 from minicache import gc
 from minicache.errors import BuildError, NotFound, RecipeError
 from minicache.overlay import supported
 from minicache.store import Store
-from runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 

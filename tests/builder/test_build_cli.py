@@ -10,9 +10,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from kits.runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 from minicache.overlay import supported
 from minicache.store import Store
-from runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))

@@ -16,10 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import imagekit
 import pytest
-import registrykit
-from buildkit import run_build, write_context
+from kits import imagekit, registrykit
+from kits.buildkit import run_build, write_context
+from kits.runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 from minibuild.importer import import_tarball
 from minibuild.progress import Progress
 from minibuild.pull import pull
@@ -29,7 +29,6 @@ from minibuild.save import save_to_path
 from minicache import gc
 from minicache.overlay import supported
 from minicache.store import Store
-from runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
 
 pytestmark = [
     pytest.mark.root,

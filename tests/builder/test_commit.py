@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from buildkit import config_of, image_tree
-from minicache import gc
-from minicache.overlay import supported
-from minicache.store import Store
-from runkit import (
+from kits.buildkit import config_of, image_tree
+from kits.runkit import (
     minirun,
     no_leaks,  # noqa: F401 - autouse: nothing may outlive a test
 )
+from minicache import gc
+from minicache.overlay import supported
+from minicache.store import Store
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from buildkit import config_of, run_build
-from minicache.overlay import supported
-from minicache.store import Store
-from runkit import (
+from kits.buildkit import config_of, run_build
+from kits.runkit import (
     minirun,
     no_leaks,  # noqa: F401 - autouse: nothing may outlive a test
 )
+from minicache.overlay import supported
+from minicache.store import Store
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 

@@ -13,11 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kits.storekit import add_rootfs_image
 from minibuild.build.builder import BuildOptions, build
 from minicache.errors import RecipeError
 from minicache.overlay import supported
 from minicache.store import Store
-from storekit import add_rootfs_image
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not supported() or os.geteuid() != 0, reason="needs root + overlay")]
 

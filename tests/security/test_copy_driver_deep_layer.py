@@ -15,7 +15,7 @@ from minicache.rmtree import remove_tree
 
 DEPTH = 1500
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the copy sets owners (lchown)")
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="the copy sets owners (lchown)")]
 
 
 def _deep(top: Path) -> None:

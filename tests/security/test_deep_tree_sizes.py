@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from minicache.store import Store
-from runkit import (
+from kits.runkit import (
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from minicache.store import Store
 
 DEPTH = 1500
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
@@ -55,6 +55,7 @@ def test_container_prune_goes_through_a_deep_upper_directory(store_root: Path, b
             minirun(store_root, "rm", "-f", cid)
 
 
+@pytest.mark.root  # works the kernel hard (a tree deeper than the recursion limit): not a unit test
 def test_image_prune_goes_through_a_deep_layer(store: Store) -> None:
     from minicache.layers import LayerInfo
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lifecyclekit import _subreaper, reaper, remove_leftovers, run_d  # noqa: F401  (fixtures)
-from runkit import assert_nothing_left, container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
+from kits.lifecyclekit import _subreaper, reaper, remove_leftovers, run_d  # noqa: F401  (fixtures)
+from kits.runkit import assert_nothing_left, container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("remove_leftovers")]
 

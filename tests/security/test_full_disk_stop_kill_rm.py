@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from runkit import minirun, no_leaks  # noqa: F401  (no_leaks: autouse)
+from kits.runkit import minirun, no_leaks  # noqa: F401  (no_leaks: autouse)
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs, containers)")]
 
@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="ne
 @pytest.fixture
 def small_store(tmp_path: Path, busybox_rootfs: Path):
     """A store alone on a 32 MiB tmpfs made for this test (unmounted by its path afterwards)."""
+    from kits.storekit import add_rootfs_image
     from minicache.store import Store
-    from storekit import add_rootfs_image
 
     point = tmp_path / "small"
     point.mkdir()

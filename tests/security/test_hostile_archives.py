@@ -14,12 +14,11 @@ import sys
 import tarfile
 from pathlib import Path
 
-import archivekit
-import imagekit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagekit import Entry
+from kits import archivekit, imagekit
+from kits.imagekit import Entry
 from minicache.errors import MiniError
 from minicache.store import Store
 from minicache.unpack import unpack_layer

@@ -14,12 +14,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import archivekit
-import imagekit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagekit import Entry
+from kits import archivekit, imagekit
+from kits.imagekit import Entry
+from kits.runkit import container_ids, minirun
+from kits.storekit import add_rootfs_image
 from minibuild.importer import import_tarball
 from minibuild.registry import manifests
 from minicache.errors import MiniError
@@ -27,8 +28,6 @@ from minicache.images import ImageRecord, LayerRef
 from minicache.layers import LayerInfo
 from minicache.store import Store
 from minirun.engine import spec
-from runkit import container_ids, minirun
-from storekit import add_rootfs_image
 
 MINIBUILD = [sys.executable, "-m", "minibuild.cli"]
 LAYER = imagekit.layer([Entry("file", data=b"content\n")])

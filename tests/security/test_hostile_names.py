@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from kits.runkit import container_ids, minirun
 from minicache.store import Store
-from runkit import container_ids, minirun
 
 LONG = "a" * 300
 MINIBUILD = [sys.executable, "-m", "minibuild.cli"]

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import imagekit
 import pytest
-import registrykit
-from imagekit import Entry
+from kits import imagekit, registrykit
+from kits.imagekit import Entry
 from minicache import gc
 from minicache.store import Store
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from runkit import (
+from kits.runkit import (
     MINIRUN,
     container_ids,
     minirun,

@@ -6,14 +6,11 @@ The size is checked against the kernel's spelling (digits and KB/MB/GB) before a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from kits.fakecgroupfs import ALL_CONTROLLERS, FakeCgroupfs, FakeV2Cgroup  # the cgroup tests' fake tree
 from minicache.errors import InvalidSpec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cgroups"))
-from fakecgroupfs import ALL_CONTROLLERS, FakeCgroupfs, FakeV2Cgroup  # the cgroup tests. fake tree
 
 
 @pytest.mark.parametrize("size", ["../../cgroup.procs", "2MB.max/../../../cgroup.subtree_control", "2MB\n", "", "2 MB"])

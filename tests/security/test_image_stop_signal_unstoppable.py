@@ -10,14 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
-from minicache.store import Store
-from runkit import (
+from kits.runkit import (
     assert_nothing_left,
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
-from storekit import add_rootfs_image
+from kits.storekit import add_rootfs_image
+from minicache.store import Store
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (containers)")]
 

@@ -17,11 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import archivekit
-import imagekit
 import pytest
-import registrykit
-from imagekit import Entry
+from kits import archivekit, imagekit, registrykit
+from kits.imagekit import Entry
 from minicache import gc
 from minicache.store import Store
 

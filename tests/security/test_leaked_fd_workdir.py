@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from lifecyclekit import _subreaper, reaper, remove_leftovers, run_d  # noqa: F401  (fixtures)
+from kits.lifecyclekit import _subreaper, reaper, remove_leftovers, run_d  # noqa: F401  (fixtures)
+from kits.runkit import MINIRUN, assert_nothing_left, container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
+from kits.storekit import add_rootfs_image
 from minicache.store import Store
-from runkit import MINIRUN, assert_nothing_left, container_ids, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
-from storekit import add_rootfs_image
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("remove_leftovers")]
 

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from minicache.store import Store
-from minirun.engine import spec
-from runkit import (
+from kits.runkit import (
     assert_nothing_left,
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
-from storekit import add_rootfs_image
+from kits.storekit import add_rootfs_image
+from minicache.store import Store
+from minirun.engine import spec
 
 pytestmark = pytest.mark.root
 

@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from minirun.engine import spec
-from runkit import (
+from kits.runkit import (
     mounts_under,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from minirun.engine import spec
 
 pytestmark = pytest.mark.root
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runkit import assert_nothing_left, minirun, no_leaks, spawn  # noqa: F401  (no_leaks: autouse)
+from kits.runkit import assert_nothing_left, minirun, no_leaks, spawn  # noqa: F401  (no_leaks: autouse)
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (containers)")]
 ROUNDS = 8

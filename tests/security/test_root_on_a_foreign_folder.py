@@ -45,11 +45,11 @@ def _run(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess[str
 @pytest.mark.parametrize(
     "argv",
     [
-        (MINIRUN, "--root", "{dir}", "ps"),
-        (MINIRUN, "--root", "{dir}", "ps", "-a"),
+        pytest.param((MINIRUN, "--root", "{dir}", "ps"), marks=pytest.mark.root),  # minirun needs root
+        pytest.param((MINIRUN, "--root", "{dir}", "ps", "-a"), marks=pytest.mark.root),
         (MINIBUILD, "--root", "{dir}", "images"),
-        (MINIRUN, "--root", "{store}", "--runroot", "{dir}", "ps"),
-        (MINIRUN, "ps"),  # $MINICONTAINER_ROOT
+        pytest.param((MINIRUN, "--root", "{store}", "--runroot", "{dir}", "ps"), marks=pytest.mark.root),
+        pytest.param((MINIRUN, "ps"), marks=pytest.mark.root),  # $MINICONTAINER_ROOT
     ],
 )
 def test_a_folder_of_other_files_is_refused_and_left_alone(tmp_path: Path, foreign: Path, argv: tuple) -> None:
@@ -64,6 +64,7 @@ def test_a_folder_of_other_files_is_refused_and_left_alone(tmp_path: Path, forei
     assert _tree(foreign) == before
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="minirun needs root")
 def test_empty_new_and_existing_stores_still_open(tmp_path: Path) -> None:
     from minicache.store import Store
@@ -78,6 +79,7 @@ def test_empty_new_and_existing_stores_still_open(tmp_path: Path) -> None:
     assert {"blobs", "containers", "run"} <= set(os.listdir(empty))
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="chmod of another user's old store")
 def test_closing_an_old_store_leaves_what_is_not_its_own() -> None:
     """An old, open store that holds a folder of something else, and a link to a folder elsewhere where the

@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from minicache.store import Store
-from runkit import (
+from kits.runkit import (
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from minicache.store import Store
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridges, netns)")]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runkit import MINIRUN
+from kits.runkit import MINIRUN
 
 pytestmark = [
     pytest.mark.root,

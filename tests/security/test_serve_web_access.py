@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from lifecyclekit import _subreaper, reaper  # noqa: F401  (fixtures)
-from runkit import MINIRUN, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
-from servekit import Server, free_port
+from kits.lifecyclekit import _subreaper, reaper  # noqa: F401  (fixtures)
+from kits.runkit import MINIRUN, minirun, no_leaks  # noqa: F401  (no_leaks: a fixture)
+from kits.servekit import Server, free_port
 
 pytestmark = pytest.mark.root
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from runkit import MINIRUN
+from kits.runkit import MINIRUN
 
 pytestmark = [
     pytest.mark.root,
@@ -75,8 +75,8 @@ def home():
 
 @pytest.fixture
 def root_store(home: Path, busybox_rootfs: Path) -> Path:
+    from kits.storekit import add_rootfs_image
     from minicache.store import Store
-    from storekit import add_rootfs_image
 
     root = home.parent / "root-store"
     add_rootfs_image(Store(root), busybox_rootfs, "bb:latest")

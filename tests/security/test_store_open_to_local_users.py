@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runkit import MINIRUN, mounts_under, processes_mentioning, processes_rooted_under
+from kits.runkit import MINIRUN, mounts_under, processes_mentioning, processes_rooted_under
 
 pytestmark = [
     pytest.mark.root,
@@ -70,8 +70,8 @@ def open_dir():
 def store_root(open_dir: Path, busybox_rootfs: Path) -> Path:
     """A store made by the code under test (it makes the root), holding an image with a setuid-root copy of
     the host's `id` (and one at /hostid, plain, for containers to copy) and a character device (1, 3)."""
+    from kits.storekit import add_rootfs_image
     from minicache.store import Store
-    from storekit import add_rootfs_image
 
     root = open_dir / "store"
     store = Store(root)

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from minicache.errors import InvalidSpec
-from runkit import (
+from kits.runkit import (
     container_ids,
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
     wait_for_running,
 )
+from minicache.errors import InvalidSpec
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, containers)")]
 

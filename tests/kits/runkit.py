@@ -1,0 +1,134 @@
+"""Helpers for tests that run real containers: the minirun CLI as a subprocess, leak checks, process lookup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MINIRUN = str(Path(sys.executable).with_name("minirun"))
+
+
+def minirun(
+    store_root: Path, *args: str, input: bytes | None = None, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`minirun --root STORE ARGS...` with stdin from `input` (or /dev/null); text output captured."""
+    return subprocess.run(
+        [MINIRUN, "--root", str(store_root), *args],
+        input=input.decode() if input is not None else None,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def spawn(store_root: Path, *args: str, env: dict | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MINIRUN, "--root", str(store_root), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def processes_rooted_under(path: Path) -> list[int]:
+    """PIDs whose root directory lies inside `path` (processes still running in one of its containers)."""
+    prefix = os.path.realpath(path)
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/root").startswith(prefix):
+                    out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def processes_mentioning(path: Path) -> list[int]:
+    """Live PIDs whose command line names `path` (a `minirun --root PATH` CLI, or a monitor forked from one)."""
+    needle = os.fsencode(os.path.realpath(path))
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        out.append(int(name))
+            except OSError:
+                continue
+    return out
+
+
+def assert_nothing_left(store_root: Path, *, containers: bool = True) -> None:
+    """No mount, no process under the store; with `containers`, no container directory or name either."""
+    deadline = time.monotonic() + 5
+    while processes_rooted_under(store_root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_rooted_under(store_root) == []
+    assert mounts_under(store_root) == []
+    if containers:
+        cdir = store_root / "containers"
+        assert [n for n in os.listdir(cdir) if n != "names"] == []
+        assert not (cdir / "names").exists() or os.listdir(cdir / "names") == []
+    assert os.listdir(store_root / "tmp") == []
+
+
+def container_ids(store_root: Path) -> list[str]:
+    return [n for n in os.listdir(store_root / "containers") if len(n) == 64]
+
+
+def wait_for_running(store_root: Path, timeout: float = 10) -> dict:
+    """The state of the store's single container once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for cid in container_ids(store_root):
+            try:
+                state = json.loads((store_root / "containers" / cid / "state.json").read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if state.get("Status") == "running":
+                return state
+        time.sleep(0.02)
+    raise AssertionError("no container reached the running state")
+
+
+def status_fields(text: str) -> dict[str, str]:
+    """`/proc/self/status` as a dict."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(tmp_path: Path):
+    """Imported by the modules that run containers: after each test, nothing of it may still run, be mounted,
+    or have a cgroup (under the session's cgroup parent), and no monitor of its containers may be alive."""
+    from kits.sessionkit import session_cgroups
+
+    yield
+    deadline = time.monotonic() + 5
+    while (processes_rooted_under(tmp_path) or processes_mentioning(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_rooted_under(tmp_path) == [], "a container process outlived its test"
+    assert processes_mentioning(tmp_path) == [], "a minirun process (a monitor?) outlived its test"
+    assert mounts_under(tmp_path) == [], "a mount outlived its test"
+    assert session_cgroups() == [], "a container cgroup outlived its test"
