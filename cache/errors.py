@@ -1,6 +1,8 @@
-"""The one error hierarchy of minicontainer.
+"""The root of minicontainer's one error hierarchy, the store's errors and the generic kinds both CLIs share.
 
-Library code raises these; only the CLIs turn them into a one-line message, a hint and an exit code.
+Library code raises these; only the CLIs turn them into a one-line message, a hint and an exit code, the
+same way for both (`one_line`, `exit_code`). Errors only containers can have are minirun's own
+(`minirun.errors`), subclasses of the same root.
 `exit_code` is the status of a command that stands for a container process (`run`, `exec`, `start -a`):
 Docker's 125 engine error, 126 cannot invoke, 127 not found. Other commands exit 1 on any error.
 """
@@ -54,10 +56,6 @@ class Conflict(MiniError):
     """An operation that would break something in use (a name taken, an image used by a container)."""
 
 
-class ContainerStateError(MiniError):
-    """A command that does not fit the container's current state (stop on a stopped one, ...)."""
-
-
 class RegistryError(MiniError):
     """A registry answered with an error or could not be reached."""
 
@@ -66,18 +64,6 @@ class AuthError(RegistryError):
     """The registry refused our credentials or asked for ones we do not have."""
 
     hint = "log in with `minibuild login REGISTRY`"
-
-
-class CannotInvoke(MiniError):
-    """The container's command exists but cannot be executed (Docker's 126)."""
-
-    exit_code = 126
-
-
-class CommandNotFound(MiniError):
-    """The container's command does not exist (Docker's 127)."""
-
-    exit_code = 127
 
 
 def one_line(prog: str, err: BaseException) -> str:

@@ -24,9 +24,10 @@ import time
 
 from minicache import events, process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
-from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
+from minicache.errors import Conflict, InvalidSpec, NotFound
 from minicache.record import Record
 from minicache.store import Store
+from minirun.errors import ContainerStateError
 from minirun.flags import validate_name
 
 TYPE_CHECKING = False

@@ -454,7 +454,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
             try:
                 with container.lock():
                     if container.state().Status in ACTIVE:
-                        from minicache.errors import ContainerStateError
+                        from minirun.errors import ContainerStateError
 
                         raise ContainerStateError(f"container {container.name} is already running")
                     owned = True
@@ -521,8 +521,8 @@ def exec_process(
     capabilities (recomputed for another `user`, as for the container's own process), no_new_privs,
     rlimits and environment (plus `env`); `workdir` defaults to the container's.
     """
-    from minicache.errors import ContainerStateError
     from minirun.containers import PAUSED
+    from minirun.errors import ContainerStateError
     from minirun.lifecycle import observe
     from minirun.runtime.launch import exec_in
 

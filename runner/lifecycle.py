@@ -20,9 +20,10 @@ import time
 
 from minicache import events
 from minicache.atomic import read_json
-from minicache.errors import ContainerStateError, MiniError
+from minicache.errors import MiniError
 from minirun import engine
 from minirun.containers import ACTIVE, CREATED, EXITED, PAUSED, RESTARTING, RUNNING, UNKNOWN_EXIT, Container, State
+from minirun.errors import ContainerStateError
 from minirun.flags import RestartPolicy, parse_signal
 
 TYPE_CHECKING = False

@@ -18,8 +18,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from minicache.errors import ContainerStateError, InvalidSpec, MiniError
+from minicache.errors import InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
+from minirun.errors import ContainerStateError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (milliseconds of `minirun run` start-up)
 if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the `run` hot path

@@ -36,8 +36,9 @@ def _needs_files(opts: RunOptions) -> bool:
 
 def _target(store: Store, container: Container, ref: str) -> str:
     """`container:REF` → `container:<full ID>` of a running container other than this one."""
-    from minicache.errors import ContainerStateError, InvalidSpec
+    from minicache.errors import InvalidSpec
     from minirun.containers import ACTIVE, ContainerStore
+    from minirun.errors import ContainerStateError
     from minirun.lifecycle import observe
 
     other = ContainerStore(store).get(ref)

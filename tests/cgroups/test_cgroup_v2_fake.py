@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 from fakecgroupfs import FakeCgroupfs, FakeV2Cgroup
-from minicache.errors import ContainerStateError, InvalidSpec, NotFound
+from minicache.errors import InvalidSpec, NotFound
 from minirun.cgroups import CgroupError, CgroupWarning
 from minirun.cgroups.flags import FLAGS, add_arguments, resources_from_args
+from minirun.errors import ContainerStateError
 
 MiB = 1 << 20
 
