@@ -19,6 +19,7 @@ from pathlib import Path
 
 from minicache import syscalls
 from minicache.errors import Conflict, MiniError
+from minirun.runtime.syscalls import CLONE_NEWNET, unshare
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _bind_new_namespace(path: str) -> None:
     if pid == 0:  # the child: only syscalls, then _exit (no Python cleanup, no buffered output)
         code = 0
         try:
-            syscalls.unshare(syscalls.CLONE_NEWNET)
+            unshare(CLONE_NEWNET)
             syscalls.mount("/proc/self/ns/net", path, None, syscalls.MS_BIND)
         except OSError as e:
             code = e.errno or 255

@@ -27,8 +27,9 @@ import signal
 import socket
 import struct
 
-from minicache import syscalls as sc
+from minicache.syscalls import MS_BIND
 from minirun.runtime import caps, init, mounts, signals, tty
+from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
 
@@ -163,7 +164,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         else:
             tty.make_controlling(slave)
         if cfg.devices is not None and not cfg.join_existing:
-            mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
+            mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, MS_BIND, "", source_is_dir=False))
         chan.send(PTY, fds=[master])
         os.close(master)
     stage[0] = "closing file descriptors"

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 
-from minicache import syscalls
+from minirun.runtime import syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

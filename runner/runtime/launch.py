@@ -16,10 +16,10 @@ import signal
 import sys
 
 from minicache import process as procinfo
-from minicache import syscalls as sc
 from minicache.errors import MiniError
 from minirun.errors import CannotInvoke, CommandNotFound
 from minirun.runtime import child, config
+from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
 
 TYPE_CHECKING = False

@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 
-from minicache import syscalls as sc
+from minirun.runtime import syscalls as sc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

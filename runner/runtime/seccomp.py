@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 
-from minicache import syscalls
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
+from minirun.runtime import syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
