@@ -13,7 +13,7 @@ import imagekit
 import pytest
 import registrykit
 from imagekit import Entry
-from minicache.errors import AuthError
+from minibuild.errors import AuthError
 from minicache.store import Store
 from pullkit import FAST, do_pull, run_cli
 

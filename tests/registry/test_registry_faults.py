@@ -14,8 +14,9 @@ import imagekit
 import pytest
 import registrykit
 from imagekit import Entry
+from minibuild.errors import RegistryError
 from minicache import gc
-from minicache.errors import DigestMismatch, RegistryError, one_line
+from minicache.errors import DigestMismatch, one_line
 from minicache.record import replace
 from minicache.store import Store
 from pullkit import FAST, MINIBUILD, blob_gets, do_pull, run_cli
