@@ -303,10 +303,6 @@ def prepare(
     return oci
 
 
-def seccomp_cache(store: Store) -> Path:
-    return store.root / "cache" / "seccomp"
-
-
 def start(
     store: Store,
     container: Container,
@@ -348,7 +344,7 @@ def start(
         container.dir,
         container.id,
         stdin_open=stdin_open,
-        seccomp_cache=seccomp_cache(store),
+        seccomp_cache=store.seccomp_dir,
         kill_with_parent=kill_with_parent,
         meanwhile=meanwhile,
     )
@@ -561,6 +557,6 @@ def exec_process(
         state.Pid,
         cgroup=container_cgroup(container),
         stdin_open=interactive,
-        seccomp_cache=seccomp_cache(store),
+        seccomp_cache=store.seccomp_dir,
         kill_with_parent=not detach,
     )

@@ -26,12 +26,8 @@ if TYPE_CHECKING:
     from minicache.store import Store
 
 
-def netns_dir(store: Store) -> Path:
-    return store.run_root / "netns"
-
-
 def path_for(store: Store, container_id: str) -> Path:
-    return netns_dir(store) / container_id
+    return store.netns_dir / container_id
 
 
 def is_netns(path: str | os.PathLike[str]) -> bool:
@@ -65,7 +61,6 @@ def _bind_new_namespace(path: str) -> None:
 def create(path: str | os.PathLike[str], *, loopback_up: bool = True) -> Path:
     """A new network namespace bound at `path` (which must not exist), loopback up unless told not to."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
     except FileExistsError:

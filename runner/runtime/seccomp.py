@@ -31,7 +31,7 @@ def cache_key(section: dict[str, Any]) -> str:
 
 
 def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
-    """The BPF program for `section`, from `cache_dir` when it was compiled before."""
+    """The BPF program for `section`, from `cache_dir` (an existing folder) when it was compiled before."""
     path = cache_dir / f"{cache_key(section)}.bpf" if cache_dir is not None else None
     if path is not None:
         try:
@@ -41,8 +41,6 @@ def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
             pass
     bpf = compile_section(section)
     if path is not None:
-        path.parent.parent.mkdir(mode=0o700, exist_ok=True)  # inside the store: private as all its folders
-        path.parent.mkdir(mode=0o700, exist_ok=True)
         atomic_write(path, bpf, durable=False)  # a torn cache entry is impossible (rename); a lost one is recompiled
     return bpf
 
