@@ -158,7 +158,6 @@ def mount(store: Store, name: str) -> Path:
     """A read-only view of the image's root filesystem (an overlay of its layers); returns its path."""
     record = store.images.resolve(name)
     target = usage.mount_point(store, record.id)
-    target.parent.mkdir(mode=0o700, exist_ok=True)
     target.mkdir(mode=0o700, exist_ok=True)
     if not overlay.is_mounted(target):
         lowers = [store.layers.fs(c) for c in reversed(record.chain_ids)]

@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minibuild import platforms
 from minibuild.changes import config_from_changes
+from minibuild.errors import RegistryError
 from minibuild.registry import manifests
 from minibuild.registry import mediatypes as mt
 from minicache import digest as digests
 from minicache import gc, reference, tarsplit
-from minicache.errors import DigestMismatch, InvalidArchive, InvalidReference, NotFound, RegistryError, TooLarge
+from minicache.errors import DigestMismatch, InvalidArchive, InvalidReference, NotFound, TooLarge
 from minicache.images import ImageRecord, LayerRef
 from minicache.record import Record
 from minicache.unpack import (

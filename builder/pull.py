@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from minibuild import platforms
+from minibuild.errors import RegistryError
 from minibuild.progress import Progress
 from minibuild.registry import manifests
 from minibuild.registry.client import RegistryClient
@@ -21,7 +22,7 @@ from minibuild.registry.manifests import Descriptor, Index, Manifest
 from minibuild.registry.settings import Settings, load
 from minicache import digest as digests
 from minicache import events, gc, reference
-from minicache.errors import DigestMismatch, NotFound, RegistryError
+from minicache.errors import DigestMismatch, NotFound
 from minicache.images import ImageRecord, LayerRef
 from minicache.record import Record, replace
 from minicache.store import Store

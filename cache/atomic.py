@@ -1,4 +1,8 @@
-"""Crash-safe file updates: write to a temporary name, fsync, rename, fsync the directory."""
+"""Crash-safe file updates: write to a temporary name, fsync, rename, fsync the directory.
+
+How the store publishes its records; both CLIs write their own records (containers, networks,
+credentials) the same way.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The one error hierarchy of minicontainer.
+"""The root of minicontainer's one error hierarchy, the store's errors and the generic kinds both CLIs share.
 
-Library code raises these; only the CLIs turn them into a one-line message, a hint and an exit code.
+Library code raises these; only the CLIs turn them into a one-line message, a hint and an exit code, the
+same way for both (`one_line`, `exit_code`). Errors only one tool has are its own, subclasses of the same
+root: the registry's and a build's in `minibuild.errors`, a container's in `minirun.errors`.
 `exit_code` is the status of a command that stands for a container process (`run`, `exec`, `start -a`):
 Docker's 125 engine error, 126 cannot invoke, 127 not found. Other commands exit 1 on any error.
 """
@@ -54,32 +56,6 @@ class Conflict(MiniError):
     """An operation that would break something in use (a name taken, an image used by a container)."""
 
 
-class ContainerStateError(MiniError):
-    """A command that does not fit the container's current state (stop on a stopped one, ...)."""
-
-
-class RegistryError(MiniError):
-    """A registry answered with an error or could not be reached."""
-
-
-class AuthError(RegistryError):
-    """The registry refused our credentials or asked for ones we do not have."""
-
-    hint = "log in with `minibuild login REGISTRY`"
-
-
-class CannotInvoke(MiniError):
-    """The container's command exists but cannot be executed (Docker's 126)."""
-
-    exit_code = 126
-
-
-class CommandNotFound(MiniError):
-    """The container's command does not exist (Docker's 127)."""
-
-    exit_code = 127
-
-
 def one_line(prog: str, err: BaseException) -> str:
     """The single line a CLI prints for an error: `prog: error: what is wrong; what to do`."""
     message = " ".join(str(err).split()) or type(err).__name__
@@ -111,11 +87,3 @@ def disk_full(err: OSError, where: object) -> NoSpace | None:
     if err.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
     return NoSpace(f"no space left on the filesystem of {where}")
-
-
-class RecipeError(MiniError):
-    """A Containerfile that cannot be parsed or built as written; the message names file, line and instruction."""
-
-
-class BuildError(MiniError):
-    """A build step that failed (a RUN that exited non-zero, a COPY source missing); no image was made."""

@@ -22,13 +22,12 @@ if TYPE_CHECKING:
 
     from minicache.store import Store
 
-LOG_NAME = "events.log"
 MAX_BYTES = 4 * 1024 * 1024  # then the log is renamed to events.log.1 and a new one starts
 CONTAINER, IMAGE = "container", "image"
 
 
 def path(store: Store) -> str:
-    return os.path.join(store.root, LOG_NAME)
+    return os.fspath(store.events_log)
 
 
 def append(store: Store, kind: str, action: str, actor_id: str, attributes: Mapping[str, Any] | None = None) -> None:

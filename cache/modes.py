@@ -25,13 +25,16 @@ PRIVATE_FILE = 0o600  # a container's config, environment, state and log; lock f
 # Bind-mounted into the container as /etc/...: a user other than root inside the container reads them.
 # They hold names and addresses only; the container's 0700 directory closes them to the host's users.
 CONTAINER_SHARED_FILES = frozenset({"hosts", "hostname", "resolv.conf"})
-# What the store's root and its run-time state hold: nothing else there is touched (or it is not a store).
-ROOT_ENTRIES = frozenset({"blobs", "layers", "images", "containers", "tmp", "locks", "buildcache"})
-# minirun's seccomp cache, network records and serve's token, in the root; the event log both CLIs append to.
-KEPT_BESIDE = frozenset({"cache", "networks", "serve"})
-KEPT_FILES = frozenset({"events.log", "events.log.1"})
+# What the store's root and its run-time state hold, every folder made by Store as it opens: nothing else
+# there is touched (or it is not a store). The object folders are closed one by one (never the inside of a
+# snapshot); the record folders (minirun's seccomp cache, network definitions and serve's token) as a tree.
+OBJECT_FOLDERS = frozenset({"blobs", "layers", "images", "containers", "tmp", "locks", "buildcache"})
+RECORD_FOLDERS = frozenset({"cache", "networks", "serve"})
+ROOT_FILES = frozenset({"events.log", "events.log.1"})  # the event log both CLIs append to
+ROOT_ENTRIES = OBJECT_FOLDERS | RECORD_FOLDERS | ROOT_FILES
 API_SOCKET = "api.sock"  # `minirun serve`'s default socket, in the run-time root
-RUN_ROOT_ENTRIES = frozenset({"netns", "networks", "mounts", API_SOCKET})
+RUN_ROOT_FOLDERS = frozenset({"netns", "networks", "mounts"})
+RUN_ROOT_ENTRIES = RUN_ROOT_FOLDERS | {API_SOCKET}
 
 
 def _chmod(path: Path | str, mode: int, kind: int) -> None:
@@ -66,11 +69,11 @@ def tighten(store: Store) -> None:
     _chmod(store.root, PRIVATE_DIR, stat.S_IFDIR)
     _chmod(store.run_root, RUN_ROOT_DIR, stat.S_IFDIR)
     for name in _entries(store.root):
-        if name in ROOT_ENTRIES or name == store.run_root.name:
+        if name in OBJECT_FOLDERS or name == store.run_root.name:
             _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
-        elif name in KEPT_BESIDE:
+        elif name in RECORD_FOLDERS:
             _close_tree(store.root / name)
-        elif name in KEPT_FILES:
+        elif name in ROOT_FILES:
             _chmod(store.root / name, PRIVATE_FILE, stat.S_IFREG)
     _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
@@ -85,6 +88,6 @@ def tighten(store: Store) -> None:
     # Run-time state: each folder closed, without walking into netns/ or mounts/ (their entries are mount
     # points: a namespace, an image's root filesystem); networks/ holds records only.
     for name in _entries(store.run_root):
-        if name in RUN_ROOT_ENTRIES:
+        if name in RUN_ROOT_FOLDERS:
             _chmod(store.run_root / name, PRIVATE_DIR, stat.S_IFDIR)
-    _close_tree(store.run_root / "networks")
+    _close_tree(store.run_networks_dir)

@@ -1,4 +1,8 @@
-"""Process identity that survives PID reuse: (pid, start time), plus the boot ID."""
+"""Process identity that survives PID reuse: (pid, start time), plus the boot ID.
+
+The store names its staging entries after the process that made them, to tell debris from work in
+progress; minirun records its containers' processes the same way.
+"""
 
 from __future__ import annotations
 

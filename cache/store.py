@@ -3,11 +3,19 @@
 root/blobs/sha256/<hex>    manifests, configs, compressed layers exactly as fetched (BlobStore)
 root/layers/<chain-hex>/   one unpacked layer: fs/ plus layer.json (LayerStore)
 root/images/               image records and the reference index (ImageStore)
-root/containers/<id>/      one container each (owned by minirun)
+root/containers/<id>/      one container each (written by minirun)
 root/buildcache/           the step cache of `minibuild build`: step key → the layer it made (BuildCache)
+root/networks/             network definitions and settings.json (written by minirun.network)
+root/cache/seccomp/        compiled seccomp filters (written by minirun's runtime)
+root/serve/                `minirun serve`'s token
+root/events.log            the event log both CLIs append to (minicache.events)
 root/tmp/                  staging on the same filesystem; everything is committed by rename
 root/locks/                flock files
-run_root/                  run-time state that must not outlive a reboot (minirun)
+run_root/                  run-time state that must not outlive a reboot: networks/ (leases, endpoints,
+                           ports), netns/ (namespaces bound to files), mounts/ (`minibuild mount`), api.sock
+
+Store names and makes every folder here, with the modes below, when it opens; the code that keeps records
+in one asks Store for its path and never makes a folder of the store itself.
 
 Every folder here is 0700 and the files holding a container's config, environment or state are 0600:
 another local user reaches nothing in the store (no secret, no setuid binary of a layer, no device node of
@@ -25,7 +33,7 @@ from pathlib import Path
 from minicache import process
 from minicache.errors import PermissionDenied, StoreUnavailable, disk_full
 from minicache.locks import FileLock
-from minicache.modes import PRIVATE_DIR, ROOT_ENTRIES, RUN_ROOT_ENTRIES
+from minicache.modes import API_SOCKET, PRIVATE_DIR, ROOT_ENTRIES, RUN_ROOT_ENTRIES
 from minicache.rmtree import remove_tree
 
 DEFAULT_ROOT = Path("/var/lib/minicontainer")
@@ -78,6 +86,14 @@ class Store:
         self.tmp_dir = self.root / "tmp"
         self.buildcache_dir = self.root / "buildcache"
         self.locks_dir = self.root / "locks"
+        self.networks_dir = self.root / "networks"
+        self.seccomp_dir = self.root / "cache" / "seccomp"
+        self.serve_dir = self.root / "serve"
+        self.events_log = self.root / "events.log"
+        self.run_networks_dir = self.run_root / "networks"
+        self.netns_dir = self.run_root / "netns"
+        self.mounts_dir = self.run_root / "mounts"
+        self.api_socket = self.run_root / API_SOCKET
         try:
             self._open(create)
         except OSError as e:
@@ -87,6 +103,7 @@ class Store:
     def _open(self, create: bool) -> None:
         """Check the root (ours, a directory, closed), make what is missing, close what an old version left open."""
         loose = False
+        run_state = True
         for top in (self.root, self.run_root):
             try:
                 st = os.stat(top)
@@ -97,7 +114,8 @@ class Store:
                             f"no store at {self.root}",
                             hint="check --root (or $MINICONTAINER_ROOT); a store is made by the first pull or run",
                         ) from None
-                    continue  # a read-only command on a store whose run-time state went with a reboot
+                    run_state = False  # a read-only command on a store whose run-time state went with a reboot
+                    continue
                 top.parent.mkdir(parents=True, exist_ok=True)
                 _mkdir_private(top)
                 continue
@@ -116,9 +134,13 @@ class Store:
             tighten(self)
         for d in (self.blobs_dir.parent, self.blobs_dir, self.layers_dir, self.images_dir, self.containers_dir):
             _mkdir_private(d)
-        _mkdir_private(self.buildcache_dir)
+        for d in (self.buildcache_dir, self.networks_dir, self.seccomp_dir.parent, self.seccomp_dir, self.serve_dir):
+            _mkdir_private(d)
         for d in (self.tmp_dir, self.locks_dir):
             _mkdir_private(d)
+        if run_state:
+            for d in (self.run_networks_dir, self.netns_dir, self.mounts_dir):
+                _mkdir_private(d)
 
     # -- the three object kinds ------------------------------------------------------------------------------
     @cached_property

@@ -16,9 +16,6 @@ from minicache import digest as digests
 if TYPE_CHECKING:
     from minicache.store import Store
 
-MOUNTS_DIR = "mounts"
-
-
 def containers_by_image(store: Store) -> dict[str, list[str]]:
     """image ID -> IDs of the containers made from it (any state)."""
     out: dict[str, list[str]] = {}
@@ -37,18 +34,14 @@ def containers_by_image(store: Store) -> dict[str, list[str]]:
     return out
 
 
-def mounts_dir(store: Store) -> Path:
-    return store.run_root / MOUNTS_DIR
-
-
 def mount_point(store: Store, image_id: str) -> Path:
     """Where `minibuild mount` shows the image's root filesystem."""
-    return mounts_dir(store) / digests.hex_of(image_id)
+    return store.mounts_dir / digests.hex_of(image_id)
 
 
 def mounted_images(store: Store) -> set[str]:
     """IDs of the images with a mount point (mounted, or left behind by a crash: kept until umount)."""
     try:
-        return {f"sha256:{n}" for n in os.listdir(mounts_dir(store)) if len(n) == 64}
+        return {f"sha256:{n}" for n in os.listdir(store.mounts_dir) if len(n) == 64}
     except FileNotFoundError:
         return set()

@@ -31,8 +31,9 @@ from minibuild.build import context as contexts
 from minibuild.build import rootfs, runtime
 from minibuild.build.containerfile import Containerfile, Instruction, parse
 from minibuild.build.words import WordError, expand, expand_vars, expand_words, split_raw
+from minibuild.errors import BuildError, RecipeError
 from minicache import gc, layerdiff, newimage, overlay
-from minicache.errors import BuildError, InvalidReference, MiniError, NotFound, RecipeError
+from minicache.errors import InvalidReference, MiniError, NotFound
 from minicache.images import ImageRecord, LayerRef
 from minicache.record import Record
 from minicache.store import Store

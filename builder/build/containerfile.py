@@ -17,7 +17,7 @@ import json
 import re
 
 from minibuild.build.words import WordError, split_raw
-from minicache.errors import RecipeError
+from minibuild.errors import RecipeError
 from minicache.record import Record
 
 INSTRUCTIONS = frozenset(

@@ -15,7 +15,8 @@ import tarfile
 from pathlib import Path
 
 from minibuild.build.rootfs import secure_join
-from minicache.errors import BuildError, NotFound
+from minibuild.errors import BuildError
+from minicache.errors import NotFound
 from minicache.record import Record
 
 IGNORE_FILES = (".containerignore", ".dockerignore")

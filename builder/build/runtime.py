@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from minicache.errors import BuildError
+from minibuild.errors import BuildError
 
 RUNTIME_ENV = "MINIBUILD_RUNTIME"  # another runc-compatible runtime, e.g. runc (for differential runs)
 

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from minibuild.errors import AuthError, RegistryError
 from minibuild.registry.credentials import Credentials
 from minibuild.registry.settings import is_loopback
-from minicache.errors import AuthError, RegistryError
 from minicache.record import Record
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, NoReturn
 
+from minibuild.errors import AuthError, RegistryError
 from minibuild.registry import credentials as credstore
 from minibuild.registry import mediatypes as mt
 from minibuild.registry.auth import Authenticator
@@ -19,7 +20,7 @@ from minibuild.registry.manifests import MAX_MANIFEST_BYTES, Descriptor
 from minibuild.registry.settings import Settings
 from minibuild.registry.transport import Transport
 from minicache import digest as digests
-from minicache.errors import AuthError, DigestMismatch, MiniError, NotFound, RegistryError
+from minicache.errors import DigestMismatch, MiniError, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -16,8 +16,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from minibuild.errors import AuthError
 from minicache.atomic import atomic_write
-from minicache.errors import AuthError, InvalidSpec
+from minicache.errors import InvalidSpec
 from minicache.record import Record
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"

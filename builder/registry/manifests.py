@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 
 from minibuild import platforms
+from minibuild.errors import RegistryError
 from minibuild.platforms import Platform
 from minibuild.registry import mediatypes as mt
 from minicache import digest as digests
-from minicache.errors import InvalidDigest, NotFound, RegistryError
+from minicache.errors import InvalidDigest, NotFound
 from minicache.record import Record
 
 SCHEMA1_HINT = "schema 1 images are deprecated: push the image again with a current docker, podman or minibuild"

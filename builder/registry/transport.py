@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
+from minibuild.errors import RegistryError
 from minibuild.registry.settings import Settings, host_of, is_loopback
-from minicache.errors import RegistryError
 
 if TYPE_CHECKING:
     import requests

@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minicache.errors import ContainerStateError, InvalidSpec, MiniError
+from minicache.errors import InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
+from minirun.errors import ContainerStateError
 
 if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the `run` hot path
     from typing import Any, TextIO

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from minicache import events, process
 from minicache.atomic import atomic_write, atomic_write_json, fsync_dir, read_json
-from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
+from minicache.errors import Conflict, InvalidSpec, NotFound
 from minicache.record import Record
 from minicache.store import Store
 from minirun.engine.flags import validate_name
+from minirun.errors import ContainerStateError
 
 if TYPE_CHECKING:
     from pathlib import Path

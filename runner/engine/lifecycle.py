@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from minicache import events
 from minicache.atomic import read_json
-from minicache.errors import ContainerStateError, MiniError
+from minicache.errors import MiniError
 from minirun.engine import networking, rootfs
 from minirun.engine.containers import (
     ACTIVE,
@@ -40,6 +40,7 @@ from minirun.engine.containers import (
     now,
 )
 from minirun.engine.flags import RestartPolicy, parse_signal
+from minirun.errors import ContainerStateError
 
 if TYPE_CHECKING:
     from minicache.store import Store

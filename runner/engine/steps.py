@@ -247,8 +247,8 @@ def network_mode(store: Store, container: Container, mode: str) -> str:
     this one (name or ID prefix)."""
     if not mode.startswith("container:"):
         return mode
-    from minicache.errors import ContainerStateError
     from minirun.engine.lifecycle import observe
+    from minirun.errors import ContainerStateError
 
     other = ContainerStore(store).get(mode.partition(":")[2])
     if other.id == container.id:
@@ -322,10 +322,6 @@ def prepare(
     return oci
 
 
-def seccomp_cache(store: Store) -> Path:
-    return store.root / "cache" / "seccomp"
-
-
 def start(
     store: Store,
     container: Container,
@@ -353,7 +349,7 @@ def start(
         container.dir,
         container.id,
         stdin_open=stdin_open,
-        seccomp_cache=seccomp_cache(store),
+        seccomp_cache=store.seccomp_dir,
         kill_with_parent=kill_with_parent,
         meanwhile=meanwhile,
     )
@@ -443,7 +439,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
             try:
                 with container.lock():
                     if container.state().Status in ACTIVE:
-                        from minicache.errors import ContainerStateError
+                        from minirun.errors import ContainerStateError
 
                         raise ContainerStateError(f"container {container.name} is already running")
                     owned = True
@@ -514,9 +510,9 @@ def exec_process(
     capabilities (recomputed for another `user`, as for the container's own process), no_new_privs,
     rlimits and environment (plus `env`); `workdir` defaults to the container's.
     """
-    from minicache.errors import ContainerStateError
     from minirun.engine import lifecycle
     from minirun.engine.containers import PAUSED
+    from minirun.errors import ContainerStateError
     from minirun.runtime.launch import exec_in
 
     state = lifecycle.observe(container, patience=0)
@@ -554,6 +550,6 @@ def exec_process(
         state.Pid,
         cgroup=lifecycle.container_cgroup(container),
         stdin_open=interactive,
-        seccomp_cache=seccomp_cache(store),
+        seccomp_cache=store.seccomp_dir,
         kill_with_parent=not detach,
     )

@@ -103,9 +103,10 @@ def processes(container: Container, ps_args: list[str] | None = None) -> list[st
     """
     import subprocess
 
-    from minicache.errors import ContainerStateError, InvalidSpec
+    from minicache.errors import InvalidSpec
     from minirun.engine import lifecycle
     from minirun.engine.containers import ACTIVE
+    from minirun.errors import ContainerStateError
 
     if lifecycle.observe(container).Status not in ACTIVE:
         raise ContainerStateError(f"container {container.name} is not running", hint="start it first")

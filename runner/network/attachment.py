@@ -232,14 +232,14 @@ def disconnect(store: Store, container_id: str, network: str) -> None:
 def prune(store: Store, keep: Iterable[str]) -> list[str]:
     """Detach every container not in `keep` (the IDs of containers that still exist), remove veths on
     our bridges and rules of ours that belong to no kept container; the IDs detached."""
-    from minirun.network import firewall, netns
+    from minirun.network import firewall
     from minirun.network.nft import Nft
     from minirun.network.rtnl import Rtnl
 
     keep = set(keep)
     seen = set(state.endpoint_ids(store))
     with contextlib.suppress(FileNotFoundError):
-        seen |= set(os.listdir(netns.netns_dir(store)))
+        seen |= set(os.listdir(store.netns_dir))
     for st in state.network_states(store).values():
         seen |= set(st.get("members", {}))
     gone = sorted(c for c in seen - keep if len(c) == 64 and not c.strip("0123456789abcdef"))

@@ -20,17 +20,14 @@ from typing import TYPE_CHECKING
 
 from minicache import syscalls
 from minicache.errors import Conflict, MiniError
+from minirun.runtime.syscalls import CLONE_NEWNET, unshare
 
 if TYPE_CHECKING:
     from minicache.store import Store
 
 
-def netns_dir(store: Store) -> Path:
-    return store.run_root / "netns"
-
-
 def path_for(store: Store, container_id: str) -> Path:
-    return netns_dir(store) / container_id
+    return store.netns_dir / container_id
 
 
 def is_netns(path: str | os.PathLike[str]) -> bool:
@@ -47,7 +44,7 @@ def _bind_new_namespace(path: str) -> None:
     if pid == 0:  # the child: only syscalls, then _exit (no Python cleanup, no buffered output)
         code = 0
         try:
-            syscalls.unshare(syscalls.CLONE_NEWNET)
+            unshare(CLONE_NEWNET)
             syscalls.mount("/proc/self/ns/net", path, None, syscalls.MS_BIND)
         except OSError as e:
             code = e.errno or 255
@@ -64,7 +61,6 @@ def _bind_new_namespace(path: str) -> None:
 def create(path: str | os.PathLike[str], *, loopback_up: bool = True) -> Path:
     """A new network namespace bound at `path` (which must not exist), loopback up unless told not to."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
     except FileExistsError:

@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
 
 
 def _path(store: Store, name: str):
-    return state.definitions_dir(store) / f"{name}.json"
+    return store.networks_dir / f"{name}.json"
 
 
 def _load(store: Store, name: str) -> Network | None:
@@ -59,7 +59,7 @@ def _load(store: Store, name: str) -> Network | None:
 
 def all_networks(store: Store) -> list[Network]:
     try:
-        names = sorted(os.listdir(state.definitions_dir(store)))
+        names = sorted(os.listdir(store.networks_dir))
     except FileNotFoundError:
         return []
     out = []
@@ -142,7 +142,6 @@ def create(
         default=default,
     )
     path = _path(store, name)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_json(path, net.as_dict())
     return net
 

@@ -59,7 +59,7 @@ def entered(path: str | os.PathLike[str]) -> Iterator[None]:
     What belongs to a namespace is decided by the thread that makes it: a netlink socket at socket(), a
     sysctl under /proc/sys/net at open(). Only this thread moves, and only for the body.
     """
-    from minicache.syscalls import CLONE_NEWNET, setns
+    from minirun.runtime.syscalls import CLONE_NEWNET, setns
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:

@@ -67,7 +67,7 @@ class NetworkSettings(Record):
 
 
 def _path(store: Store):
-    return store.root / "networks" / "settings.json"
+    return store.networks_dir / "settings.json"
 
 
 def from_env(environ: dict[str, str] | None = None) -> NetworkSettings:
@@ -98,7 +98,6 @@ def save(store: Store, settings: NetworkSettings) -> NetworkSettings:
 
     settings.check()
     path = _path(store)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(p.suffix == ".json" and p.name != "settings.json" for p in path.parent.iterdir()):
         current = json.loads(path.read_text()) if path.exists() else None
         if current != settings.as_dict():

@@ -33,24 +33,16 @@ def lock(store: Store) -> FileLock:
     return store.lock("network")
 
 
-def definitions_dir(store: Store) -> Path:
-    return store.root / "networks"
-
-
-def runtime_dir(store: Store) -> Path:
-    return store.run_root / "networks"
-
-
 def network_state_path(store: Store, network_id: str) -> Path:
-    return runtime_dir(store) / f"{network_id}.json"
+    return store.run_networks_dir / f"{network_id}.json"
 
 
 def endpoint_path(store: Store, container_id: str) -> Path:
-    return runtime_dir(store) / "endpoints" / f"{container_id}.json"
+    return store.run_networks_dir / "endpoints" / f"{container_id}.json"
 
 
 def ports_path(store: Store) -> Path:
-    return runtime_dir(store) / "ports.json"
+    return store.run_networks_dir / "ports.json"
 
 
 def read(path: Path, default: Any = None) -> Any:
@@ -62,7 +54,7 @@ def read(path: Path, default: Any = None) -> Any:
 
 
 def write(path: Path, data: Any, *, durable: bool = False) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, exist_ok=True)  # endpoints/: the store made the folder above it
     atomic_write_json(path, data, durable=durable)
 
 
@@ -72,7 +64,7 @@ def delete(path: Path) -> None:
 
 def endpoint_ids(store: Store) -> list[str]:
     try:
-        return [n[:-5] for n in os.listdir(runtime_dir(store) / "endpoints") if n.endswith(".json")]
+        return [n[:-5] for n in os.listdir(store.run_networks_dir / "endpoints") if n.endswith(".json")]
     except FileNotFoundError:
         return []
 
@@ -81,12 +73,12 @@ def network_states(store: Store) -> dict[str, dict[str, Any]]:
     """Every network's run-time state, by network ID."""
     out = {}
     try:
-        names = os.listdir(runtime_dir(store))
+        names = os.listdir(store.run_networks_dir)
     except FileNotFoundError:
         return out
     for name in names:
         if name.endswith(".json") and name != "ports.json":
-            data = read(runtime_dir(store) / name)
+            data = read(store.run_networks_dir / name)
             if data is not None:
                 out[name[:-5]] = data
     return out

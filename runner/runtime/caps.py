@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minicache import syscalls
+from minirun.runtime import syscalls
 
 # Index = capability number (linux/capability.h).
 NAMES = (

@@ -28,8 +28,9 @@ import socket
 import struct
 from typing import NoReturn
 
-from minicache import syscalls as sc
+from minicache.syscalls import MS_BIND
 from minirun.runtime import caps, init, mounts, signals, tty
+from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
 
@@ -205,7 +206,7 @@ def _open_terminal(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     else:
         tty.make_controlling(slave)
     if cfg.devices is not None and not cfg.join_existing:
-        mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, sc.MS_BIND, "", source_is_dir=False))
+        mounts.mount_one("/", mounts.Mount("/dev/console", "bind", path, MS_BIND, "", source_is_dir=False))
     chan.send(PTY, fds=[master])
     os.close(master)
 

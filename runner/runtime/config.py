@@ -12,10 +12,11 @@ import resource
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.record import Record
+from minicache.syscalls import MS_PRIVATE, MS_REC
 from minirun.runtime import caps as capabilities
+from minirun.runtime import syscalls as sc
 from minirun.runtime.mounts import PROPAGATION, Device, Mount, plan, plan_devices
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class ChildConfig(Record):
     new_netns: bool = False
     hostname: str | None = None
     domainname: str | None = None
-    root_propagation: int = sc.MS_PRIVATE | sc.MS_REC
+    root_propagation: int = MS_PRIVATE | MS_REC
     mounts: list[Mount] = []
     devices: list[Device] | None = None  # None: the spec gives the container no /dev of its own
     masked: list[str] = []

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable
 from typing import NoReturn
 
-from minicache import syscalls
+from minirun.runtime import syscalls
 
 NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 

@@ -18,9 +18,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from minicache import process as procinfo
-from minicache import syscalls as sc
-from minicache.errors import CannotInvoke, CommandNotFound, MiniError
+from minicache.errors import MiniError
+from minirun.errors import CannotInvoke, CommandNotFound
 from minirun.runtime import child, config
+from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.record import Record
 from minirun.runtime.inroot import Root, fd_path
+from minirun.runtime.syscalls import pivot_root
 
 # option → (flags to set, flags to clear)
 _FLAG_OPTIONS: dict[str, tuple[int, int]] = {
@@ -389,7 +390,7 @@ def pivot(rootfs: str) -> None:
     new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fchdir(new)
-        sc.pivot_root(".", ".")
+        pivot_root(".", ".")
         os.fchdir(old)
         # The old root is stacked on "."; make sure its unmount cannot propagate anywhere, then detach it.
         sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)

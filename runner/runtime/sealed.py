@@ -21,7 +21,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from minicache import syscalls as sc
+from minirun.runtime import syscalls as sc
 
 if TYPE_CHECKING:
     from typing import NoReturn

@@ -16,9 +16,9 @@ import os
 import zlib
 from typing import TYPE_CHECKING
 
-from minicache import syscalls
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
+from minirun.runtime import syscalls
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,7 +41,7 @@ def cache_key(section: dict[str, Any]) -> str:
 
 
 def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
-    """The BPF program for `section`, from `cache_dir` when it was compiled before.
+    """The BPF program for `section`, from `cache_dir` (a folder the store made) when it was compiled before.
 
     The entry is the identity (`_identity`) followed by the program; one that holds another identity (a
     CRC-32 collision) is compiled over.
@@ -58,8 +58,6 @@ def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
             pass
     bpf = compile_section(section)
     if path is not None:
-        path.parent.parent.mkdir(mode=0o700, exist_ok=True)  # inside the store: private as all its folders
-        path.parent.mkdir(mode=0o700, exist_ok=True)
         # a torn entry is impossible (rename); a lost one is compiled again
         atomic_write(path, identity + bpf, durable=False)
     return bpf

@@ -42,7 +42,7 @@ _OPEN_PATHS = frozenset({LOGIN_PATH, "/static/app.css"})
 
 
 def token_path(store: Store) -> Path:
-    return store.root / "serve" / "token"
+    return store.serve_dir / "token"
 
 
 def load_token(store: Store) -> str:
@@ -52,7 +52,6 @@ def load_token(store: Store) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(mode=0o700, exist_ok=True)
     token = secrets.token_urlsafe(32)
     staging = path.with_name(f".token-{os.getpid()}")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

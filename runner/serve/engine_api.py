@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from minicache import events
-from minicache.errors import ContainerStateError, MiniError, NotFound
+from minicache.errors import MiniError, NotFound
 from minirun.engine import lifecycle
 from minirun.engine.containers import ACTIVE, RESTARTING, ContainerStore
+from minirun.errors import ContainerStateError
 from minirun.serve import documents
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route

@@ -18,7 +18,6 @@ import socket
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
-from minicache.modes import API_SOCKET
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,7 +30,7 @@ SOCKET_MODE = 0o660
 
 
 def default_socket(store: Store) -> Path:
-    return store.run_root / API_SOCKET
+    return store.api_socket
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from kits.buildkit import config_of, image_tree, run_build, write_context
 from kits.runkit import no_leaks  # noqa: F401 - autouse: nothing may outlive a test
+from minibuild.errors import BuildError, RecipeError
 from minicache import gc
-from minicache.errors import BuildError, NotFound, RecipeError
+from minicache.errors import NotFound
 from minicache.overlay import supported
 from minicache.store import Store
 

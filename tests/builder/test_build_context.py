@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from minibuild.build.context import Ignore, checksum, resolve_sources
-from minicache.errors import BuildError
+from minibuild.errors import BuildError
 
 
 @pytest.mark.parametrize(

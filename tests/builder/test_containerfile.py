@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from minibuild.build.containerfile import parse
 from minibuild.build.words import WordError, expand, expand_words
-from minicache.errors import RecipeError
+from minibuild.errors import RecipeError
 
 
 def one(text: str):

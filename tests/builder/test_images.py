@@ -60,7 +60,7 @@ def add_container(store: Store, image_id: str) -> str:
 def mounted(store: Store):
     """Unmounts whatever a test mounted with `images.mount`, and checks nothing stays mounted."""
     yield
-    for point in usage.mounts_dir(store).glob("*"):
+    for point in store.mounts_dir.glob("*"):
         overlay.unmount(point, lazy=True)
         point.rmdir()
     with open("/proc/self/mountinfo") as f:

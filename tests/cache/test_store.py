@@ -142,3 +142,41 @@ def test_concurrent_tagging_loses_nothing(store: Store) -> None:
     for p in procs:
         p.join()
     assert len(store.images.refs()) == 80
+
+
+def test_store_makes_every_folder_it_owns(tmp_path) -> None:
+    """Store names and makes every folder under its root: nobody else makes one (networks/, cache/seccomp/ ...)."""
+    from minicache.modes import OBJECT_FOLDERS, RECORD_FOLDERS, ROOT_ENTRIES, RUN_ROOT_ENTRIES, RUN_ROOT_FOLDERS
+
+    store = Store(tmp_path / "root")
+    assert set(os.listdir(store.root)) - {"run"} == OBJECT_FOLDERS | RECORD_FOLDERS
+    assert set(os.listdir(store.run_root)) == RUN_ROOT_FOLDERS
+    for path in (store.networks_dir, store.seccomp_dir, store.serve_dir, store.run_networks_dir, store.netns_dir,
+                 store.mounts_dir):
+        assert path.is_dir() and (path.stat().st_mode & 0o777) == 0o700, path
+    named = [store.events_log, store.api_socket, store.networks_dir, store.serve_dir, store.seccomp_dir.parent]
+    assert {p.name for p in named if p.parent == store.root} <= ROOT_ENTRIES
+    assert {p.name for p in named if p.parent == store.run_root} <= RUN_ROOT_ENTRIES
+
+
+def test_a_root_holding_only_store_records_is_a_store(tmp_path) -> None:
+    """Network definitions and the event log are the store's own: a root with only them is no foreign folder."""
+    root = tmp_path / "root"
+    (root / "networks").mkdir(parents=True, mode=0o700)
+    (root / "events.log").write_text("")
+    root.chmod(0o700)
+    store = Store(root)
+    assert store.buildcache_dir.is_dir()
+
+
+def test_a_read_only_open_does_not_bring_back_run_state(tmp_path) -> None:
+    """Run-time state a reboot cleared stays gone until a command that writes opens the store."""
+    store = Store(tmp_path / "root")
+    run_root = store.run_root
+    for name in os.listdir(run_root):
+        os.rmdir(run_root / name)
+    os.rmdir(run_root)
+    Store(store.root, create=False)
+    assert not run_root.exists()
+    Store(store.root)
+    assert set(os.listdir(run_root)) == {"networks", "netns", "mounts"}

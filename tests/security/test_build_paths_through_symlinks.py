@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kits.storekit import add_rootfs_image
 from minibuild.build.builder import BuildOptions, build
-from minicache.errors import RecipeError
+from minibuild.errors import RecipeError
 from minicache.overlay import supported
 from minicache.store import Store
 

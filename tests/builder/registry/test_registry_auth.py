@@ -13,7 +13,7 @@ import pytest
 from kits import imagekit, registrykit
 from kits.imagekit import Entry
 from kits.pullkit import FAST, do_pull, run_cli
-from minicache.errors import AuthError
+from minibuild.errors import AuthError
 from minicache.store import Store
 
 pytestmark = pytest.mark.root

@@ -14,8 +14,9 @@ import pytest
 from kits import imagekit, registrykit
 from kits.imagekit import Entry
 from kits.pullkit import FAST, MINIBUILD, blob_gets, do_pull, run_cli
+from minibuild.errors import RegistryError
 from minicache import gc
-from minicache.errors import DigestMismatch, RegistryError, one_line
+from minicache.errors import DigestMismatch, one_line
 from minicache.record import replace
 from minicache.store import Store
 

@@ -13,11 +13,12 @@ import pytest
 from kits import imagekit, registrykit
 from kits.imagekit import Entry
 from kits.pullkit import FAST, MINIBUILD, blob_gets, check_rich_rootfs, do_pull, mounted_rootfs, rich_layers, run_cli
+from minibuild.errors import RegistryError
 from minibuild.push import push
 from minibuild.registry import mediatypes as mt
 from minibuild.registry.settings import Settings
 from minicache import gc
-from minicache.errors import DigestMismatch, InvalidReference, InvalidSpec, NotFound, RegistryError
+from minicache.errors import DigestMismatch, InvalidReference, InvalidSpec, NotFound
 from minicache.store import Store
 
 pytestmark = pytest.mark.root

@@ -361,7 +361,8 @@ def test_unified_resources_are_refused_on_v1(v1_cgroup: V1Cgroup) -> None:
 
 
 def test_stats_of_a_removed_cgroup_is_not_found(v1_cgroup: V1Cgroup) -> None:
-    from minicache.errors import ContainerStateError, NotFound
+    from minicache.errors import NotFound
+    from minirun.errors import ContainerStateError
 
     with pytest.raises(NotFound):
         v1_cgroup.stats()

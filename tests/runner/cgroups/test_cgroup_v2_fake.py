@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 from kits.fakecgroupfs import FakeCgroupfs, FakeV2Cgroup
-from minicache.errors import ContainerStateError, InvalidSpec, NotFound
+from minicache.errors import InvalidSpec, NotFound
 from minirun.cgroups import CgroupError, CgroupWarning
 from minirun.cgroups.flags import FLAGS, resources_from_args
 from minirun.cli.commands.run import RESOURCE_OPTIONS
 from minirun.cli.options import add_to
+from minirun.errors import ContainerStateError
 
 MiB = 1 << 20
 

@@ -214,7 +214,7 @@ def test_the_container_init_is_created_inside_its_v2_cgroup(
     import json
     import shutil
 
-    from minirun import spec
+    from minirun.engine import spec
     from minirun.runtime import start
 
     bundle = tmp_path / "bundle"

@@ -7,9 +7,10 @@ import threading
 import time
 
 import pytest
-from minicache.errors import Conflict, ContainerStateError, InvalidSpec, NotFound
+from minicache.errors import Conflict, InvalidSpec, NotFound
 from minicache.store import Store
 from minirun.engine.containers import EXITED, RUNNING, ContainerStore, State, now
+from minirun.errors import ContainerStateError
 
 
 def test_create_and_lookup(store: Store) -> None:

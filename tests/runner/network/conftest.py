@@ -20,7 +20,7 @@ import pytest
 from kits import netkit
 from minicache.store import Store
 from minirun import network
-from minirun.network import netns, settings, state
+from minirun.network import settings, state
 
 
 class NetEnv:
@@ -64,7 +64,7 @@ def net(store: Store, tmp_path: Path) -> Iterator[NetEnv]:
     env = NetEnv(store, conf, files)
     yield env
     problems = []
-    attached = sorted(set(state.endpoint_ids(store)) | set(_listdir(netns.netns_dir(store))))
+    attached = sorted(set(state.endpoint_ids(store)) | set(_listdir(store.netns_dir)))
     if attached:
         problems.append(f"containers still attached: {[c[:12] for c in attached]}")
     with contextlib.suppress(Exception):
@@ -77,9 +77,9 @@ def net(store: Store, tmp_path: Path) -> Iterator[NetEnv]:
     leftovers = {
         "links": env.our_links(),
         "nft table": netkit.nft_table(conf.table) is not None,
-        "netns files": _listdir(netns.netns_dir(store)),
+        "netns files": _listdir(store.netns_dir),
         "mounts": netkit.mounts_under(store.root),
-        "network states": [p for p in _listdir(state.runtime_dir(store)) if p.endswith(".json") and p != "ports.json"],
+        "network states": [p for p in _listdir(store.run_networks_dir) if p.endswith(".json") and p != "ports.json"],
         "endpoints": state.endpoint_ids(store),
         "port registrations": state.read(state.ports_path(store), {}),
     }

@@ -187,7 +187,7 @@ def test_settings_from_env_are_fixed_in_the_store(store):
     assert conf.table == "other" and conf.pool == ["10.80.0.0/16:24", "10.81.0.0/16:20"] and conf.veth_prefix == "mc"
     settings.save(store, conf)
     assert settings.load(store) == conf
-    (store.root / "networks" / "x.json").write_text("{}")  # a network exists: names cannot change any more
+    (store.networks_dir / "x.json").write_text("{}")  # a network exists: names cannot change any more
     with pytest.raises(InvalidSpec, match="cannot change while networks exist"):
         settings.save(store, settings.NetworkSettings(table="third"))
     settings.save(store, conf)  # the same settings again: fine
@@ -229,7 +229,7 @@ def test_container_ids_are_checked_before_anything_is_touched(store, bad):
             call()
     with pytest.raises(InvalidSpec, match="invalid container ID"):
         network.attach(store, "a" * 64, network.NetworkOptions(network=f"container:{bad or 'x'}"))
-    assert not (store.root / "networks").exists() and not (store.run_root / "networks").exists()
+    assert os.listdir(store.networks_dir) == [] and os.listdir(store.run_networks_dir) == []
 
 
 @pytest.mark.parametrize(
@@ -251,4 +251,4 @@ def test_option_values_cannot_inject_lines_or_paths(store, options, message):
 
     with pytest.raises(InvalidSpec, match=message):
         network.attach(store, "a" * 64, network.NetworkOptions(**options))
-    assert not (store.run_root / "networks").exists()
+    assert os.listdir(store.run_networks_dir) == []
