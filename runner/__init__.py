@@ -8,6 +8,7 @@ Folders by concern, each importing only those below it (its __init__ says what i
     network/   network namespaces, bridges, veths, IPAM, published ports
     runtime/   executes an OCI bundle: namespaces, pivot_root, capabilities, seccomp
     cgroups/   the container's cgroup, v1, v2 or none
+    errors.py  the container errors every folder may raise (below minicache.errors.MiniError)
 
 minirun never imports minibuild, nor minibuild minirun; both build on minicache, the store.
 """

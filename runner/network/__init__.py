@@ -7,7 +7,8 @@ adapts them to the engine's containers. Importing this package costs nothing: th
 first use (PEP 562), rtnetlink and libnftables only by the calls that need them, so `--network none` pays
 nothing.
 
-May import: minicache only. It knows container IDs, not the engine's containers.
+May import: minicache, minirun.errors, and the runtime's kernel calls (minirun.runtime.syscalls: unshare,
+setns). It knows container IDs, not the engine's containers.
 """
 
 from __future__ import annotations
