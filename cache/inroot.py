@@ -72,11 +72,9 @@ class Root:
             if chosen not in (OPENAT2, SAFETREE):
                 chosen = OPENAT2 if _has_openat2(self.fd) else SAFETREE
             if chosen == SAFETREE:
-                from pathlib import Path
-
                 from minicache.safetree import SafeTree
 
-                self._tree = SafeTree(Path(self.path))
+                self._tree = SafeTree(self.path)
         except BaseException:
             os.close(self.fd)
             raise
