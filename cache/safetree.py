@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
 
 from minicache.errors import InvalidArchive
 
@@ -22,6 +21,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FD_CACHE_SIZE = 256
 
 Key = tuple[str, ...]
+StrPath = str | os.PathLike[str]  # plain strings too: minicache.inroot uses it on the `minirun run` path
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -36,7 +36,7 @@ def split(path: str) -> list[str]:
 class SafeTree:
     """A directory tree (the new layer) over read-only lower trees (its parents, topmost first)."""
 
-    def __init__(self, root: Path, lowers: list[Path] | tuple[Path, ...] = ()) -> None:
+    def __init__(self, root: StrPath, lowers: list[StrPath] | tuple[StrPath, ...] = ()) -> None:
         self.root = root
         self.lowers = list(lowers)
         self.root_fd = os.open(root, _DIR_FLAGS)
@@ -205,7 +205,7 @@ class SafeTree:
         return fd, key, name
 
 
-def _lookup_in(lower: Path, parent: Key, name: str) -> tuple[os.stat_result | None, bool]:
+def _lookup_in(lower: StrPath, parent: Key, name: str) -> tuple[os.stat_result | None, bool]:
     """lstat of parent/name in one lower layer, and whether the layers further down are hidden from it
     (the parent is opaque there, or not a directory at all)."""
     fd = os.open(lower, _DIR_FLAGS)

@@ -588,8 +588,8 @@ class Builder:
         st.config["WorkingDir"] = path
 
         def change(mnt: Path, _work: Path) -> None:
-            with rootfs.opened(str(mnt)) as root_fd:
-                os.close(rootfs.makedirs(root_fd, path))
+            with rootfs.opened(str(mnt)) as root:
+                os.close(rootfs.makedirs(root, path))
 
         self._fs_step(st, ins, path, change, f"WORKDIR {path}")
 
@@ -679,18 +679,18 @@ class Builder:
     ) -> tuple[rootfs.User, list[str]]:
         """The step's user (looked up in the image) and the mount points the runtime will have to make;
         the working directory is created."""
-        with rootfs.opened(str(mnt)) as root_fd:
-            missing = [t for t in _RUN_MOUNT_TARGETS if not rootfs.exists_in_root(root_fd, t)]
+        with rootfs.opened(str(mnt)) as root:
+            missing = [t for t in _RUN_MOUNT_TARGETS if not rootfs.exists_in_root(root, t)]
             try:
-                user = rootfs.lookup_user(root_fd, user_spec) if user_spec else rootfs.User(0, 0, "/root")
+                user = rootfs.lookup_user(root, user_spec) if user_spec else rootfs.User(0, 0, "/root")
             except LookupError as e:
                 raise ins.error(f"USER {user_spec}: {e}") from None
             if not user_spec:
                 try:
-                    user = rootfs.lookup_user(root_fd, "0")
+                    user = rootfs.lookup_user(root, "0")
                 except LookupError:
                     user = rootfs.User(0, 0, "/root")
-            os.close(rootfs.makedirs(root_fd, workdir))
+            os.close(rootfs.makedirs(root, workdir))
         return user, missing
 
     def _run_bundle(self, bundle: Path, container_id: str, spec: dict[str, Any], work: Path) -> int:
@@ -823,17 +823,17 @@ class Builder:
             what = "build context"
         dest = copy.dest
         try:
-            with rootfs.opened(str(mnt)) as root_fd:
+            with rootfs.opened(str(mnt)) as root:
                 try:
-                    uid, gid = rootfs.chown_ids(root_fd, copy.chown)
+                    uid, gid = rootfs.chown_ids(root, copy.chown)
                 except LookupError as e:
                     raise ins.error(f"--chown={copy.chown}: {e}") from None
                 opts = rootfs.CopyOptions(uid=uid, gid=gid, chmod=copy.chmod, skip=skip)
                 for kind, item in copy.plan:
                     if kind == "heredoc":
-                        self._place_bytes(ins, root_fd, dest, item[0], item[1].encode(), opts)
+                        self._place_bytes(ins, root, dest, item[0], item[1].encode(), opts)
                     elif kind == "url":
-                        self._place_url(ins, root_fd, dest, item[0], item[1], opts)
+                        self._place_url(ins, root, dest, item[0], item[1], opts)
                     else:
                         try:
                             found = contexts.resolve_sources(src_root, item, skip, what)
@@ -843,7 +843,7 @@ class Builder:
                         if many and not dest.endswith("/"):
                             raise ins.error(f"{item} matches several files: the destination must end in /")
                         for host, rel in found:
-                            self._place_path(ins, root_fd, dest, host, rel, opts, add=copy.add, directory=many)
+                            self._place_path(ins, root, dest, host, rel, opts, add=copy.add, directory=many)
         finally:
             if copy.from_root is not None:
                 overlay.unmount(Path(src_root), lazy=True)
@@ -862,20 +862,20 @@ class Builder:
             overlay.mount(target, lowers, options=_OVERLAY_OPTIONS)
         return str(target)
 
-    def _dest_dir_and_name(self, root_fd: int, dest: str, basename: str, directory: bool) -> tuple[str, str]:
+    def _dest_dir_and_name(self, root: rootfs.Root, dest: str, basename: str, directory: bool) -> tuple[str, str]:
         """Where a single file goes: into `dest` when it is (or must be) a directory, else as `dest` itself."""
         if directory or dest.endswith("/"):
             return dest, basename
         try:
-            fd = rootfs.open_in_root(root_fd, dest)
+            fd = root.open(dest, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return posixpath.dirname(dest.rstrip("/")) or "/", posixpath.basename(dest.rstrip("/"))
         os.close(fd)
         return dest, basename  # an existing directory
 
-    def _place_bytes(self, ins: Instruction, root_fd: int, dest: str, name: str, data: bytes, opts) -> None:
-        where, base = self._dest_dir_and_name(root_fd, dest, name, False)
-        dfd = rootfs.makedirs(root_fd, where, opts.uid, opts.gid)
+    def _place_bytes(self, ins: Instruction, root: rootfs.Root, dest: str, name: str, data: bytes, opts) -> None:
+        where, base = self._dest_dir_and_name(root, dest, name, False)
+        dfd = rootfs.makedirs(root, where, opts.uid, opts.gid)
         try:
             mtime = (self.opts.timestamp or int(time.time())) * 10**9
             rootfs.write_file(dfd, base, data, opts, mode=0o644, mtime_ns=mtime)
@@ -883,27 +883,27 @@ class Builder:
             os.close(dfd)
 
     def _place_path(
-        self, ins: Instruction, root_fd: int, dest: str, host: str, rel: str, opts, *, add: bool, directory: bool
+        self, ins: Instruction, root: rootfs.Root, dest: str, host: str, rel: str, opts, *, add: bool, directory: bool
     ) -> None:
         st = os.lstat(host)
         if stat_mod.S_ISDIR(st.st_mode):
-            dfd = rootfs.makedirs(root_fd, dest, opts.uid, opts.gid)
+            dfd = rootfs.makedirs(root, dest, opts.uid, opts.gid)
             try:
                 rootfs.copy_tree_into(host, dfd, opts, rel)
             finally:
                 os.close(dfd)
             return
         if add and stat_mod.S_ISREG(st.st_mode) and _is_archive(host):
-            self._extract_archive(ins, root_fd, dest, host)
+            self._extract_archive(ins, root, dest, host)
             return
-        where, base = self._dest_dir_and_name(root_fd, dest, posixpath.basename(rel) or "file", directory)
-        dfd = rootfs.makedirs(root_fd, where, opts.uid, opts.gid)
+        where, base = self._dest_dir_and_name(root, dest, posixpath.basename(rel) or "file", directory)
+        dfd = rootfs.makedirs(root, where, opts.uid, opts.gid)
         try:
             rootfs.copy_file(host, st, dfd, base, opts)
         finally:
             os.close(dfd)
 
-    def _extract_archive(self, ins: Instruction, root_fd: int, dest: str, host: str) -> None:
+    def _extract_archive(self, ins: Instruction, root: rootfs.Root, dest: str, host: str) -> None:
         """ADD of a local tar: through the store's unpacker (its limits and path checks), then copied into place."""
         from minicache.unpack import unpack_layer
 
@@ -912,7 +912,7 @@ class Builder:
                 info = unpack_layer(self.store, stream)
             except MiniError as e:
                 raise ins.error(f"{os.path.basename(host)}: {e}") from None
-        dfd = rootfs.makedirs(root_fd, dest)
+        dfd = rootfs.makedirs(root, dest)
         try:
             rootfs.copy_tree_into(
                 str(self.store.layers.fs(info.chain_id)), dfd, rootfs.CopyOptions(skip_whiteouts=True, keep_owner=True)
@@ -920,7 +920,7 @@ class Builder:
         finally:
             os.close(dfd)
 
-    def _place_url(self, ins: Instruction, root_fd: int, dest: str, url: str, checksum: str, opts) -> None:
+    def _place_url(self, ins: Instruction, root: rootfs.Root, dest: str, url: str, checksum: str, opts) -> None:
         import requests
         from minicache.digest import Verifier
 
@@ -939,7 +939,7 @@ class Builder:
         except MiniError as e:
             raise ins.error(str(e)) from None
         name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-        self._place_bytes(ins, root_fd, dest, name, b"".join(chunks), opts)
+        self._place_bytes(ins, root, dest, name, b"".join(chunks), opts)
 
     # -- the image -------------------------------------------------------------------------------------------
     def _commit(self, st: State) -> BuildResult:

@@ -171,22 +171,22 @@ def resolve_sources(root: str, pattern: str, skip=None, what: str = "build conte
     rel = os.path.normpath("/" + pattern).lstrip("/")
     if not _GLOB.search(rel):
         host = secure_join(root, rel)
-        if not os.path.lexists(host) or (skip is not None and rel and skip(rel)):
+        if host is None or (skip is not None and rel and skip(rel)):
             raise BuildError(f"{pattern}: no such file or directory in the {what}")
         return [(host, rel)]
     matches: list[tuple[str, str]] = []
     parts = rel.split("/")
 
     def walk(prefix: str, index: int) -> None:
+        here = secure_join(root, prefix)
+        if here is None:
+            return
         if index == len(parts):
-            matches.append((secure_join(root, prefix), prefix))
+            matches.append((here, prefix))
             return
         part = parts[index]
-        here = secure_join(root, prefix)
         if not _GLOB.search(part):
-            nxt = f"{prefix}/{part}" if prefix else part
-            if os.path.lexists(secure_join(root, nxt)):
-                walk(nxt, index + 1)
+            walk(f"{prefix}/{part}" if prefix else part, index + 1)
             return
         try:
             names = sorted(os.listdir(here))

@@ -1,182 +1,65 @@
 """Writing into a build step's root filesystem by descriptor, so no symlink in the image can lead outside it.
 
 A recipe's base image is untrusted: `/app -> /etc` or `../../..` links in it must not make `COPY` or
-`WORKDIR` write on the host. Destination paths are opened with `openat2(RESOLVE_IN_ROOT)` (symlinks are
-followed as the container would see them, `..` stops at its root); on kernels without openat2 the same
-rule is applied one component at a time with O_NOFOLLOW. New entries are made relative to a directory
-descriptor with O_NOFOLLOW/O_EXCL, and an existing non-directory in the way is unlinked, never followed.
+`WORKDIR` write on the host. Destination paths are resolved by `minicache.inroot`, the project's one resolver
+(symlinks are followed as the container would see them, `..` stops at its root). New entries are made
+relative to a directory descriptor with O_NOFOLLOW/O_EXCL, and an existing non-directory in the way is
+unlinked, never followed.
 
 Sources (the build context, or another stage's root) are resolved the same way within their own root.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
 import stat
 from collections.abc import Callable
 
+from minicache.inroot import Root
 from minicache.record import Record
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_SYS_OPENAT2 = 437  # x86_64, aarch64 and every other architecture with the generic table
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_IN_ROOT = 0x10
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_MAX_LINKS = 40
-_have_openat2: bool | None = None
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def _openat2(root_fd: int, path: str, flags: int, mode: int) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(_SYS_OPENAT2, root_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return fd
-
-
-def _walk_open(root_fd: int, path: str, flags: int) -> int:
-    """openat2's RESOLVE_IN_ROOT by hand: components with O_NOFOLLOW, symlinks re-read inside the root."""
-    stack = [os.dup(root_fd)]
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    links = 0
+def exists_in_root(root: Root, path: str) -> bool:
     try:
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
-                continue
-            last = not parts
-            try:
-                st = os.lstat(part, dir_fd=stack[-1])
-            except FileNotFoundError:
-                if last and flags & os.O_CREAT:
-                    fd = os.open(part, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=stack[-1])
-                    stack.append(fd)
-                    break
-                raise
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                target = os.readlink(part, dir_fd=stack[-1])
-                if target.startswith("/"):
-                    for fd in stack[1:]:
-                        os.close(fd)
-                    del stack[1:]
-                parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
-                continue
-            if last:
-                stack.append(os.open(part, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1]))
-            else:
-                stack.append(os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=stack[-1]))
-        if len(stack) == 1:
-            return os.dup(root_fd) if flags & os.O_DIRECTORY or not flags & (os.O_WRONLY | os.O_RDWR) else -1
-        return stack.pop()
-    finally:
-        for fd in stack:
-            os.close(fd)
-
-
-def open_in_root(root_fd: int, path: str, flags: int = _DIR, mode: int = 0) -> int:
-    """Open `path` as a process chrooted at `root_fd` would; returns a new descriptor."""
-    global _have_openat2
-    if _have_openat2 is not False:
-        try:
-            return _openat2(root_fd, path, flags, mode)
-        except OSError as e:
-            if e.errno != errno.ENOSYS:
-                raise
-            _have_openat2 = False
-    return _walk_open(root_fd, path, flags)
-
-
-def exists_in_root(root_fd: int, path: str) -> bool:
-    try:
-        fd = open_in_root(root_fd, path, os.O_PATH)
+        fd = root.open(path)
     except OSError:
         return False
     os.close(fd)
     return True
 
 
-def makedirs(root_fd: int, path: str, uid: int = 0, gid: int = 0, mode: int = 0o755, _hops: int = 0) -> int:
+def makedirs(root: Root, path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> int:
     """`mkdir -p` inside the root; returns a descriptor of the (resolved) directory. New ones get uid:gid.
 
-    Each prefix is resolved from the root again, so a symlink met on the way is followed inside the root;
-    a dangling one is followed too, its target made inside the root (as Docker does).
+    A symlink met on the way is followed inside the root; a dangling one is followed too, its target made
+    inside the root (as Docker does).
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    fd = os.dup(root_fd)
-    for i, part in enumerate(parts):
-        prefix = "/".join(parts[: i + 1])
-        try:
-            nxt = open_in_root(root_fd, prefix, _DIR)
-        except FileNotFoundError:
-            try:
-                os.mkdir(part, mode, dir_fd=fd)
-            except FileExistsError:  # a dangling symlink: make its target, inside the root
-                try:
-                    target = os.readlink(part, dir_fd=fd)
-                except OSError:
-                    os.close(fd)
-                    raise
-                os.close(fd)
-                if _hops >= _MAX_LINKS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path) from None
-                base = "" if target.startswith("/") else "/".join(parts[:i])
-                rest = "/".join(parts[i + 1 :])
-                return makedirs(root_fd, f"{base}/{target}/{rest}", uid, gid, mode, _hops + 1)
-            nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
-            os.fchmod(nxt, mode)
-            if (uid, gid) != (0, 0):
-                os.fchown(nxt, uid, gid)
-        except BaseException:
-            os.close(fd)
-            raise
+    fd, _where = root.make(path, mode=mode, owner=(uid, gid))
+    try:
+        return os.open(".", _DIR, dir_fd=fd)
+    finally:
         os.close(fd)
-        fd = nxt
-    return fd
 
 
-def secure_join(root: str, unsafe: str) -> str:
-    """The host path of `unsafe` inside `root` (for reading sources): symlinks and `..` stay within `root`.
+def secure_join(root: str, unsafe: str) -> str | None:
+    """The host path of `unsafe` inside `root` (for reading sources), or None when it does not resolve.
 
-    Every component is resolved, the last one too: COPY follows a source that is itself a link.
+    Resolved by descriptor like every other path in an image: symlinks (the last one too: COPY follows a source
+    that is itself a link) and `..` stay within `root`; the name returned is the kernel's for what was found.
     """
-    resolved = ""
-    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            resolved = resolved.rsplit("/", 1)[0]
-            continue
-        candidate = f"{resolved}/{part}"
+    with Root(root) as tree:
         try:
-            st = os.lstat(root + candidate)
+            fd = tree.open(unsafe)
         except (FileNotFoundError, NotADirectoryError):
-            resolved = candidate
-            continue
-        if not stat.S_ISLNK(st.st_mode):
-            resolved = candidate
-            continue
-        links += 1
-        if links > _MAX_LINKS:
-            raise OSError(errno.ELOOP, "too many levels of symbolic links", unsafe)
-        target = os.readlink(root + candidate)
-        if target.startswith("/"):
-            resolved = ""
-        parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
-    return root.rstrip("/") + (resolved or "/")
+            return None
+        try:
+            where = tree.where(fd)
+        finally:
+            os.close(fd)
+    return root.rstrip("/") + (where if where != "/" else "") or "/"
 
 
 # -- copying ---------------------------------------------------------------------------------------------------------
@@ -318,10 +201,10 @@ def write_file(dfd: int, name: str, data: bytes, opts: CopyOptions, mode: int = 
 
 
 # -- users -----------------------------------------------------------------------------------------------------------
-def read_in_root(root_fd: int, path: str, limit: int = 4 << 20) -> str | None:
+def read_in_root(root: Root, path: str, limit: int = 4 << 20) -> str | None:
     """A small text file of the image (passwd, group), read through the root; None if it is missing."""
     try:
-        fd = open_in_root(root_fd, path, os.O_RDONLY)
+        fd = root.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -343,14 +226,14 @@ def _table(text: str | None) -> list[list[str]]:
     return [line.split(":") for line in (text or "").splitlines() if line and not line.startswith("#")]
 
 
-def lookup_user(root_fd: int, spec: str) -> User:
+def lookup_user(root: Root, spec: str) -> User:
     """`USER`/`--chown` values (NAME|UID[:GROUP|GID]) → numeric IDs from the image's passwd and group.
 
     Raises LookupError naming what is missing.
     """
     name, _, group = spec.partition(":")
-    passwd = _table(read_in_root(root_fd, "/etc/passwd"))
-    groups = _table(read_in_root(root_fd, "/etc/group"))
+    passwd = _table(read_in_root(root, "/etc/passwd"))
+    groups = _table(read_in_root(root, "/etc/group"))
     entry = next((p for p in passwd if len(p) >= 4 and (p[0] == name or (name.isdigit() and p[2] == name))), None)
     if name.isdigit():
         uid = int(name)
@@ -381,21 +264,17 @@ def lookup_user(root_fd: int, spec: str) -> User:
     return User(uid, gid, home, extra)
 
 
-def chown_ids(root_fd: int, spec: str | None) -> tuple[int, int]:
+def chown_ids(root: Root, spec: str | None) -> tuple[int, int]:
     """`--chown` as numbers: like USER, but a bare name's group is its primary group, a bare UID's is the UID's."""
     if not spec:
         return 0, 0
     name, sep, group = spec.partition(":")
     if name.isdigit() and (not sep or group.isdigit()):
         return int(name), int(group) if sep else int(name)
-    user = lookup_user(root_fd, spec)
+    user = lookup_user(root, spec)
     return user.uid, user.gid
 
 
-@contextlib.contextmanager
-def opened(path: str):
-    fd = os.open(path, _DIR)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+def opened(path: str) -> Root:
+    """A build step's root, held open by descriptor (a context manager)."""
+    return Root(path)

@@ -13,8 +13,8 @@ import stat
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
+from minicache.inroot import Root
 from minicache.record import Record
-from minirun.runtime.inroot import Root
 
 if TYPE_CHECKING:
     from pathlib import Path

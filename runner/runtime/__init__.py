@@ -5,8 +5,8 @@ proc = start("/path/to/bundle", container_id)
 code = proc.wait()
 
 The names below are loaded on first use, so a process that needs only a small piece (the monitor needs
-`minirun.runtime.channel`) does not load the whole runtime. `inroot` resolves paths inside a container's
-root by descriptor, for the runtime's mounts and the engine's user lookup.
+`minirun.runtime.channel`) does not load the whole runtime. Paths inside a container's root are resolved by
+descriptor with `minicache.inroot`, the resolver minibuild uses too.
 
 May import: minirun.cgroups, minicache. Its command-line entry (`python -m minirun.runtime`) also borrows
 the engine's default spec (minirun.engine.spec) for its `spec` verb; no other module here imports the engine.

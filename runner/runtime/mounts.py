@@ -2,7 +2,7 @@
 
 `plan_*` functions run in the parent and turn spec entries into plain data (parsing, stat of bind sources,
 the host's cgroup hierarchies); the rest runs in the child, inside its new mount namespace, and only makes
-system calls. Every destination is resolved and created by descriptor inside the root (minirun.runtime.inroot) and
+system calls. Every destination is resolved and created by descriptor inside the root (minicache.inroot) and
 mounted on through that descriptor, so neither an image's symlinks nor a swap while the mounts are made can
 redirect a mount onto the host; /proc, /sys and /dev only take the kernel's own filesystems (`refusal`).
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
+from minicache.inroot import Root, fd_path
 from minicache.record import Record
-from minirun.runtime.inroot import Root, fd_path
 from minirun.runtime.syscalls import pivot_root
 
 # option → (flags to set, flags to clear)

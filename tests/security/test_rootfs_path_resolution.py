@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from minicache import syscalls as sc
+from minicache.inroot import OPENAT2, SAFETREE, Root
 from minirun.engine import users
-from minirun.runtime.inroot import OPENAT2, SAFETREE, Root
 
 RESOLVERS = [OPENAT2, SAFETREE]
 

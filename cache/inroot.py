@@ -1,7 +1,10 @@
-"""Paths inside a container's root, resolved by descriptor: symlinks and `..` cannot leave the root.
+"""Paths inside an image's root, resolved by descriptor: symlinks and `..` cannot leave the root.
 
-Mount destinations, device nodes and the image's /etc/passwd are looked up in a tree the image controls,
-and that another process may change while we look. Resolving such a path to a string and then handing
+The one path resolver of the project. It lives in minicache because both tools need it and may not import
+each other: minirun resolves mount destinations, device nodes and the image's /etc/passwd in a container's
+root, minibuild resolves COPY/WORKDIR destinations and sources in a build step's root; and it is built on
+the store's own layer walker (`safetree`). Such a tree is controlled by the image, and another process may
+change it while we look. Resolving such a path to a string and then handing
 the string to the kernel lets a symlink swapped in between point the host at its own files. Here every
 lookup starts from a descriptor of the root and ends in a descriptor; callers act on that descriptor
 (mount through /proc/thread-self/fd/N, mkdirat, mknodat, ...), never on the path again.
@@ -69,11 +72,9 @@ class Root:
             if chosen not in (OPENAT2, SAFETREE):
                 chosen = OPENAT2 if _has_openat2(self.fd) else SAFETREE
             if chosen == SAFETREE:
-                from pathlib import Path
-
                 from minicache.safetree import SafeTree
 
-                self._tree = SafeTree(Path(self.path))
+                self._tree = SafeTree(self.path)
         except BaseException:
             os.close(self.fd)
             raise
@@ -186,7 +187,15 @@ class Root:
         raise OSError(errno.EXDEV, "resolved outside the container's root", link)
 
     # -- creating ---------------------------------------------------------------------------------------------
-    def make(self, path: str, *, directory: bool = True, allow: Callable[[str], None] | None = None) -> tuple[int, str]:
+    def make(
+        self,
+        path: str,
+        *,
+        directory: bool = True,
+        allow: Callable[[str], None] | None = None,
+        mode: int = 0o755,
+        owner: tuple[int, int] | None = None,
+    ) -> tuple[int, str]:
         """(O_PATH descriptor, path inside the root) of `path`, created with its missing parents if absent.
 
         Missing components are made by mkdirat (the last one, unless `directory`, as an empty file by openat
@@ -194,6 +203,8 @@ class Root:
         again: a symlink swapped in meanwhile is followed inside the root like any other. A dangling symlink
         on the way has its target created. `allow(where)` is called with the path inside the root of each
         component before it is created and of the final object; it raises to refuse, and nothing is made.
+        New directories get `mode`; with `owner` (uid, gid) they also get exactly that mode, whatever the umask,
+        and that owner (a build step's `--chown`).
         """
         comps = split(path)
         hops = 0
@@ -232,7 +243,9 @@ class Root:
                         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                         os.close(os.open(name, flags, 0o644, dir_fd=dfd))
                     else:
-                        os.mkdir(name, 0o755, dir_fd=dfd)
+                        os.mkdir(name, mode, dir_fd=dfd)
+                        if owner is not None:
+                            _set_owner(dfd, name, mode, owner)
                 except FileExistsError:
                     continue
             finally:
@@ -248,6 +261,16 @@ class Root:
             except FileNotFoundError:
                 continue
         return 0, self._dir([])
+
+
+def _set_owner(dfd: int, name: str, mode: int, owner: tuple[int, int]) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        os.fchmod(fd, mode)
+        if owner != (0, 0):
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
 
 
 def _fd_link(fd: int) -> str:
