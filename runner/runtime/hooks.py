@@ -33,9 +33,7 @@ def check(hooks: Any) -> None:
                 "hooks.startContainer is not supported by this runtime", hint="run the command from process.args"
             )
         if kind == "createContainer":
-            raise InvalidSpec(
-                "hooks.createContainer is not supported by this runtime", hint="use a createRuntime hook"
-            )
+            raise InvalidSpec("hooks.createContainer is not supported by this runtime", hint="use a createRuntime hook")
         if not isinstance(entries, list):
             raise InvalidSpec(f"hooks.{kind} must be a list")
         for hook in entries:
