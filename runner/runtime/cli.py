@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--systemd-cgroup is not supported: this runtime manages cgroupfs cgroups itself",
                 hint="configure the engine's cgroup manager as cgroupfs",
             )
+        if getattr(args, "id", None) is not None and args.verb != "spec":
+            st.check_id(args.id)
         log.debug(f"{args.verb} {' '.join(args_list)}")
         return VERBS[args.verb](args, st.Store(args.root), log)
     except MiniError as err:
