@@ -26,6 +26,7 @@ import resource
 import signal
 import socket
 import struct
+import time
 from typing import NoReturn
 
 from minicache.syscalls import MS_BIND
@@ -147,6 +148,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
         _look_up(cfg)  # a missing command fails `create`, not a later `start` nobody watches
         stage[0] = "waiting for start"
         _wait_for_start(chan, fifo)
+        _run_hooks(cfg, "startContainer", stage)
     if cfg.builtin_init:
         init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
 
@@ -201,6 +203,7 @@ def _wait_for_go(cfg: ChildConfig, chan: Channel) -> None:
         message, _ = chan.recv()
         if message is None or message.get("t") != GO:
             os._exit(125)  # the parent is gone or gave up
+        cfg.hook_state = str(message.get("state") or "")
     elif cfg.kill_with_parent and chan.peer_closed():
         os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
 
@@ -307,6 +310,7 @@ def _filesystem(cfg: ChildConfig, stage: list[str]) -> None:
             stage[0] = "creating device nodes"
             mounts.create_devices(root, cfg.devices)
             mounts.create_dev_links(root)
+    _run_hooks(cfg, "createContainer", stage)  # in the container's mount namespace, before pivot_root
     stage[0] = "pivot_root"
     mounts.pivot(cfg.rootfs)
 
@@ -334,6 +338,46 @@ def _finish_filesystem(cfg: ChildConfig, stage: list[str]) -> None:
         sc.sethostname(cfg.hostname)
     if cfg.domainname:
         sc.setdomainname(cfg.domainname)
+
+
+def _run_hooks(cfg: ChildConfig, kind: str, stage: list[str]) -> None:
+    """Run the spec's `kind` hooks from here, with the state on stdin, each within its timeout."""
+    for hook in cfg.inside_hooks.get(kind) or ():
+        path = hook["path"]
+        stage[0] = f"running the {kind} hook {path}"
+        code = _run_hook(path, hook.get("args") or [path], hook.get("env") or [], hook.get("timeout"), cfg.hook_state)
+        if code is None:
+            raise ChildError(125, f"{kind} hook {path} timed out after {hook.get('timeout')}s")
+        if code != 0:
+            raise ChildError(125, f"{kind} hook {path} exited with status {code}")
+
+
+def _run_hook(path: str, args: list[str], env: list[str], timeout: int | None, state: str) -> int | None:
+    """fork and exec one hook; its exit code, or None when it outlived `timeout` (then it is killed)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(read_end, 0)
+            os.execve(path, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+        finally:
+            os._exit(127)
+    os.close(read_end)
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a hook need not read its stdin
+    with contextlib.suppress(OSError):
+        os.write(write_end, state.encode())
+    signal.signal(signal.SIGPIPE, old)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if deadline is not None and time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.01)
 
 
 def _make_cwd(cwd: str, uid: int, gid: int) -> None:

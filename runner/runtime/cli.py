@@ -187,13 +187,14 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log) -> tuple[st.Con
             hooks=spec.get("hooks") or {},
         )
 
-        def on_ready(pid: int) -> None:  # namespaces exist, mounts not yet made
+        def on_ready(pid: int) -> dict[str, Any]:  # namespaces exist, mounts not yet made
             container.record["pid"] = pid
             early = {**container.oci_state(), "pid": pid, "status": "creating"}
             hooks.run(spec.get("hooks"), "prestart", early)
             hooks.run(spec.get("hooks"), "createRuntime", early)
+            return {"state": json.dumps({**early, "status": "created"})}  # for the hooks the init runs
 
-        has_early = any((spec.get("hooks") or {}).get(k) for k in ("prestart", "createRuntime"))
+        has_early = any((spec.get("hooks") or {}).get(k) for k in hooks.KINDS[:4])
         proc = launch.start(
             bundle,
             args.id,
@@ -469,7 +470,7 @@ def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     features = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": st.OCI_VERSION,
-        "hooks": [k for k in hooks.KINDS if k not in ("createContainer", "startContainer")],
+        "hooks": list(hooks.KINDS),
         "mountOptions": sorted([*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]),
         "linux": {
             "namespaces": sorted(k for k in config.NAMESPACE_FLAGS if k not in ("user", "time")),

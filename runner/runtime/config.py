@@ -78,6 +78,8 @@ class ChildConfig(Record):
     resources: dict[str, Any] = {}
     join_existing: bool = False  # exec: enter a running container (namespaces, cgroup); no filesystem set-up
     console_path: str | None = None  # exec with a terminal: the pty the spawned command opens
+    inside_hooks: dict[str, list[dict[str, Any]]] = {}  # createContainer and startContainer: the child runs them
+    hook_state: str = ""  # the state JSON those hooks read, from the parent's GO
     exec_fifo: str | None = None  # create: wait before execve until `start` opens this fifo (runc's exec fifo)
     sealed: bool = False  # exec into a container with CAP_SYS_PTRACE: run from a sealed copy (runtime.sealed)
 
@@ -198,6 +200,8 @@ def prepare(
     cfg.preserve_fds = preserve_fds
     cfg.cgroup = cgroup
     cfg.resources = linux.get("resources") or {}
+    hooks = spec.get("hooks") or {}
+    cfg.inside_hooks = {k: list(hooks[k]) for k in ("createContainer", "startContainer") if hooks.get(k)}
     return cfg
 
 

@@ -1,7 +1,8 @@
 """OCI lifecycle hooks: each runs with the container's state JSON on its stdin, within its timeout.
 
-A failing prestart, createRuntime, createContainer or startContainer hook stops the container from being
-created or started (the caller raises); a failing poststart or poststop hook is only logged.
+createContainer and startContainer hooks run from the container's init (minirun.runtime.child), the
+others from the runtime's process. A failing prestart, createRuntime, createContainer or startContainer
+hook stops the container from being created or started; a failing poststart or poststop hook is only logged.
 """
 
 from __future__ import annotations
@@ -28,12 +29,6 @@ def check(hooks: Any) -> None:
     for kind, entries in hooks.items():
         if kind not in KINDS:
             raise InvalidSpec(f"unknown hook kind hooks.{kind}", hint=f"use {', '.join(KINDS)}")
-        if kind == "startContainer":
-            raise InvalidSpec(
-                "hooks.startContainer is not supported by this runtime", hint="run the command from process.args"
-            )
-        if kind == "createContainer":
-            raise InvalidSpec("hooks.createContainer is not supported by this runtime", hint="use a createRuntime hook")
         if not isinstance(entries, list):
             raise InvalidSpec(f"hooks.{kind} must be a list")
         for hook in entries:

@@ -143,7 +143,7 @@ def start(
     seccomp_cache: Path | None = None,
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None = None,
     meanwhile: Callable[[int], None] | None = None,
     exec_fifo: str | None = None,
     spec: dict[str, Any] | None = None,
@@ -217,7 +217,7 @@ def launch(
     cfg: config.ChildConfig,
     *,
     owns_cgroup: bool,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None = None,
     meanwhile: Callable[[int], None] | None = None,
 ) -> Process:
     """Fork the child that runs `cfg`, handshake with it, return once it has exec'ed.
@@ -271,7 +271,7 @@ def launch(
 def _handshake(
     proc: Process,
     chan: Channel,
-    on_ready: Callable[[int], None] | None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None,
     meanwhile: Callable[[int], None] | None,
 ) -> None:
     while True:
@@ -282,9 +282,8 @@ def _handshake(
         if kind == CREATED:
             return  # set up and waiting on its exec fifo
         if kind == READY:
-            if on_ready is not None:
-                on_ready(proc.pid)
-            chan.send(GO)
+            extra = on_ready(proc.pid) if on_ready is not None else None
+            chan.send(GO, **(extra or {}))
             if meanwhile is not None:
                 meanwhile(proc.pid)
         elif kind == SPAWNED:

@@ -140,7 +140,8 @@ def test_signal_names_and_numbers() -> None:
         (lambda s: s["linux"].update(personality={"domain": "LINUX32"}), "linux.personality"),
         (lambda s: s["process"].update(scheduler={"policy": "SCHED_FIFO"}), "process.scheduler"),
         (lambda s: s.update(windows={}), "windows"),
-        (lambda s: s.update(hooks={"startContainer": [{"path": "/bin/true"}]}), "startContainer"),
+        (lambda s: s.update(hooks={"poststart": [{"path": "true"}]}), "hooks.poststart"),
+        (lambda s: s.update(hooks={"preStart": []}), "preStart"),
     ],
 )
 def test_unknown_or_unsupported_fields_are_refused(
@@ -273,9 +274,12 @@ def test_hooks_get_the_state_and_a_failing_prestart_stops_create(
     def hook(kind: str) -> dict:
         return {"path": "/bin/sh", "args": ["sh", "-c", f'echo {kind} "$(cat)" >> {record}']}
 
-    kinds = ("prestart", "createRuntime", "poststart", "poststop")
-    edit(bundle, lambda s: s.update(hooks={k: [hook(k)] for k in kinds}))
-    runtime(root, "run", "--bundle", str(bundle), cid, check=True)
+    kinds = ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    inside = {"path": "/bin/sh", "args": ["sh", "-c", 'echo startContainer "$(cat)" as $(id -u)'], "timeout": 5}
+    edit(bundle, lambda s: s.update(hooks={**{k: [hook(k)] for k in kinds}, "startContainer": [inside]}))
+    ran = runtime(root, "run", "--bundle", str(bundle), cid, check=True)
+    assert ran.stdout.startswith("startContainer {") and ran.stdout.endswith(" as 0\n")
+    assert json.loads(ran.stdout.split(" ", 1)[1].rsplit(" as ", 1)[0])["id"] == cid
     lines = record.read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in lines] == list(kinds)
     for line in lines:
