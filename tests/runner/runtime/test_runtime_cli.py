@@ -40,6 +40,7 @@ def make_bundle(tmp_path: Path, rootfs: Path, command: list[str], **options) -> 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+    (bundle / "rootfs").chmod(0o755)  # a pytest temp dir is 0700; an image's root is not
     oci = spec.build(
         {"Env": ["PATH=/bin"]}, spec.RunOptions(command=command, **options), spec.SpecContext(container_id="c" * 64)
     )
@@ -306,3 +307,28 @@ def test_a_state_root_others_may_write_is_refused(tmp_path: Path, busybox_rootfs
     result = runtime(shared, "create", "--bundle", str(bundle), cid)
     assert result.returncode == 1 and "state root" in result.stderr
     assert list(shared.iterdir()) == []
+
+
+@pytest.mark.root
+def test_exec_joins_the_running_container(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sleep", "60"])
+    assert runtime(root, "exec", cid, "true").returncode == 125  # no such container yet
+    runtime(root, "run", "-d", "--bundle", str(bundle), cid, check=True)
+    try:
+        script = 'echo $(id -u) $(pwd) $FOO $(cat /proc/1/cmdline | tr "\\0" " "); exit 5'
+        ran = runtime(root, "exec", "--cwd", "/tmp", "-e", "FOO=bar", "-u", "1000:1000", cid, "sh", "-c", script)
+        assert (ran.returncode, ran.stdout) == (5, "1000 /tmp bar sleep 60\n"), ran.stderr
+        missing = runtime(root, "exec", cid, "no-such-command")
+        assert missing.returncode == 127 and "executable file not found" in missing.stderr
+        process = {"args": ["sh", "-c", "echo from-file"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0}}
+        (tmp_path / "process.json").write_text(json.dumps(process))
+        assert runtime(root, "exec", "--process", str(tmp_path / "process.json"), cid).stdout == "from-file\n"
+        (tmp_path / "process.json").write_text(json.dumps({**process, "scheduler": {"policy": "SCHED_FIFO"}}))
+        refused = runtime(root, "exec", "--process", str(tmp_path / "process.json"), cid)
+        assert refused.returncode == 125 and "process.scheduler is not supported" in refused.stderr
+        pid_file = tmp_path / "exec.pid"
+        runtime(root, "exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "60", check=True)
+        assert int(pid_file.read_text()) in json.loads(runtime(root, "ps", "--format", "json", cid).stdout)
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
+    assert runtime(root, "exec", cid, "true").returncode == 125
