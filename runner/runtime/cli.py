@@ -15,9 +15,7 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -245,6 +243,8 @@ def _now() -> str:
 
 def _send_console(path: str, master: int) -> None:
     """Hand the pty master to the engine over its unix socket, as conmon and containerd's shim expect."""
+    import socket
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(path)
@@ -267,6 +267,8 @@ def cmd_create(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 def _release(container: st.Container) -> None:
     """Open the exec fifo for reading: the init's blocked open returns, it writes a byte and execs."""
+    import select
+
     status = container.status()
     if status != "created":
         raise StatusError(f"cannot start container {container.id}: it is {status}", hint="only a created one starts")

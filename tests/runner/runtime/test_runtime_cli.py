@@ -332,3 +332,28 @@ def test_exec_joins_the_running_container(tmp_path: Path, busybox_rootfs: Path, 
     finally:
         runtime(root, "delete", "--force", cid, check=True)
     assert runtime(root, "exec", cid, "true").returncode == 125
+
+
+@pytest.mark.root
+def test_kill_all_and_preserved_fds(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "cat <&3; sleep 60 & sleep 60 & wait"])
+    extra = tmp_path / "extra"
+    extra.write_text("passed on\n")
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        argv = [RUNTIME, "--root", str(root), "run", "-d", "--preserve-fds", "1", "--bundle", str(bundle), cid]
+        shell = 'exec 3<"$0"; exec "$@"'  # the runtime gets the file as its fd 3, as conmon passes sockets
+        code = subprocess.run(
+            ["sh", "-c", shell, str(extra), *argv], stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=60
+        ).returncode
+    assert code == 0
+    try:
+        deadline = time.monotonic() + 10
+        while len(json.loads(runtime(root, "ps", "--format", "json", cid).stdout)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(json.loads(runtime(root, "ps", "--format", "json", cid).stdout)) == 3
+        assert out.read_text() == "passed on\n"
+        runtime(root, "kill", "--all", cid, "9", check=True)
+        assert wait_status(root, cid, "stopped")["status"] == "stopped"
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
