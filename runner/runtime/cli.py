@@ -551,7 +551,7 @@ def cmd_exec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 
 def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    from minirun.runtime import caps, config, hooks, mounts
+    from minirun.runtime import caps, config, hooks, mounts, seccomp
 
     features = {
         "ociVersionMin": "1.0.0",
@@ -562,7 +562,15 @@ def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
             "namespaces": sorted(k for k in config.NAMESPACE_FLAGS if k not in ("user", "time")),
             "capabilities": sorted(caps.NUMBERS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": True},
+            "seccomp": {
+                "enabled": True,
+                "actions": [
+                    f"SCMP_ACT_{a}"
+                    for a in ("ALLOW", "ERRNO", "KILL", "KILL_THREAD", "KILL_PROCESS", "TRAP", "LOG", "TRACE")
+                ],
+                "operators": list(seccomp.OPERATORS),
+                "supportedFlags": [],
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

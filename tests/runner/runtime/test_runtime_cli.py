@@ -114,6 +114,7 @@ def test_state_of_a_missing_container(root: Path) -> None:
 def test_features_and_spec(tmp_path: Path, root: Path) -> None:
     features = json.loads(runtime(root, "features", check=True).stdout)
     assert features["ociVersionMin"].startswith("1.") and "poststop" in features["hooks"]
+    assert "SCMP_CMP_EQ" in features["linux"]["seccomp"]["operators"]
     assert "mount" in features["linux"]["namespaces"] and "CAP_KILL" in features["linux"]["capabilities"]
     runtime(root, "spec", "--bundle", str(tmp_path), check=True)
     assert json.loads((tmp_path / "config.json").read_text())["ociVersion"].startswith("1.")
@@ -141,6 +142,10 @@ def test_signal_names_and_numbers() -> None:
         (lambda s: s["linux"].update(personality={"domain": "LINUX32"}), "linux.personality"),
         (lambda s: s["process"].update(scheduler={"policy": "SCHED_FIFO"}), "process.scheduler"),
         (lambda s: s.update(windows={}), "windows"),
+        (
+            lambda s: s["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}),
+            "listenerPath",
+        ),
         (lambda s: s.update(hooks={"poststart": [{"path": "true"}]}), "hooks.poststart"),
         (lambda s: s.update(hooks={"preStart": []}), "preStart"),
     ],
