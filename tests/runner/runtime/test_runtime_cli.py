@@ -362,3 +362,20 @@ def test_kill_all_and_preserved_fds(tmp_path: Path, busybox_rootfs: Path, root: 
         assert wait_status(root, cid, "stopped")["status"] == "stopped"
     finally:
         runtime(root, "delete", "--force", cid, check=True)
+
+
+def test_a_reused_pid_is_never_signalled(root: Path, cid: str) -> None:
+    """A recorded init that is gone, its PID now someone else's (here: a sleep of ours): stopped, left alone."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (root / cid).mkdir(parents=True, mode=0o700)
+        root.chmod(0o700)
+        record = {"id": cid, "pid": other.pid, "starttime": 1, "bundle": "/nonexistent", "cgroup": None}
+        (root / cid / "state.json").write_text(json.dumps(record))
+        assert state(root, cid)["status"] == "stopped" and state(root, cid)["pid"] == 0
+        assert runtime(root, "kill", cid, "KILL").returncode == 1
+        runtime(root, "delete", cid, check=True)
+        assert other.poll() is None and not (root / cid).exists()
+    finally:
+        other.kill()
+        other.wait()
