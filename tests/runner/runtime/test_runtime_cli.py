@@ -379,3 +379,18 @@ def test_a_reused_pid_is_never_signalled(root: Path, cid: str) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.root
+def test_foreground_terminal_is_relayed(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "tty; exit 3"], tty=True)
+    ran = runtime(root, "run", "--bundle", str(bundle), cid)
+    assert ran.returncode == 3 and "/dev/" in ran.stdout, ran.stderr
+    edit(bundle, lambda s: s["process"].update(args=["sleep", "60"], terminal=False))
+    runtime(root, "run", "-d", "--bundle", str(bundle), cid, check=True)
+    try:
+        execd = runtime(root, "exec", "-t", cid, "sh", "-c", "tty; exit 4")
+        assert execd.returncode == 4 and "/dev/pts/" in execd.stdout, execd.stderr
+        assert runtime(root, "exec", "-t", "-d", cid, "true").returncode == 2  # detached needs a console socket
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
