@@ -106,9 +106,12 @@ def test_hostile_ids_are_refused(tmp_path: Path, root: Path, bad: str) -> None:
     assert not (tmp_path / "escape").exists() and not root.exists()
 
 
-def test_state_of_a_missing_container(root: Path) -> None:
-    result = runtime(root, "state", "nothere")
+def test_state_of_a_missing_container(tmp_path: Path, root: Path) -> None:
+    log = tmp_path / "log.json"
+    result = runtime(root, "--debug", "--log", str(log), "--log-format", "json", "state", "nothere")
     assert result.returncode == 1 and "does not exist" in result.stderr
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["level"] for e in entries] == ["debug", "error"] and "nothere" in entries[1]["msg"]
 
 
 def test_features_and_spec(tmp_path: Path, root: Path) -> None:
