@@ -191,20 +191,12 @@ def test_ctrl_c_of_from_tar_mid_transfer(store_root: Path, first: str, staging: 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registrykit.RegistryServer]:
-    if not Path(registrykit.REGISTRY_BIN).exists():
-        pytest.skip("docker-registry is not installed")
-    with registrykit.RegistryServer(tmp_path_factory.mktemp("registry")) as server:
-        yield server
+    yield from registrykit.serving_or_skip(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
-    """No proxies, an empty ~/.docker and no registries.conf of the host."""
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    (tmp_path / "no-registries.json").write_text("{}")
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("MINICONTAINER_")}
-    return {**env, "DOCKER_CONFIG": str(config), "MINICONTAINER_REGISTRIES_CONF": str(tmp_path / "no-registries.json")}
+    return registrykit.client_env(tmp_path)
 
 
 @pytest.mark.registry
