@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
+MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
+# Prefix that runs a command as the unprivileged local user nobody (uid and gid 65534, no other groups).
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
 
 
 def minirun(
@@ -132,3 +137,4 @@ def no_leaks(tmp_path: Path):
     assert processes_mentioning(tmp_path) == [], "a minirun process (a monitor?) outlived its test"
     assert mounts_under(tmp_path) == [], "a mount outlived its test"
     assert session_cgroups() == [], "a container cgroup outlived its test"
+
