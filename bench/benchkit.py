@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kits import imagekit
+from kits import cgroupkit, imagekit
 from kits.storekit import add_rootfs_image
 from minicache import overlay
 from minicache.store import Store
@@ -133,18 +133,8 @@ def reap_children() -> None:
             return
 
 
-def remove_cgroups(name: str) -> None:
-    """The cgroup parent `name` in every hierarchy, with the (empty) cgroups the runs left under it."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        parent = hierarchy / name
-        if parent.is_dir():
-            for child in sorted(parent.glob("*/"), reverse=True):
-                child.rmdir()
-            parent.rmdir()
-
-
 def remove_workspace(work: Path) -> None:
     """Remove what a benchmark left under `work`: mounts, the cgroup parent named after it, the dir itself."""
     unmount_under(work)
-    remove_cgroups(work.name)
+    cgroupkit.remove_parent(work.name)
     shutil.rmtree(work, ignore_errors=True)

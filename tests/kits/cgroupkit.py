@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from minirun import cgroups
 
@@ -15,6 +16,17 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def remove_parent(name: str) -> None:
+    """The cgroup parent `name` (a test's or a benchmark's own) in every hierarchy, with the empty cgroups the
+    runtimes left under it (runc makes one per container and does not remove the parent)."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / name
+        if parent.is_dir():
+            for child in sorted(parent.glob("*/"), reverse=True):
+                child.rmdir()
+            parent.rmdir()
 
 
 class Workload:

@@ -138,3 +138,36 @@ def no_leaks(tmp_path: Path):
     assert mounts_under(tmp_path) == [], "a mount outlived its test"
     assert session_cgroups() == [], "a container cgroup outlived its test"
 
+
+def runc_bundle(directory: Path, rootfs: Path, config: dict) -> Path:
+    """An OCI bundle under `directory`: a copy of `rootfs` and `config` as config.json."""
+    bundle = directory / "bundle"
+    bundle.mkdir()
+    shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+    (bundle / "rootfs").chmod(0o755)  # a pytest temp dir is 0700; an image's root is not
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def run_in_runc_and_ours(
+    bundle: Path, name: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """The bundle run to its end by Debian's runc (its state beside the bundle, deleted after), then by our
+    runtime, as container `name`: (runc's result, ours)."""
+    state = bundle.parent / "runc-state"
+    theirs = subprocess.run(
+        ["runc", "--root", str(state), "run", "-b", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
+    ours = subprocess.run(
+        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return theirs, ours
