@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from minirun import cgroups
 
+from kits.runkit import wait_until
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+wait_for = functools.partial(wait_until, interval=0.01)  # a cgroup file changes at once: poll often
 
 
 def remove_parent(name: str) -> None:

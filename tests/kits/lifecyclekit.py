@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kits.runkit import container_ids, minirun
+from kits.runkit import container_ids, minirun, wait_until  # noqa: F401 - the lifecycle tests take it from here
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -38,16 +38,6 @@ def inspect(store_root: Path, ref: str) -> dict:
 
 def state_file(store_root: Path, cid: str) -> dict:
     return json.loads((store_root / "containers" / cid / "state.json").read_text())
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def status(store_root: Path, ref: str) -> str:

@@ -550,4 +550,3 @@ def serving_or_skip(workdir: Path) -> Iterator[RegistryServer]:
         pytest.skip("docker-registry is not installed")
     with RegistryServer(workdir) as server:
         yield server
-

@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+T = TypeVar("T")
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 # Prefix that runs a command as the unprivileged local user nobody (uid and gid 65534, no other groups).
@@ -171,3 +174,14 @@ def run_in_runc_and_ours(
         stdin=subprocess.DEVNULL,
     )
     return theirs, ours
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> T:
+    """The first true value of `predicate`, polled every `interval` seconds; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
