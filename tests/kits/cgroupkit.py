@@ -14,6 +14,20 @@ from kits.runkit import wait_until
 wait_for = functools.partial(wait_until, interval=0.01)  # a cgroup file changes at once: poll often
 
 
+# A workload whose progress shows from outside: it counts, writing each number to the file it is given (replaced
+# whole, so a reader never sees half a number), until it is killed. Frozen, the number stops.
+COUNTER = """
+import os, sys, time
+n = 0
+while True:
+    n += 1
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(n))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(0.01)
+"""
+
+
 def remove_parent(name: str) -> None:
     """The cgroup parent `name` (a test's or a benchmark's own) in every hierarchy, with the empty cgroups the
     runtimes left under it (runc makes one per container and does not remove the parent)."""
