@@ -96,13 +96,18 @@ def check(cmd: list[str], env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
-def detached_workspace(prefix: str) -> tuple[Path, dict[str, str]]:
-    """A temp dir and the environment for a benchmark of detached containers.
+def detached_workspace(script: str, prefix: str) -> tuple[Path, dict[str, str]]:
+    """A temp dir and the environment for a benchmark of detached containers beside podman's; exits the
+    benchmark `script` with the reason when this is not root or podman is not installed.
 
     Our monitor outlives `minirun run -d`: this process becomes the subreaper that adopts it, so it is reaped
-    here (`reap_children`) and not left a zombie. The environment caches bytecode (as installed) and puts
+    here (`kits.runkit.reap_exited`) and not left a zombie. The environment caches bytecode (as installed) and puts
     every container's cgroup under one parent named after the dir, which `remove_workspace` removes.
     """
+    if os.geteuid() != 0:
+        raise SystemExit(f"{script} needs root (namespaces, mounts)")
+    if not shutil.which("podman"):
+        raise SystemExit(f"{script} needs podman (the peer)")
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     work = Path(tempfile.mkdtemp(prefix=prefix))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -120,17 +125,6 @@ def busybox_images(work: Path, store: Path, podman: list[str] | None, env: dict[
         tar.write_bytes(imagekit.tar_of_dir(rootfs))
         check([*podman, "import", str(tar), PEER_BUSYBOX], env if env is not None else dict(os.environ))
     return rootfs
-
-
-def reap_children() -> None:
-    """Reap every child that has exited (the adopted monitors among them), without waiting for live ones."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def remove_workspace(work: Path) -> None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
 from benchkit import check, timed  # noqa: E402
+from kits.runkit import reap_exited  # noqa: E402
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 
@@ -53,11 +52,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30, help="exec runs per side (default 30)")
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before measuring memory")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/lifecycle.py needs root (namespaces, mounts)")
-    if not shutil.which("podman"):
-        raise SystemExit("bench/lifecycle.py needs podman (the peer)")
-    work, env = benchkit.detached_workspace("minirun-bench-lc-")
+    work, env = benchkit.detached_workspace("bench/lifecycle.py", "minirun-bench-lc-")
     store = work / "store"
     ours = [MINIRUN, "--root", str(store)]
     podman = benchkit.podman(work / "podman-root", work / "podman-run")
@@ -101,7 +96,7 @@ def main() -> int:
         if peer_id:
             subprocess.run([*podman, "rm", "-f", "-t", "0", peer_id], capture_output=True, env=env)
         time.sleep(0.2)
-        benchkit.reap_children()
+        reap_exited()
         benchkit.remove_workspace(work)
 
     print(f"idle monitor of one detached container (after {args.settle:g} s idle)")

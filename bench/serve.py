@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -36,6 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
 from benchkit import check  # noqa: E402
+from kits.runkit import reap_exited  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -154,11 +154,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="list requests timed per side (default 20)")
     parser.add_argument("--window", type=float, default=10.0, help="seconds of stats streaming measured")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/serve.py needs root (namespaces, mounts)")
-    if not shutil.which("podman"):
-        raise SystemExit("bench/serve.py needs podman (the peer)")
-    work, env = benchkit.detached_workspace("minirun-bench-serve-")
+    work, env = benchkit.detached_workspace("bench/serve.py", "minirun-bench-serve-")
     store = work / "store"
     minirun = benchkit.installed_minirun(work)
     ours = [minirun, "--root", str(store)]
@@ -214,7 +210,7 @@ def main() -> int:
             if ids:
                 subprocess.run([*ours, "rm", "-f", *ids], capture_output=True, env=env)
         time.sleep(0.5)
-        benchkit.reap_children()
+        reap_exited()
         benchkit.remove_workspace(work)
 
     ours_r, peer_r = results["minirun"], results["podman"]

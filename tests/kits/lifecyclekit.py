@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from kits.runkit import container_ids, minirun, wait_until  # noqa: F401 - the lifecycle tests take it from here
+from kits.runkit import container_ids, minirun, reap_exited, wait_until  # noqa: F401 - the lifecycle tests take it from here
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -98,15 +97,8 @@ def reaper(_subreaper: None):
     """Reap the monitors (and orphaned containers) adopted by the test process, after each test."""
     yield
     deadline = time.monotonic() + 5
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() > deadline:
-                return  # live children: the leak check reports them
-            time.sleep(0.02)
+    while reap_exited() and time.monotonic() < deadline:  # live children past the deadline: the leak check reports them
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -185,3 +185,14 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "c
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
+
+
+def reap_exited() -> bool:
+    """Reap every child that has exited (adopted monitors among them) without waiting: whether live ones remain."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
