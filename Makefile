@@ -41,7 +41,8 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@# The thorough Hypothesis profile (tests/conftest.py): as many examples as any property test asks for.
+	HYPOTHESIS_PROFILE=ci $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-vm
 
 # Pure cgroup v2 on Debian's own kernel: one VM boot (virtme-ng, software emulation) runs the `vm` tests.

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
+from kits import cgroupkit, imagekit
+from kits.storekit import add_rootfs_image
 from minicache import overlay
+from minicache.store import Store
 
 # This machine lacks CAP_SYS_RESOURCE: podman's default rlimits are above the hard limit, so set them.
 PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+PR_SET_CHILD_SUBREAPER = 36
+BUSYBOX = "bench/busybox:latest"  # the image's name in our store
+PEER_BUSYBOX = "localhost/bench-busybox:latest"  # and in podman's
 
 
 def installed_minirun(work: Path) -> str:
@@ -77,3 +86,49 @@ def interleaved(commands: dict[str, list[str]], env: dict[str, str], runs: int, 
         for name, cmd in commands.items():
             times[name].append(timed(cmd, env))
     return times
+
+
+def check(cmd: list[str], env: dict[str, str]) -> str:
+    """The stripped stdout of `cmd`; exits the benchmark with the command's stderr when it fails."""
+    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:5])}... failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip()
+
+
+def detached_workspace(script: str, prefix: str) -> tuple[Path, dict[str, str]]:
+    """A temp dir and the environment for a benchmark of detached containers beside podman's; exits the
+    benchmark `script` with the reason when this is not root or podman is not installed.
+
+    Our monitor outlives `minirun run -d`: this process becomes the subreaper that adopts it, so it is reaped
+    here (`kits.runkit.reap_exited`) and not left a zombie. The environment caches bytecode (as installed) and puts
+    every container's cgroup under one parent named after the dir, which `remove_workspace` removes.
+    """
+    if os.geteuid() != 0:
+        raise SystemExit(f"{script} needs root (namespaces, mounts)")
+    if not shutil.which("podman"):
+        raise SystemExit(f"{script} needs podman (the peer)")
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["MINICONTAINER_CGROUP_PARENT"] = work.name
+    return work, env
+
+
+def busybox_images(work: Path, store: Path, podman: list[str] | None, env: dict[str, str] | None = None) -> Path:
+    """One busybox rootfs under `work`, as BUSYBOX in our `store` and (with `podman`) as PEER_BUSYBOX in podman's:
+    both sides run the same files. Returns the rootfs."""
+    rootfs = imagekit.busybox_rootfs(work / "rootfs")
+    add_rootfs_image(Store(store), rootfs, BUSYBOX)
+    if podman is not None:
+        tar = work / "busybox.tar"
+        tar.write_bytes(imagekit.tar_of_dir(rootfs))
+        check([*podman, "import", str(tar), PEER_BUSYBOX], env if env is not None else dict(os.environ))
+    return rootfs
+
+
+def remove_workspace(work: Path) -> None:
+    """Remove what a benchmark left under `work`: mounts, the cgroup parent named after it, the dir itself."""
+    unmount_under(work)
+    cgroupkit.remove_parent(work.name)
+    shutil.rmtree(work, ignore_errors=True)

@@ -18,14 +18,10 @@ Everything lives under one temp dir (and one cgroup parent), removed at the end.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,14 +30,10 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-from benchkit import timed, unmount_under  # noqa: E402
-from kits import imagekit  # noqa: E402
-from kits.storekit import add_rootfs_image  # noqa: E402
-from minicache.store import Store  # noqa: E402
-from run import remove_cgroups  # noqa: E402
+from benchkit import check, timed  # noqa: E402
+from kits.runkit import reap_exited  # noqa: E402
 
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -55,48 +47,19 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return fields["Rss"], fields["Pss"]
 
 
-def check(cmd: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({result.returncode}): {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
-def reap_children() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="exec runs per side (default 30)")
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before measuring memory")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/lifecycle.py needs root (namespaces, mounts)")
-    if not shutil.which("podman"):
-        raise SystemExit("bench/lifecycle.py needs podman (the peer)")
-    # Our monitor outlives `minirun run -d`: adopt it, so it is reaped here and not left a zombie.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    work = Path(tempfile.mkdtemp(prefix="minirun-bench-lc-"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["MINICONTAINER_CGROUP_PARENT"] = work.name
+    work, env = benchkit.detached_workspace("bench/lifecycle.py", "minirun-bench-lc-")
     store = work / "store"
     ours = [MINIRUN, "--root", str(store)]
     podman = benchkit.podman(work / "podman-root", work / "podman-run")
     ulimits = benchkit.PODMAN_ULIMITS
     our_id = peer_id = None
     try:
-        rootfs = imagekit.busybox_rootfs(work / "rootfs")
-        add_rootfs_image(Store(store), rootfs, "bench/busybox:latest")
-        tar = work / "busybox.tar"
-        tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        check([*podman, "import", str(tar), "localhost/bench-busybox:latest"], env)
+        benchkit.busybox_images(work, store, podman, env)
 
         our_id = check([*ours, "run", "-d", "--network", "none", "bench/busybox", "sleep", "3600"], env)
         peer_id = check(
@@ -133,10 +96,8 @@ def main() -> int:
         if peer_id:
             subprocess.run([*podman, "rm", "-f", "-t", "0", peer_id], capture_output=True, env=env)
         time.sleep(0.2)
-        reap_children()
-        unmount_under(work)
-        remove_cgroups(work.name)
-        shutil.rmtree(work, ignore_errors=True)
+        reap_exited()
+        benchkit.remove_workspace(work)
 
     print(f"idle monitor of one detached container (after {args.settle:g} s idle)")
     print(f"  minirun monitor  RSS {our_mem[0] / 1024:6.1f} MiB   PSS {our_mem[1] / 1024:6.1f} MiB")

@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,9 +38,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import benchkit  # noqa: E402
-from benchkit import unmount_under  # noqa: E402
-from kits import imagekit  # noqa: E402
-from kits.storekit import add_rootfs_image  # noqa: E402
 from minicache.store import Store  # noqa: E402
 from minirun.engine import spec  # noqa: E402
 
@@ -54,11 +50,11 @@ def setup(work: Path, runc: bool = True, editable: bool = False) -> dict[str, li
     podman from a throwaway root, and (with `runc`) runc on a bundle of the spec minirun generates.
     minirun is a non-editable install in a throwaway venv, or (`editable`) the development venv's."""
     minirun = EDITABLE_MINIRUN if editable else benchkit.installed_minirun(work)
-    rootfs = imagekit.busybox_rootfs(work / "rootfs")
     commands: dict[str, list[str]] = {}
 
     store = work / "store"
-    add_rootfs_image(Store(store), rootfs, "bench/busybox:latest")
+    podman = benchkit.podman(work / "podman-root", work / "podman-run") if shutil.which("podman") else None
+    rootfs = benchkit.busybox_images(work, store, podman)
     from minirun.network import settings
 
     h = secrets.token_hex(2)  # names of our own: other sessions may run minicontainer on this machine
@@ -68,11 +64,7 @@ def setup(work: Path, runc: bool = True, editable: bool = False) -> dict[str, li
     commands["minirun none"] = [minirun, "--root", str(store), "--rm", "--network", "none", "bench/busybox", "true"]
     commands["minirun bridge"] = [minirun, "--root", str(store), "--rm", "bench/busybox", "true"]
 
-    if shutil.which("podman"):
-        tar = work / "busybox.tar"
-        tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        podman = benchkit.podman(work / "podman-root", work / "podman-run")
-        subprocess.run([*podman, "import", str(tar), "localhost/bench-busybox:latest"], check=True, capture_output=True)
+    if podman is not None:
         run = [*podman, "run", "--rm", *benchkit.PODMAN_ULIMITS]
         run += ["--cgroup-parent", f"/{work.name}"]
         commands["podman none"] = [*run, "--network", "none", "localhost/bench-busybox:latest", "true"]
@@ -101,21 +93,10 @@ def remove_networks(store_root: Path) -> None:
         network.remove_network(store, net.id)
 
 
-def remove_cgroups(name: str) -> None:
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        parent = hierarchy / name
-        if parent.is_dir():
-            for child in sorted(parent.glob("*/"), reverse=True):
-                child.rmdir()
-            parent.rmdir()
-
-
 def teardown(work: Path) -> None:
     """Remove what `setup` and the runs made: the bench network, leftover mounts, cgroups, the directory."""
     remove_networks(work / "store")
-    unmount_under(work)
-    remove_cgroups(work.name)
-    shutil.rmtree(work, ignore_errors=True)
+    benchkit.remove_workspace(work)
 
 
 def main() -> int:

@@ -18,16 +18,13 @@ users run it. Everything lives under one temp dir (and one cgroup parent), remov
 from __future__ import annotations
 
 import argparse
-import ctypes
 import http.client
 import os
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,13 +34,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import benchkit  # noqa: E402
-from benchkit import unmount_under  # noqa: E402
-from kits import imagekit  # noqa: E402
-from kits.storekit import add_rootfs_image  # noqa: E402
-from minicache.store import Store  # noqa: E402
-from run import remove_cgroups  # noqa: E402
+from benchkit import check  # noqa: E402
+from kits.runkit import reap_exited  # noqa: E402
 
-PR_SET_CHILD_SUBREAPER = 36
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -109,13 +102,6 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def check(cmd: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:5])}... failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
-    return result.stdout.strip()
-
-
 def stats_load(sock: str, ids: list[str], pid: int, window: float) -> float:
     """Percent of one core the server at `pid` used while every container in `ids` had a stats stream."""
     stop_reading = threading.Event()
@@ -168,14 +154,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="list requests timed per side (default 20)")
     parser.add_argument("--window", type=float, default=10.0, help="seconds of stats streaming measured")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/serve.py needs root (namespaces, mounts)")
-    if not shutil.which("podman"):
-        raise SystemExit("bench/serve.py needs podman (the peer)")
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    work = Path(tempfile.mkdtemp(prefix="minirun-bench-serve-"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["MINICONTAINER_CGROUP_PARENT"] = work.name
+    work, env = benchkit.detached_workspace("bench/serve.py", "minirun-bench-serve-")
     store = work / "store"
     minirun = benchkit.installed_minirun(work)
     ours = [minirun, "--root", str(store)]
@@ -184,11 +163,7 @@ def main() -> int:
     servers: list[subprocess.Popen] = []
     results: dict[str, dict[str, float]] = {"minirun": {}, "podman": {}}
     try:
-        rootfs = imagekit.busybox_rootfs(work / "rootfs")
-        add_rootfs_image(Store(store), rootfs, "bench/busybox:latest")
-        tar = work / "busybox.tar"
-        tar.write_bytes(imagekit.tar_of_dir(rootfs))
-        check([*podman, "import", str(tar), "localhost/bench-busybox:latest"], env)
+        benchkit.busybox_images(work, store, podman, env)
         peer_run = [*benchkit.PODMAN_ULIMITS, "--network", "none", "--cgroup-parent", f"/{work.name}"]
 
         # start-up to first answer (an empty store on both sides)
@@ -235,15 +210,8 @@ def main() -> int:
             if ids:
                 subprocess.run([*ours, "rm", "-f", *ids], capture_output=True, env=env)
         time.sleep(0.5)
-        while True:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
-            except ChildProcessError:
-                break
-        unmount_under(work)
-        remove_cgroups(work.name)
-        shutil.rmtree(work, ignore_errors=True)
+        reap_exited()
+        benchkit.remove_workspace(work)
 
     ours_r, peer_r = results["minirun"], results["podman"]
     print("minirun serve beside podman system service (Docker-compatible API on a Unix socket)")

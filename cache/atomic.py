@@ -1,7 +1,7 @@
 """Crash-safe file updates: write to a temporary name, fsync, rename, fsync the directory.
 
 How the store publishes its records; both CLIs write their own records (containers, networks,
-credentials) the same way.
+credentials) the same way. Append-only logs (events, container logs) are read back with `json_lines`.
 """
 
 from __future__ import annotations
@@ -60,3 +60,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file written by `atomic_write_json`."""
     with open(path, "rb") as f:
         return json.load(f)
+
+
+def json_lines(data: bytes) -> list[Any]:
+    """The JSON value of each line of `data` (JSON-lines logs); a line torn by a crash of its writer is skipped."""
+    values = []
+    for line in data.splitlines():
+        try:
+            values.append(json.loads(line))
+        except ValueError:
+            continue
+    return values

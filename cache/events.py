@@ -16,6 +16,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from minicache.atomic import json_lines
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
@@ -78,14 +80,8 @@ def read(store: Store, offset: int = 0, inode: int | None = None) -> tuple[list[
             data = f.read()
     except FileNotFoundError:
         return [], 0, None
-    end = data.rfind(b"\n") + 1
-    events = []
-    for line in data[:end].splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events, offset + end, st.st_ino
+    end = data.rfind(b"\n") + 1  # a last line without its newline is still being written
+    return json_lines(data[:end]), offset + end, st.st_ino
 
 
 def history(store: Store) -> list[dict[str, Any]]:
@@ -93,11 +89,7 @@ def history(store: Store) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     try:
         with open(path(store) + ".1", "rb") as f:
-            for line in f.read().splitlines():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
+            out.extend(json_lines(f.read()))
     except FileNotFoundError:
         pass
     out.extend(read(store)[0])

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from kits import sessionkit
 from kits.storekit import add_rootfs_image
 from minicache.store import Store
@@ -17,6 +18,14 @@ IS_ROOT = os.geteuid() == 0
 # networking keep a private, loopback-only namespace (fast, nothing on the host's links); the network
 # tests (tests/runner/network/) ask for bridges explicitly, in stores with names and subnets of their own.
 os.environ.setdefault("MINICONTAINER_DEFAULT_NETWORK", "none")
+
+# Property tests: a quick profile for runs at a desk, and the thorough one `make test` (CI) selects through
+# HYPOTHESIS_PROFILE=ci, with as many examples as any property test asks for. Loaded here, before the test
+# modules are imported, so that their @settings decorators inherit from it. No deadline: the machine is
+# shared, and a slow example is not a wrong one.
+settings.register_profile("ci", max_examples=500, deadline=None)
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(scope="session", autouse=True)

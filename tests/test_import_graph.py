@@ -13,6 +13,7 @@ stay apart counts type-only imports too: one tool must not need the other even t
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,9 @@ class _Imports(ast.NodeVisitor):
             self._add(node.value)
 
 
+@functools.cache  # the sources do not change during a run: parse them once for all the checks
 def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """(run-time edges, type-only edges) of every module, self-imports left out."""
+    """(run-time edges, type-only edges) of every module, self-imports left out. Read-only for the callers."""
     run_time, type_only = {}, {}
     for module, path in MODULES.items():
         visitor = _Imports(module, path.name == "__init__.py")

@@ -13,6 +13,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+from minicache.atomic import json_lines
 from minirun.engine.containers import now
 
 if TYPE_CHECKING:
@@ -94,14 +95,8 @@ def read_entries(
                 data += more
     except FileNotFoundError:
         return [], offset
-    end = data.rfind(b"\n") + 1
-    entries = []
-    for line in data[:end].splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a line torn by a crash of the writer
-    return entries, offset + end
+    end = data.rfind(b"\n") + 1  # a last line without its newline is still being written
+    return json_lines(data[:end]), offset + end
 
 
 def follow(container: Container, *, tail: int | None, keep_following: bool = True) -> Iterator[list[dict[str, Any]]]:

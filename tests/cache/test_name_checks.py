@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from minicache import digest, reference
 from minicache.errors import InvalidDigest, InvalidReference, InvalidSpec
@@ -29,7 +29,6 @@ def accepts(check, text: str) -> bool:
     return True
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     strings(digest.DIGEST_PATTERN, HEX + "sha256:")
     | st.text(alphabet=HEX, min_size=64, max_size=64).map("sha256:{}".format)
@@ -44,19 +43,16 @@ def test_a_digest_with_a_trailing_newline_is_refused() -> None:
         digest.validate("sha256:" + "a" * 64 + "\n")
 
 
-@settings(max_examples=300, deadline=None)
 @given(strings(r"(?:sha256:)?[a-f0-9]{4,64}", HEX + "sha256:"))
 def test_looks_like_id_is_the_regex(text: str) -> None:
     assert reference.looks_like_id(text) == (re.fullmatch(r"(?:sha256:)?[a-f0-9]{4,64}", text) is not None)
 
 
-@settings(max_examples=300, deadline=None)
 @given(strings(base.ID_PATTERN, "aZ09_.-"))
 def test_cgroup_container_id_is_the_regex(text: str) -> None:
     assert accepts(base.check_container_id, text) == (re.fullmatch(base.ID_PATTERN, text) is not None)
 
 
-@settings(max_examples=300, deadline=None)
 @given(strings(base.NAME_PATTERN, "aZ09_.@:-/") | st.lists(strings(base.NAME_PATTERN, "aZ09_.@:-")).map("/".join))
 def test_cgroup_parent_is_the_regex(text: str) -> None:
     parts = text.strip("/").split("/")

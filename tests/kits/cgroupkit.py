@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+from pathlib import Path
 
 from minirun import cgroups
 
+from kits.runkit import wait_until
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+wait_for = functools.partial(wait_until, interval=0.01)  # a cgroup file changes at once: poll often
+
+
+# A workload whose progress shows from outside: it counts, writing each number to the file it is given (replaced
+# whole, so a reader never sees half a number), until it is killed. Frozen, the number stops.
+COUNTER = """
+import os, sys, time
+n = 0
+while True:
+    n += 1
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(n))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(0.01)
+"""
+
+
+def remove_parent(name: str) -> None:
+    """The cgroup parent `name` (a test's or a benchmark's own) in every hierarchy, with the empty cgroups the
+    runtimes left under it (runc makes one per container and does not remove the parent)."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / name
+        if parent.is_dir():
+            for child in sorted(parent.glob("*/"), reverse=True):
+                child.rmdir()
+            parent.rmdir()
 
 
 class Workload:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from kits.runkit import container_ids, minirun
+from kits.runkit import container_ids, minirun, reap_exited, wait_until  # noqa: F401 - the lifecycle tests take it from here
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -38,16 +37,6 @@ def inspect(store_root: Path, ref: str) -> dict:
 
 def state_file(store_root: Path, cid: str) -> dict:
     return json.loads((store_root / "containers" / cid / "state.json").read_text())
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def status(store_root: Path, ref: str) -> str:
@@ -108,15 +97,8 @@ def reaper(_subreaper: None):
     """Reap the monitors (and orphaned containers) adopted by the test process, after each test."""
     yield
     deadline = time.monotonic() + 5
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() > deadline:
-                return  # live children: the leak check reports them
-            time.sleep(0.02)
+    while reap_exited() and time.monotonic() < deadline:  # live children past the deadline: the leak check reports them
+        time.sleep(0.02)
 
 
 @pytest.fixture

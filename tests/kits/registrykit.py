@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import requests
 from minicache.record import Record
 
@@ -531,3 +532,21 @@ class FaultProxy(_OnLoopback):
 
 def env_without_proxies() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """The environment for a minibuild subprocess that sees nothing of the host's registry settings: no proxies,
+    no MINICONTAINER_ variables, an empty ~/.docker and an empty registries.conf (both made under `home`)."""
+    config = home / "docker-config"
+    config.mkdir()
+    (home / "no-registries.json").write_text("{}")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("MINICONTAINER_")}
+    return {**env, "DOCKER_CONFIG": str(config), "MINICONTAINER_REGISTRIES_CONF": str(home / "no-registries.json")}
+
+
+def serving_or_skip(workdir: Path) -> Iterator[RegistryServer]:
+    """A running docker-registry for a fixture to yield; skips the test where the binary is not installed."""
+    if not Path(REGISTRY_BIN).exists():
+        pytest.skip("docker-registry is not installed")
+    with RegistryServer(workdir) as server:
+        yield server

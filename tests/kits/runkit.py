@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+T = TypeVar("T")
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
+MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
+# Prefix that runs a command as the unprivileged local user nobody (uid and gid 65534, no other groups).
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
 
 
 def minirun(
@@ -132,3 +140,59 @@ def no_leaks(tmp_path: Path):
     assert processes_mentioning(tmp_path) == [], "a minirun process (a monitor?) outlived its test"
     assert mounts_under(tmp_path) == [], "a mount outlived its test"
     assert session_cgroups() == [], "a container cgroup outlived its test"
+
+
+def runc_bundle(directory: Path, rootfs: Path, config: dict) -> Path:
+    """An OCI bundle under `directory`: a copy of `rootfs` and `config` as config.json."""
+    bundle = directory / "bundle"
+    bundle.mkdir()
+    shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+    (bundle / "rootfs").chmod(0o755)  # a pytest temp dir is 0700; an image's root is not
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def run_in_runc_and_ours(
+    bundle: Path, name: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """The bundle run to its end by Debian's runc (its state beside the bundle, deleted after), then by our
+    runtime, as container `name`: (runc's result, ours)."""
+    state = bundle.parent / "runc-state"
+    theirs = subprocess.run(
+        ["runc", "--root", str(state), "run", "-b", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
+    ours = subprocess.run(
+        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return theirs, ours
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> T:
+    """The first true value of `predicate`, polled every `interval` seconds; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def reap_exited() -> bool:
+    """Reap every child that has exited (adopted monitors among them) without waiting: whether live ones remain."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True

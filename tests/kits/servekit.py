@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from kits.runkit import MINIRUN, container_ids, minirun
+from kits.runkit import MINIRUN, container_ids, minirun, wait_until
 
 
 def docker_cli() -> str | None:
@@ -84,11 +84,5 @@ def remove_all(store_root: Path) -> None:
                 minirun(store_root, "rm", "-f", cid, timeout=30)
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition", interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
+# Through the API and a browser a change shows later, and a browser is polled less often.
+wait_for = functools.partial(wait_until, timeout=15.0, interval=0.1)

@@ -275,14 +275,14 @@ def hostile_tars(draw: st.DrawFn) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))] if draw(st.booleans()) else data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4096))
 def test_any_bytes_give_members_or_a_mini_error(data: bytes) -> None:
     with contextlib.suppress(MiniError):
         _assert_sane(_walk(data))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_tars())
 def test_hostile_headers_give_members_or_a_mini_error(data: bytes) -> None:
     with contextlib.suppress(MiniError):
@@ -290,7 +290,8 @@ def test_hostile_headers_give_members_or_a_mini_error(data: bytes) -> None:
 
 
 @pytest.mark.root
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each example unpacks into a store on disk: at most 150, fewer where the profile asks for fewer.
+@settings(max_examples=min(150, settings.default.max_examples), suppress_health_check=[HealthCheck.too_slow])
 @given(data=hostile_tars())
 def test_hostile_headers_unpack_or_give_a_mini_error(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     store = Store(tmp_path_factory.mktemp("store"))

@@ -225,7 +225,6 @@ def _document(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-@settings(max_examples=500, deadline=None)
 @given(JSON, st.sampled_from([None, OCI_MANIFEST, imagekit.MEDIA_OCI_INDEX, "text/plain"]))
 def test_manifest_and_index_reader_gives_a_result_or_a_mini_error(doc: object, content_type: str | None) -> None:
     try:
@@ -236,7 +235,6 @@ def test_manifest_and_index_reader_gives_a_result_or_a_mini_error(doc: object, c
         assert all(isinstance(d.digest, str) and d.size >= 0 for d in (parsed.config, *parsed.layers))
 
 
-@settings(max_examples=500, deadline=None)
 @given(JSON)
 def test_config_readers_give_a_result_or_a_mini_error(doc: object) -> None:
     try:
@@ -272,7 +270,11 @@ def _archive(members: dict[str, bytes]) -> bytes:
 
 
 @pytest.mark.root
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Each example imports an archive into a store on disk: at most 150, fewer where the profile asks for fewer.
+@settings(
+    max_examples=min(150, settings.default.max_examples),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(manifest=JSON, index=JSON, config=JSON, layout=st.booleans())
 def test_archive_json_readers_give_a_result_or_a_mini_error(
     scratch_store: Store, manifest: object, index: object, config: object, layout: bool

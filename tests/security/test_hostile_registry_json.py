@@ -28,10 +28,7 @@ pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registrykit.RegistryServer]:
-    if not Path(registrykit.REGISTRY_BIN).exists():
-        pytest.skip("docker-registry is not installed")
-    with registrykit.RegistryServer(tmp_path_factory.mktemp("registry")) as server:
-        yield server
+    yield from registrykit.serving_or_skip(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture
@@ -42,11 +39,7 @@ def proxy(registry: registrykit.RegistryServer) -> Iterator[registrykit.FaultPro
 
 @pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    (tmp_path / "no-registries.json").write_text("{}")
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("MINICONTAINER_")}
-    return {**env, "DOCKER_CONFIG": str(config), "MINICONTAINER_REGISTRIES_CONF": str(tmp_path / "no-registries.json")}
+    return registrykit.client_env(tmp_path)
 
 
 def pull(store_root: Path, name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,7 @@ is needed, no debris)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -155,6 +156,23 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 60)
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def _ended(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Kills the command if the block leaves it running (a failed test leaves no process behind)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _assert_interrupted(proc: subprocess.Popen, err: bytes) -> None:
+    """The Ctrl-C answer: exit status 130 and one line."""
+    assert proc.returncode == 130, err
+    assert one_line(err.decode()) == "minibuild: interrupted"
+
+
 @pytest.mark.parametrize(("first", "staging"), [("f" * 64 + "/layer.tar", "blob-"), ("etc/big-file", "layer-")])
 def test_ctrl_c_of_from_tar_mid_transfer(store_root: Path, first: str, staging: str) -> None:
     """An archive member (a blob staged in tmp/) or a flat export (a layer unpacked in tmp/), half sent."""
@@ -165,7 +183,7 @@ def test_ctrl_c_of_from_tar_mid_transfer(store_root: Path, first: str, staging: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
+    with _ended(proc):
         assert proc.stdin is not None
         proc.stdin.write(_tar_header(first, 256 * MB))
         for _ in range(24):
@@ -179,32 +197,19 @@ def test_ctrl_c_of_from_tar_mid_transfer(store_root: Path, first: str, staging: 
         assert proc.stderr is not None
         proc.wait(timeout=60)
         err = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert one_line(err.decode()) == "minibuild: interrupted"
+    _assert_interrupted(proc, err)
     assert outside_tmp(store_root) == EMPTY
     assert os.listdir(store_root / "tmp") == []  # cleared by the next opening of the store, at the latest
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registrykit.RegistryServer]:
-    if not Path(registrykit.REGISTRY_BIN).exists():
-        pytest.skip("docker-registry is not installed")
-    with registrykit.RegistryServer(tmp_path_factory.mktemp("registry")) as server:
-        yield server
+    yield from registrykit.serving_or_skip(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture
 def client_env(tmp_path: Path) -> dict[str, str]:
-    """No proxies, an empty ~/.docker and no registries.conf of the host."""
-    config = tmp_path / "docker-config"
-    config.mkdir()
-    (tmp_path / "no-registries.json").write_text("{}")
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("MINICONTAINER_")}
-    return {**env, "DOCKER_CONFIG": str(config), "MINICONTAINER_REGISTRIES_CONF": str(tmp_path / "no-registries.json")}
+    return registrykit.client_env(tmp_path)
 
 
 @pytest.mark.registry
@@ -222,17 +227,12 @@ def test_ctrl_c_of_pull_mid_transfer(store_root: Path, registry, client_env: dic
             stderr=subprocess.PIPE,
             env=client_env,
         )
-        try:
+        with _ended(proc):
             _wait_for(lambda: bool(proxy.requests_for(slow)), "the slow blob's download", proc)
             time.sleep(1)  # some of it has arrived
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 130, err
-    assert one_line(err.decode()) == "minibuild: interrupted"
+    _assert_interrupted(proc, err)
     assert not store.blobs.has(slow)
     assert store.images.ids() == [] and store.images.refs() == {}
     assert gc.check(store) == []

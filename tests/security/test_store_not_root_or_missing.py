@@ -12,21 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from kits.runkit import MINIRUN
+from kits.runkit import MINIBUILD, MINIRUN, NOBODY, needs_setpriv
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv)"),
-    pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)"),
+    needs_setpriv,
 ]
 
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 MINIRUN_COMMANDS = (
     ("ps",),
     ("ps", "-a"),

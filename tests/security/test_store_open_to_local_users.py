@@ -13,22 +13,27 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from kits.runkit import MINIRUN, mounts_under, processes_mentioning, processes_rooted_under
+from kits.runkit import (
+    MINIBUILD,
+    MINIRUN,
+    NOBODY,
+    mounts_under,
+    needs_setpriv,
+    processes_mentioning,
+    processes_rooted_under,
+)
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv, mounts, containers)"),
-    pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)"),
+    needs_setpriv,
 ]
 
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 SECRET = "DB_PASSWORD=hunter2-secret"
 HOST_ID = shutil.which("id") or "/usr/bin/id"
 

@@ -69,3 +69,15 @@ def each(refs: list[str], action: Callable[[str], None]) -> int:
             print(one_line(PROG, err), file=sys.stderr)
             failed = True
     return 1 if failed else 0
+
+
+def each_container(args: argparse.Namespace, action: Callable[[Store, Container], object]) -> int:
+    """`action` on each CONTAINER the command names, then the name as given printed (Docker's verbs: stop,
+    kill, rm, pause, ...); failures as `each`."""
+    store = open_store(args)
+
+    def act(ref: str) -> None:
+        action(store, get(store, ref))
+        print(ref)
+
+    return each(args.containers, act)

@@ -11,15 +11,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from minirun.cli.commands.common import each, get, open_store
+    from minirun.cli.commands.common import each_container
     from minirun.engine import lifecycle
     from minirun.engine.flags import parse_signal
 
     sig = parse_signal(args.signal)
-    store = open_store(args)
-
-    def kill(ref: str) -> None:
-        lifecycle.kill(store, get(store, ref), sig)
-        print(ref)
-
-    return each(args.containers, kill)
+    return each_container(args, lambda store, container: lifecycle.kill(store, container, sig))

@@ -16,13 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from minirun.cli.commands.common import each, get, open_store
+    from minirun.cli.commands.common import each_container
     from minirun.engine import lifecycle
 
-    store = open_store(args)
-
-    def remove(ref: str) -> None:
-        lifecycle.remove(store, get(store, ref), force=args.force)
-        print(ref)
-
-    return each(args.containers, remove)
+    return each_container(args, lambda store, container: lifecycle.remove(store, container, force=args.force))

@@ -15,13 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from minirun.cli.commands.common import each, get, open_store
+    from minirun.cli.commands.common import each_container
     from minirun.engine import lifecycle
 
-    store = open_store(args)
-
-    def stop(ref: str) -> None:
-        lifecycle.stop(store, get(store, ref), args.time)
-        print(ref)
-
-    return each(args.containers, stop)
+    return each_container(args, lambda store, container: lifecycle.stop(store, container, args.time))

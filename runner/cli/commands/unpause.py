@@ -10,13 +10,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from minirun.cli.commands.common import each, get, open_store
+    from minirun.cli.commands.common import each_container
     from minirun.engine import lifecycle
 
-    store = open_store(args)
-
-    def act(ref: str) -> None:
-        lifecycle.unpause(store, get(store, ref))
-        print(ref)
-
-    return each(args.containers, act)
+    return each_container(args, lifecycle.unpause)

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-from kits.lifecyclekit import _subreaper, alive, inspect, ps_json, reaper, run_d, wait_until  # noqa: F401 - autouse reaper
+from kits.lifecyclekit import _subreaper, alive, inspect, ps_json, reaper, remove_leftovers, run_d, wait_until  # noqa: F401 - fixtures
 from kits.runkit import container_ids, minirun, no_leaks, spawn, wait_for_running  # noqa: F401 - no_leaks: autouse
 from kits.sessionkit import CGROUP_PARENT
 from minirun import cgroups
 from minirun.cgroups.stats import host_memory
 from minishow import bytes_size
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("remove_leftovers")]
 MiB = 1 << 20
 HOST = cgroups.detect()
 # A buffer of 100 MiB that dd fills from /dev/zero: 100 MiB resident, beyond a 64 MiB limit.
@@ -91,15 +91,6 @@ def assert_cgroup_gone(cid: str) -> None:
     wait_until(lambda: cgroup_dirs(cid) == [], timeout=5, what=f"the cgroup of {cid[:12]} to go")
     for mount in cgroup_mounts():
         assert not (mount / CGROUP_PARENT / cid).exists(), mount
-
-
-@pytest.fixture(autouse=True)
-def _remove_containers(no_leaks: None, store_root: Path):  # noqa: F811 - after no_leaks: torn down before its check
-    """A test that failed half-way leaves no container, mount or cgroup behind: rm -f whatever is left."""
-    yield
-    if (store_root / "containers").is_dir():
-        for cid in container_ids(store_root):
-            minirun(store_root, "rm", "-f", cid)
 
 
 @pytest.fixture(autouse=True)

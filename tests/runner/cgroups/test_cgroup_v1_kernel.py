@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kits.cgroupkit import Workload, wait_for
+from kits.cgroupkit import COUNTER, Workload, wait_for
 from minicache import process
 from minicache.errors import Conflict, InvalidSpec
 from minirun import cgroups
@@ -146,18 +146,6 @@ def _in_cgroup(pid: int, cg: V1Cgroup) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return f"/{cg.container_id}" in text
-
-
-COUNTER = """
-import os, sys, time
-n = 0
-while True:
-    n += 1
-    with open(sys.argv[1] + ".tmp", "w") as f:
-        f.write(str(n))
-    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
-    time.sleep(0.01)
-"""
 
 
 def test_freeze_stops_progress_and_thaw_resumes_it(

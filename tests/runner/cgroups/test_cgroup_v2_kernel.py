@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kits.cgroupkit import Workload, wait_for
+from kits.cgroupkit import COUNTER, Workload, wait_for
 from minirun import cgroups
 from minirun.cgroups.v2 import V2Cgroup
 
@@ -42,18 +42,6 @@ _skip_without_v2_controllers = pytest.mark.skipif(
 def needs_v2_controllers(test: Callable[..., None]) -> Callable[..., None]:
     """The controller tests: skipped without v2 controllers, and part of the VM lane."""
     return pytest.mark.vm(_skip_without_v2_controllers(test))
-
-
-COUNTER = """
-import os, sys, time
-n = 0
-while True:
-    n += 1
-    with open(sys.argv[1] + ".tmp", "w") as f:
-        f.write(str(n))
-    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
-    time.sleep(0.01)
-"""
 
 
 def test_core_v2_join_freeze_kill_and_remove(unified_cgroup: V2Cgroup, workloads, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kits.lifecyclekit import _subreaper, inspect, reaper, run_d, wait_until  # noqa: F401 - autouse reaper
+from kits.lifecyclekit import _subreaper, inspect, reaper, remove_leftovers, run_d, wait_until  # noqa: F401 - fixtures
 from kits.runkit import container_ids, minirun, no_leaks  # noqa: F401 - no_leaks: autouse
 from kits.sessionkit import CGROUP_PARENT
 from minirun import cgroups
@@ -38,19 +38,12 @@ PURE_V2 = HOST.mode == "v2" and {"cpu", "cpuset", "io", "memory", "pids", "huget
 pytestmark = [
     pytest.mark.root,
     pytest.mark.vm,
+    pytest.mark.usefixtures("remove_leftovers"),
     pytest.mark.skipif(
         not PURE_V2,
         reason=f"needs pure cgroup v2 with its controllers (this host: {HOST.mode}); `make test-vm` boots one",
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _remove_containers(no_leaks: None, store_root: Path):  # noqa: F811 - after no_leaks: torn down before its check
-    yield
-    if (store_root / "containers").is_dir():
-        for cid in container_ids(store_root):
-            minirun(store_root, "rm", "-f", cid)
 
 
 def own_cgroup_files(store_root: Path, image: str, flags: list[str], names: list[str]) -> dict[str, str]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from kits.runkit import no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
+from kits import cgroupkit
+from kits.runkit import (
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+    run_in_runc_and_ours,
+    runc_bundle,
+)
 from minirun import cgroups
 from minirun.engine import spec
 from minirun.engine.users import User
@@ -73,40 +76,17 @@ RESOURCES = {
 def parent():
     name = f"mc-vm-runc-{secrets.token_hex(4)}"
     yield name
-    if (ROOT / name).is_dir():
-        for child in sorted((ROOT / name).glob("*/"), reverse=True):
-            child.rmdir()
-        (ROOT / name).rmdir()
+    cgroupkit.remove_parent(name)
 
 
 def test_runc_and_we_write_the_same_cgroup_files(tmp_path: Path, busybox_rootfs: Path, parent: str) -> None:
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
-    (bundle / "rootfs").chmod(0o755)
     cid = "vm" + secrets.token_hex(31)
     ctx = spec.SpecContext(
         container_id=cid, user=User(0, 0, (), "/root", "root"), files={}, cgroups_path=f"/{parent}/{cid[:12]}"
     )
     opts = spec.RunOptions(command=["sh", "-c", PRINT, "sh", *FILES], resources=RESOURCES)
-    (bundle / "config.json").write_text(json.dumps(spec.build({"Env": ["PATH=/bin"]}, opts, ctx)))
-
-    runc_root = tmp_path / "runc-state"
-    theirs = subprocess.run(
-        ["runc", "--root", str(runc_root), "run", "-b", str(bundle), cid[:12]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid[:12]], capture_output=True)
-    ours = subprocess.run(
-        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid[:12]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    bundle = runc_bundle(tmp_path, busybox_rootfs, spec.build({"Env": ["PATH=/bin"]}, opts, ctx))
+    theirs, ours = run_in_runc_and_ours(bundle, cid[:12], timeout=120)
     assert theirs.returncode == ours.returncode == 0, (theirs.stderr, ours.stderr)
     a = dict(line.rstrip(";").split("=", 1) for line in theirs.stdout.splitlines())
     b = dict(line.rstrip(";").split("=", 1) for line in ours.stdout.splitlines())

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,31 +133,30 @@ def test_sigterm_is_forwarded(store_root: Path, busybox_image: str) -> None:
     assert_nothing_left(store_root)
 
 
+def _exit_status_after(store_root: Path, proc, deliver: Callable[[dict], object], pause: float = 0.0) -> int:
+    """The exit status of `minirun run` (`proc`) once the container runs and `deliver(its state)` has
+    signalled it (after `pause`, for an init to exec its command); nothing may be left behind."""
+    try:
+        state = wait_for_running(store_root)
+        time.sleep(pause)
+        deliver(state)
+        proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert_nothing_left(store_root)
+    return proc.returncode
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_signal_death_through_init(store_root: Path, busybox_image: str, signum: int, code: int) -> None:
     """With --init (tini) the command is not PID 1, so a default-action signal kills it: 128+N."""
     proc = spawn(store_root, "run", "--rm", "--init", busybox_image, "sleep", "60")
-    try:
-        wait_for_running(store_root)
-        time.sleep(0.2)  # let tini exec sleep
-        proc.send_signal(signum)
-        proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == code
-    assert_nothing_left(store_root)
+    assert _exit_status_after(store_root, proc, lambda _: proc.send_signal(signum), pause=0.2) == code
 
 
 def test_sigkill_of_pid_1_gives_137(store_root: Path, busybox_image: str) -> None:
     proc = spawn(store_root, "run", "--rm", busybox_image, "sleep", "60")
-    try:
-        state = wait_for_running(store_root)
-        os.kill(state["Pid"], signal.SIGKILL)
-        proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 137
-    assert_nothing_left(store_root)
+    assert _exit_status_after(store_root, proc, lambda state: os.kill(state["Pid"], signal.SIGKILL)) == 137
 
 
 def test_killing_minirun_takes_the_container_down(store_root: Path, busybox_image: str) -> None:
@@ -194,15 +194,7 @@ def test_init_reaps_and_forwards(store_root: Path, busybox_image: str, init: str
     init_cmdline = result.stdout.splitlines()[2]
     assert "python" not in init_cmdline and "minirun" not in init_cmdline  # no host path shows inside
     proc = spawn(store_root, "run", "--rm", "--init", busybox_image, "sleep", "60", env=env)
-    try:
-        wait_for_running(store_root)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143
-    assert_nothing_left(store_root)
+    assert _exit_status_after(store_root, proc, lambda _: proc.send_signal(signal.SIGTERM), pause=0.3) == 143
 
 
 def test_tty_session(store_root: Path, busybox_image: str) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from kits.runkit import no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
+from kits import cgroupkit
+from kits.runkit import (
+    no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
+    run_in_runc_and_ours,
+    runc_bundle,
+)
 from minirun.engine import spec
 from minirun.engine.users import User
 
@@ -44,20 +46,11 @@ def cgroup_parent():
     """A unique cgroup parent for runc (it creates one cgroup per container); removed afterwards."""
     name = f"minitest-{secrets.token_hex(4)}"
     yield name
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        leftover = hierarchy / name
-        if leftover.is_dir():
-            for child in sorted(leftover.glob("*/"), reverse=True):
-                child.rmdir()
-            leftover.rmdir()
+    cgroupkit.remove_parent(name)
 
 
 @pytest.mark.parametrize("options", [{}, {"user": "1000", "cap_add": ["NET_ADMIN"]}, {"read_only": True}])
 def test_same_bundle_same_view(tmp_path: Path, busybox_rootfs: Path, cgroup_parent: str, options: dict) -> None:
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    shutil.copytree(busybox_rootfs, bundle / "rootfs", symlinks=True)
-    (bundle / "rootfs").chmod(0o755)  # a pytest temp dir is 0700; an image's root is not
     files = {}
     for name, content in (("hostname", "diffbox\n"), ("hosts", "127.0.0.1 localhost\n"), ("resolv.conf", "")):
         (tmp_path / name).write_text(content)
@@ -66,24 +59,8 @@ def test_same_bundle_same_view(tmp_path: Path, busybox_rootfs: Path, cgroup_pare
     user = User(1000, 1000, (), "/home/user", "user") if options.get("user") else User(0, 0, (), "/root", "root")
     ctx = spec.SpecContext(container_id=cid, user=user, files=files, cgroups_path=f"/{cgroup_parent}/{cid[:12]}")
     opts = spec.RunOptions(command=["sh", "-c", PROBE], **{k: v for k, v in options.items() if k != "user"})
-    (bundle / "config.json").write_text(json.dumps(spec.build({"Env": ["PATH=/bin"]}, opts, ctx)))
-
-    runc_root = tmp_path / "runc-state"
-    theirs = subprocess.run(
-        ["runc", "--root", str(runc_root), "run", "-b", str(bundle), cid[:12]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    ours = subprocess.run(
-        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid[:12]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid[:12]], capture_output=True)
+    bundle = runc_bundle(tmp_path, busybox_rootfs, spec.build({"Env": ["PATH=/bin"]}, opts, ctx))
+    theirs, ours = run_in_runc_and_ours(bundle, cid[:12])
 
     assert theirs.returncode == ours.returncode == 3, (theirs.stderr, ours.stderr)
     a, b = sections(theirs.stdout), sections(ours.stdout)
