@@ -483,20 +483,25 @@ def cmd_ps(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     return 0
 
 
-def cmd_pause(args: argparse.Namespace, store: st.Store, log: Log) -> int:
+def _freeze(args: argparse.Namespace, store: st.Store, verb: str, needs: str, frozen: bool) -> int:
+    """pause and resume: the container must be `needs`; its cgroup is frozen or thawed."""
     container = store.load(args.id)
-    if container.status() != "running":
-        raise StatusError(f"cannot pause container {args.id}: it is {container.status()}")
-    _live_cgroup(container, "pause").freeze()
+    if container.status() != needs:
+        raise StatusError(f"cannot {verb} container {args.id}: it is {container.status()}")
+    group = _live_cgroup(container, verb)
+    if frozen:
+        group.freeze()
+    else:
+        group.thaw()
     return 0
+
+
+def cmd_pause(args: argparse.Namespace, store: st.Store, log: Log) -> int:
+    return _freeze(args, store, "pause", "running", frozen=True)
 
 
 def cmd_resume(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    container = store.load(args.id)
-    if container.status() != "paused":
-        raise StatusError(f"cannot resume container {args.id}: it is {container.status()}")
-    _live_cgroup(container, "resume").thaw()
-    return 0
+    return _freeze(args, store, "resume", "paused", frozen=False)
 
 
 def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
