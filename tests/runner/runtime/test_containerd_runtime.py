@@ -1,0 +1,95 @@
+"""containerd drives the runtime binary through its runc shim (containerd-shim-runc-v2), as Kubernetes nodes do.
+
+`ctr run --runc-binary PATH` against a private containerd (own root, state, socket, namespace; no CRI).
+The shim calls the binary as `--root R --log F --log-format json create --bundle B --pid-file P`, then
+start, state, kill, delete and exec. Each case runs with Debian's runc (the reference) and `minirun-runtime`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kits import archivekit, imagekit, peerkit
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("containerd", "ctr", "containerd-shim-runc-v2")),
+        reason="needs Debian's containerd package (containerd, ctr, containerd-shim-runc-v2)",
+    ),
+]
+
+IMAGE = "docker.io/library/mc-busybox:latest"
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[peerkit.Containerd]:
+    work = tmp_path_factory.mktemp("containerd")
+    img = imagekit.image([imagekit.tar_of_dir(busybox_rootfs)], oci=True)
+    (work / "busybox.tar").write_bytes(archivekit.docker_save_oci(img, ["mc-busybox:latest"]))
+    daemon = peerkit.Containerd(work)
+    try:
+        daemon.ctr("images", "import", str(work / "busybox.tar"))
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(params=peerkit.RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    path = peerkit.runtime_binary(request.param)
+    if not path:
+        pytest.skip(peerkit.missing_reason(request.param))
+    return path
+
+
+def test_run_to_completion_with_exit_code(containerd: peerkit.Containerd, runtime: str) -> None:
+    cid = f"mc-{secrets.token_hex(4)}"
+    script = "echo hello from busybox; exit 3"
+    result = containerd.ctr(
+        "run", "--rm", *containerd.run_args(runtime, cid), IMAGE, cid, "sh", "-c", script, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "hello from busybox\n"
+    assert cid not in containerd.ctr("container", "ls", "--quiet").stdout.split()
+    assert not peerkit.cgroup_dirs(f"{containerd.namespace}/{cid}")
+
+
+def task_status(containerd: peerkit.Containerd, cid: str) -> str:
+    for line in containerd.ctr("task", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields[0] == cid:
+            return fields[2]
+    return "absent"
+
+
+def test_detached_task_exec_kill_delete(containerd: peerkit.Containerd, runtime: str) -> None:
+    cid = f"mc-{secrets.token_hex(4)}"
+    script = "trap 'exit 9' TERM; while :; do sleep 0.1; done"
+    containerd.ctr("run", "-d", *containerd.run_args(runtime, cid), IMAGE, cid, "sh", "-c", script)
+    try:
+        assert task_status(containerd, cid) == "RUNNING"
+        exec_ = containerd.ctr(
+            "task", "exec", "--exec-id", "probe", cid, "sh", "-c", "cat /proc/1/cmdline; exit 5", check=False
+        )
+        assert exec_.returncode == 5, exec_.stderr
+        assert exec_.stdout.split("\0")[:2] == ["sh", "-c"]
+
+        containerd.ctr("task", "kill", "--signal", "SIGTERM", cid)
+        deadline = time.monotonic() + 10
+        while task_status(containerd, cid) != "STOPPED":
+            assert time.monotonic() < deadline, "the task did not stop on SIGTERM"
+            time.sleep(0.05)
+        deleted = containerd.ctr("task", "delete", cid)
+        assert "exit code 9" in deleted.stderr, deleted.stderr  # the shim reports the exit status on delete
+        assert task_status(containerd, cid) == "absent"
+    finally:
+        containerd.ctr("task", "delete", "--force", cid, check=False)
+        containerd.ctr("container", "delete", cid, check=False)
+    assert not peerkit.cgroup_dirs(f"{containerd.namespace}/{cid}")
+    assert not list((containerd.work / "runtime-state").glob(f"*/{cid}"))
