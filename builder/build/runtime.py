@@ -65,7 +65,7 @@ def run(bundle: Path, container_id: str, spec: dict[str, Any], output: IO[bytes]
     (bundle / "config.json").write_text(json.dumps(spec))
     sys.stdout.flush()
     proc = subprocess.Popen(
-        [*command(), "run", str(bundle), container_id],
+        [*command(), "run", "--bundle", str(bundle), container_id],
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minirun.runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a bundle and wait for it")
-    run.add_argument("bundle")
+    run.add_argument("--bundle", "-b", dest="bundle_flag")
+    run.add_argument("bundle", nargs="?")
     run.add_argument("id")
     spec_cmd = sub.add_parser("spec", help="write a default config.json into a bundle directory")
     spec_cmd.add_argument("--bundle", "-b", default=".")
@@ -30,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     spec_cmd.add_argument("--network", choices=("none", "host"), default="none")
     args = parser.parse_args(argv)
     if args.command == "spec":
-        return _write_spec(args.bundle, args.id, args.network)
+        return write_spec(args.bundle, args.id, args.network)
     from minirun.cgroups import show_warnings
 
     show_warnings("minirun.runtime")
     try:
         with SignalForwarder() as forwarder:
-            proc = start(args.bundle, args.id)
+            proc = start(args.bundle_flag or args.bundle or ".", args.id)
             forwarder.target(proc.pid)
             return proc.wait()
     except MiniError as err:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
 
 
-def _write_spec(bundle: str, container_id: str, network: str) -> int:
+def write_spec(bundle: str, container_id: str, network: str) -> int:
     import json
     from pathlib import Path
 

@@ -25,6 +25,7 @@ READY = "ready"  # child → parent: namespaces exist; the parent may set up wha
 GO = "go"  # parent → child: carry on
 PTY = "pty"  # child → parent, with the pty master fd
 ERROR = "error"  # child → parent: setup or exec failed; {"msg": ..., "code": 125|126|127, "hint": ...}
+CREATED = "created"  # child → parent (create): set up, now waiting on the exec fifo for `start`
 SPAWNED = "spawned"  # child → parent (exec): the command it spawned into the container; {"pid": ...}
 
 

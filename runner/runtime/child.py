@@ -26,12 +26,13 @@ import resource
 import signal
 import socket
 import struct
+import time
 from typing import NoReturn
 
 from minicache.syscalls import MS_BIND
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime import syscalls as sc
-from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
+from minirun.runtime.channel import CREATED, ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -75,11 +76,15 @@ def main(cfg: ChildConfig, chan: Channel) -> NoReturn:
 
 
 def _report(chan: Channel, code: int, message: str, hint: str | None = None) -> None:
-    with contextlib.suppress(OSError):
+    """Tell the parent; once it is gone (after `create`, the exec fifo), the container's stderr is told."""
+    try:
         if hint:
             chan.send(ERROR, msg=message, code=code, hint=hint)
         else:
             chan.send(ERROR, msg=message, code=code)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.write(2, f"minirun-runtime: {message}\n".encode())
 
 
 def _loopback_up() -> None:
@@ -108,6 +113,10 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     """Everything between fork and exec, in the order the kernel's rules need: namespaces, then the root
     filesystem and terminal, then limits, user and capabilities, the seccomp filter last but for the init."""
     _prepare_process(cfg)
+    fifo = -1
+    if cfg.exec_fifo is not None:  # opened while the host's files are in reach; reopened by /proc at the end
+        stage[0] = "opening the exec fifo"
+        fifo = os.open(cfg.exec_fifo, os.O_PATH | os.O_CLOEXEC)
     _enter_namespaces(cfg, stage)
     _wait_for_go(cfg, chan)
     if not cfg.join_existing:
@@ -115,7 +124,7 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
     if cfg.terminal:
         _open_terminal(cfg, chan, stage)
     stage[0] = "closing file descriptors"
-    close_inherited(cfg.preserve_fds, chan.fileno())
+    close_inherited(cfg.preserve_fds, chan.fileno(), fifo)
     if not cfg.join_existing:
         _finish_filesystem(cfg, stage)
     for number, soft, hard in cfg.rlimits:
@@ -135,6 +144,11 @@ def _setup(cfg: ChildConfig, chan: Channel, stage: list[str]) -> None:
             sc.seccomp_load_bpf(cfg.seccomp)
     stage[0] = "closing file descriptors"
     sc.close_range(3 + cfg.preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    if fifo >= 0:
+        _look_up(cfg)  # a missing command fails `create`, not a later `start` nobody watches
+        stage[0] = "waiting for start"
+        _wait_for_start(chan, fifo)
+        _run_hooks(cfg, "startContainer", stage)
     if cfg.builtin_init:
         init.run(lambda: _exec_or_report(cfg, chan), on_forked=lambda: _init_closes_fds(chan))
 
@@ -189,6 +203,7 @@ def _wait_for_go(cfg: ChildConfig, chan: Channel) -> None:
         message, _ = chan.recv()
         if message is None or message.get("t") != GO:
             os._exit(125)  # the parent is gone or gave up
+        cfg.hook_state = str(message.get("state") or "")
     elif cfg.kill_with_parent and chan.peer_closed():
         os._exit(125)  # the parent died before PR_SET_PDEATHSIG was in place
 
@@ -229,19 +244,32 @@ def _become_user(cfg: ChildConfig, stage: list[str]) -> None:
     os.umask(cfg.umask)
 
 
-def close_inherited(preserve_fds: int, keep: int) -> None:
-    """Close every descriptor above stdio and the preserved ones, except `keep` (the channel to the parent).
+def close_inherited(preserve_fds: int, *keep: int) -> None:
+    """Close every descriptor above stdio and the preserved ones, except `keep` (the channel to the parent,
+    the exec fifo; negative ones are ignored).
 
     O_CLOEXEC only helps at execve; the working directory is resolved before that, and a directory
     descriptor of the host's left open would be reachable as /proc/self/fd/N from inside the container.
     """
     first = 3 + preserve_fds
-    if keep < first:
-        sc.close_range(first)
-        return
-    if keep > first:
-        sc.close_range(first, keep - 1)
-    sc.close_range(keep + 1)
+    for fd in sorted(k for k in keep if k >= first):
+        if fd > first:
+            sc.close_range(first, fd - 1)
+        first = fd + 1
+    sc.close_range(first)
+
+
+def _wait_for_start(chan: Channel, fifo: int) -> None:
+    """Tell the parent the container is created, then block until `start` opens the exec fifo for reading.
+
+    The fifo is reopened through /proc/self/fd (its path is outside the new root); the byte written tells
+    `start` the process goes on to exec; the descriptor closes at execve.
+    """
+    chan.send(CREATED)
+    chan.close()
+    writer = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(fifo)
+    os.write(writer, b"0")
 
 
 def enter_cwd(cwd: str) -> None:
@@ -282,6 +310,7 @@ def _filesystem(cfg: ChildConfig, stage: list[str]) -> None:
             stage[0] = "creating device nodes"
             mounts.create_devices(root, cfg.devices)
             mounts.create_dev_links(root)
+    _run_hooks(cfg, "createContainer", stage)  # in the container's mount namespace, before pivot_root
     stage[0] = "pivot_root"
     mounts.pivot(cfg.rootfs)
 
@@ -309,6 +338,46 @@ def _finish_filesystem(cfg: ChildConfig, stage: list[str]) -> None:
         sc.sethostname(cfg.hostname)
     if cfg.domainname:
         sc.setdomainname(cfg.domainname)
+
+
+def _run_hooks(cfg: ChildConfig, kind: str, stage: list[str]) -> None:
+    """Run the spec's `kind` hooks from here, with the state on stdin, each within its timeout."""
+    for hook in cfg.inside_hooks.get(kind) or ():
+        path = hook["path"]
+        stage[0] = f"running the {kind} hook {path}"
+        code = _run_hook(path, hook.get("args") or [path], hook.get("env") or [], hook.get("timeout"), cfg.hook_state)
+        if code is None:
+            raise ChildError(125, f"{kind} hook {path} timed out after {hook.get('timeout')}s")
+        if code != 0:
+            raise ChildError(125, f"{kind} hook {path} exited with status {code}")
+
+
+def _run_hook(path: str, args: list[str], env: list[str], timeout: int | None, state: str) -> int | None:
+    """fork and exec one hook; its exit code, or None when it outlived `timeout` (then it is killed)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(read_end, 0)
+            os.execve(path, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+        finally:
+            os._exit(127)
+    os.close(read_end)
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a hook need not read its stdin
+    with contextlib.suppress(OSError):
+        os.write(write_end, state.encode())
+    signal.signal(signal.SIGPIPE, old)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if deadline is not None and time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.01)
 
 
 def _make_cwd(cwd: str, uid: int, gid: int) -> None:
@@ -347,6 +416,22 @@ def _exec(cfg: ChildConfig) -> NoReturn:
                 continue
             raise ChildError(126, f'exec: "{name}": {os.strerror(e.errno or 0)}') from None
     if denied is not None:
+        raise ChildError(126, f'exec: "{name}": permission denied')
+    if "/" in name:
+        raise ChildError(127, f'exec: "{name}": no such file or directory')
+    raise ChildError(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _look_up(cfg: ChildConfig) -> None:
+    """Raise the error `_exec` would for a command that is missing or that this user may not execute."""
+    name = cfg.args[0]
+    denied = False
+    for path in _candidates(name, cfg.env.get("PATH")):
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return
+            denied = True
+    if denied:
         raise ChildError(126, f'exec: "{name}": permission denied')
     if "/" in name:
         raise ChildError(127, f'exec: "{name}": no such file or directory')

@@ -78,6 +78,9 @@ class ChildConfig(Record):
     resources: dict[str, Any] = {}
     join_existing: bool = False  # exec: enter a running container (namespaces, cgroup); no filesystem set-up
     console_path: str | None = None  # exec with a terminal: the pty the spawned command opens
+    inside_hooks: dict[str, list[dict[str, Any]]] = {}  # createContainer and startContainer: the child runs them
+    hook_state: str = ""  # the state JSON those hooks read, from the parent's GO
+    exec_fifo: str | None = None  # create: wait before execve until `start` opens this fifo (runc's exec fifo)
     sealed: bool = False  # exec into a container with CAP_SYS_PTRACE: run from a sealed copy (runtime.sealed)
 
 
@@ -197,6 +200,8 @@ def prepare(
     cfg.preserve_fds = preserve_fds
     cfg.cgroup = cgroup
     cfg.resources = linux.get("resources") or {}
+    hooks = spec.get("hooks") or {}
+    cfg.inside_hooks = {k: list(hooks[k]) for k in ("createContainer", "startContainer") if hooks.get(k)}
     return cfg
 
 
@@ -282,3 +287,46 @@ def prepare_exec(
     bounding = capabilities.mask(((spec.get("process") or {}).get("capabilities") or {}).get("bounding"))
     cfg.sealed = bool((bounding | cfg.bounding) >> capabilities.NUMBERS["CAP_SYS_PTRACE"] & 1)
     return cfg
+
+
+# The fields of a bundle this runtime reads; anything else is refused, so that nothing is silently ignored.
+_TOP_FIELDS = frozenset(
+    {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations", "linux"}
+)
+_LINUX_FIELDS = frozenset(
+    {
+        "namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "rootfsPropagation", "resources",
+        "seccomp", "sysctl", "maskedPaths", "readonlyPaths", "mountLabel",
+    }
+)  # fmt: skip
+_PROCESS_FIELDS = frozenset(
+    {
+        "terminal", "consoleSize", "cwd", "env", "args", "rlimits", "apparmorProfile", "capabilities",
+        "noNewPrivileges", "oomScoreAdj", "user", "selinuxLabel",
+    }
+)  # fmt: skip
+_OTHER_PLATFORMS = frozenset({"solaris", "windows", "vm", "zos"})
+_LABELS = ("process.apparmorProfile", "process.selinuxLabel", "linux.mountLabel")  # supported only when empty
+
+
+def check_fields(spec: dict[str, Any]) -> None:
+    """Refuse a field this runtime does not know or does not implement, naming it (InvalidSpec)."""
+    for key in spec:
+        if key in _OTHER_PLATFORMS:
+            raise InvalidSpec(f"{key} is not supported by this runtime", hint="this runtime runs Linux containers")
+        _need(key in _TOP_FIELDS, f"unknown field {key!r} in config.json")
+    for section, known in (("linux", _LINUX_FIELDS), ("process", _PROCESS_FIELDS)):
+        value = spec.get(section) or {}
+        _need(isinstance(value, dict), f"{section} must be an object")
+        for key in value:
+            if key not in known:
+                raise InvalidSpec(
+                    f"{section}.{key} is not supported by this runtime",
+                    hint=f"remove {section}.{key} from config.json",
+                )
+    for dotted in _LABELS:
+        section, key = dotted.split(".")
+        _need(not (spec.get(section) or {}).get(key), f"{dotted} is not supported by this runtime (no LSM labels)")
+    root = spec.get("root") or {}
+    unknown = set(root) - {"path", "readonly"}
+    _need(not unknown, f"root.{min(unknown, default='')} is not supported by this runtime")

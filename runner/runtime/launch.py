@@ -22,7 +22,7 @@ from minicache.errors import MiniError
 from minirun.errors import CannotInvoke, CommandNotFound
 from minirun.runtime import child, config
 from minirun.runtime import syscalls as sc
-from minirun.runtime.channel import ERROR, GO, PTY, READY, SPAWNED, Channel
+from minirun.runtime.channel import CREATED, ERROR, GO, PTY, READY, SPAWNED, Channel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -143,8 +143,10 @@ def start(
     seccomp_cache: Path | None = None,
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None = None,
     meanwhile: Callable[[int], None] | None = None,
+    exec_fifo: str | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> Process:
     """Run the bundle's process and return once it has exec'ed (or raise the error that stopped it).
 
@@ -155,8 +157,11 @@ def start(
     Without `on_ready` the child does not stop to wait for the parent at all.
     `cgroup` is the container's cgroup: AUTO (the one the spec names), a CgroupHook, or None for none.
     `kill_with_parent=False` lets the container outlive this process (a monitor adopts it).
+    With `exec_fifo` (a fifo's path) this returns once the process is set up: it waits before execve until
+    the fifo is opened for reading (`minirun-runtime start`). `spec` is the bundle's, when already loaded.
     """
-    spec = config.load(bundle)
+    if spec is None:
+        spec = config.load(bundle)
     if isinstance(cgroup, str):  # AUTO
         from minirun.runtime.cgroup import for_spec
 
@@ -171,6 +176,7 @@ def start(
         cgroup=cgroup,
     )
     cfg.wait_for_go = on_ready is not None
+    cfg.exec_fifo = exec_fifo
     return launch(cfg, owns_cgroup=True, on_ready=on_ready, meanwhile=meanwhile)
 
 
@@ -211,7 +217,7 @@ def launch(
     cfg: config.ChildConfig,
     *,
     owns_cgroup: bool,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None = None,
     meanwhile: Callable[[int], None] | None = None,
 ) -> Process:
     """Fork the child that runs `cfg`, handshake with it, return once it has exec'ed.
@@ -265,7 +271,7 @@ def launch(
 def _handshake(
     proc: Process,
     chan: Channel,
-    on_ready: Callable[[int], None] | None,
+    on_ready: Callable[[int], dict[str, Any] | None] | None,
     meanwhile: Callable[[int], None] | None,
 ) -> None:
     while True:
@@ -273,10 +279,11 @@ def _handshake(
         if message is None:
             return  # the child's end closed on execve (or the child died; wait() will tell)
         kind = message.get("t")
+        if kind == CREATED:
+            return  # set up and waiting on its exec fifo
         if kind == READY:
-            if on_ready is not None:
-                on_ready(proc.pid)
-            chan.send(GO)
+            extra = on_ready(proc.pid) if on_ready is not None else None
+            chan.send(GO, **(extra or {}))
             if meanwhile is not None:
                 meanwhile(proc.pid)
         elif kind == SPAWNED:

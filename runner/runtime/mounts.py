@@ -23,7 +23,7 @@ from minirun.runtime.inroot import Root, fd_path
 from minirun.runtime.syscalls import pivot_root
 
 # option → (flags to set, flags to clear)
-_FLAG_OPTIONS: dict[str, tuple[int, int]] = {
+FLAG_OPTIONS: dict[str, tuple[int, int]] = {
     "defaults": (0, 0),
     "ro": (sc.MS_RDONLY, 0),
     "rw": (0, sc.MS_RDONLY),
@@ -114,8 +114,8 @@ def parse_options(options: list[str]) -> tuple[int, list[int], str]:
     propagation: list[int] = []
     data: list[str] = []
     for option in options:
-        if option in _FLAG_OPTIONS:
-            set_, clear = _FLAG_OPTIONS[option]
+        if option in FLAG_OPTIONS:
+            set_, clear = FLAG_OPTIONS[option]
             flags = (flags | set_) & ~clear
         elif option in PROPAGATION:
             propagation.append(PROPAGATION[option])
