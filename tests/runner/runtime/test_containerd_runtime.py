@@ -68,23 +68,21 @@ def task_status(containerd: peerkit.Containerd, cid: str) -> str:
     return "absent"
 
 
-def test_detached_task_exec_kill_delete(containerd: peerkit.Containerd, runtime: str) -> None:
+def wait_for_status(containerd: peerkit.Containerd, cid: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while task_status(containerd, cid) != status:
+        assert time.monotonic() < deadline, f"task {cid} is {task_status(containerd, cid)}, not {status}"
+        time.sleep(0.05)
+
+
+def test_detached_task_kill_delete(containerd: peerkit.Containerd, runtime: str) -> None:
     cid = f"mc-{secrets.token_hex(4)}"
     script = "trap 'exit 9' TERM; while :; do sleep 0.1; done"
     containerd.ctr("run", "-d", *containerd.run_args(runtime, cid), IMAGE, cid, "sh", "-c", script)
     try:
         assert task_status(containerd, cid) == "RUNNING"
-        exec_ = containerd.ctr(
-            "task", "exec", "--exec-id", "probe", cid, "sh", "-c", "cat /proc/1/cmdline; exit 5", check=False
-        )
-        assert exec_.returncode == 5, exec_.stderr
-        assert exec_.stdout.split("\0")[:2] == ["sh", "-c"]
-
         containerd.ctr("task", "kill", "--signal", "SIGTERM", cid)
-        deadline = time.monotonic() + 10
-        while task_status(containerd, cid) != "STOPPED":
-            assert time.monotonic() < deadline, "the task did not stop on SIGTERM"
-            time.sleep(0.05)
+        wait_for_status(containerd, cid, "STOPPED")
         deleted = containerd.ctr("task", "delete", cid)
         assert "exit code 9" in deleted.stderr, deleted.stderr  # the shim reports the exit status on delete
         assert task_status(containerd, cid) == "absent"
@@ -93,3 +91,21 @@ def test_detached_task_exec_kill_delete(containerd: peerkit.Containerd, runtime:
         containerd.ctr("container", "delete", cid, check=False)
     assert not peerkit.cgroup_dirs(f"{containerd.namespace}/{cid}")
     assert not list((containerd.work / "runtime-state").glob(f"*/{cid}"))
+
+
+def test_task_exec(containerd: peerkit.Containerd, runtime: str) -> None:
+    cid = f"mc-{secrets.token_hex(4)}"
+    containerd.ctr("run", "-d", *containerd.run_args(runtime, cid), IMAGE, cid, "sleep", "60")
+    try:
+        probe = "cat /proc/1/cmdline; exit 5"
+        exec_ = containerd.ctr("task", "exec", "--exec-id", "probe", cid, "sh", "-c", probe, check=False)
+        assert exec_.returncode == 5, exec_.stderr
+        assert exec_.stdout.split("\0")[:2] == ["sleep", "60"]
+        assert task_status(containerd, cid) == "RUNNING"
+        containerd.ctr("task", "kill", "--signal", "SIGKILL", cid)
+        wait_for_status(containerd, cid, "STOPPED")
+        containerd.ctr("task", "delete", cid)
+    finally:
+        containerd.ctr("task", "delete", "--force", cid, check=False)
+        containerd.ctr("container", "delete", cid, check=False)
+    assert not peerkit.cgroup_dirs(f"{containerd.namespace}/{cid}")
