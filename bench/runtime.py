@@ -42,6 +42,7 @@ IMAGE = "docker.io/library/mc-bench-busybox:latest"
 TARGETS = {"podman run --rm": 1.3, "ctr run --rm": 1.3, "state": 3.0}
 
 Command = Callable[[], list[str]]
+FAILED: dict[str, str] = {}  # case and runtime -> why it could not be timed
 
 
 def runtimes(work: Path, editable: bool) -> dict[str, str]:
@@ -59,9 +60,10 @@ def runtimes(work: Path, editable: bool) -> dict[str, str]:
     return {name: path for name, path in found.items() if path}
 
 
-def bundle(work: Path, rootfs: Path, cgroup_parent: str, command: list[str]) -> Path:
-    """A bundle of the spec minirun generates (same hardening as `minirun run`), its cgroup under our parent."""
-    path = work / f"bundle-{command[0]}"
+def bundle(work: Path, rootfs: Path, cgroup_parent: str, command: list[str], runtime: str) -> Path:
+    """A bundle of the spec minirun generates (same hardening as `minirun run`), its cgroup under our parent
+    (one per runtime: two containers never share a cgroup)."""
+    path = work / f"bundle-{command[0]}-{runtime}"
     path.mkdir()
     shutil.copytree(rootfs, path / "rootfs", symlinks=True)
     (path / "rootfs").chmod(0o755)
@@ -74,17 +76,21 @@ def bundle(work: Path, rootfs: Path, cgroup_parent: str, command: list[str]) -> 
 
 def verb_commands(work: Path, rootfs: Path, rts: dict[str, str], cgroup_parent: str) -> dict[str, dict[str, Command]]:
     """verb -> runtime -> command; one created container per runtime (its own --root) for `state` and `ps`."""
-    sleeper = bundle(work, rootfs, cgroup_parent, ["sleep", "600"])
-    noop = bundle(work, rootfs, cgroup_parent, ["true"])
     cases: dict[str, dict[str, Command]] = {}
     for name, rt in rts.items():
+        sleeper = bundle(work, rootfs, cgroup_parent, ["sleep", "600"], name)
+        noop = bundle(work, rootfs, cgroup_parent, ["true"], name)
         root = str(work / f"state-{name}")
         cid = f"bench-{name}"
         create = [rt, "--root", root, "create", "--bundle", str(sleeper), cid]
         # the container's stdio must not be our pipes: it keeps them open, and a captured run would wait for it
-        result = subprocess.run(create, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(create)} failed ({result.returncode})")
+        with open(work / f"create-{name}.err", "w+") as err:
+            created = (
+                subprocess.run(create, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err).returncode == 0
+            )
+            err.seek(0)
+            if not created:
+                FAILED[f"create / {name}"] = f"{err.read().strip()[-300:]} (so no state or ps figures)"
         spec_dir = work / f"spec-{name}"
         spec_dir.mkdir()
 
@@ -92,11 +98,12 @@ def verb_commands(work: Path, rootfs: Path, rts: dict[str, str], cgroup_parent: 
             (spec_dir / "config.json").unlink(missing_ok=True)
             return [rt, "spec", "--bundle", str(spec_dir)]
 
-        def run_noop(rt: str = rt, root: str = root) -> list[str]:
+        def run_noop(rt: str = rt, root: str = root, noop: Path = noop) -> list[str]:
             return [rt, "--root", root, "run", "--bundle", str(noop), f"noop-{secrets.token_hex(4)}"]
 
-        cases.setdefault("state", {})[name] = lambda rt=rt, root=root, cid=cid: [rt, "--root", root, "state", cid]
-        cases.setdefault("ps", {})[name] = lambda rt=rt, root=root, cid=cid: [rt, "--root", root, "ps", cid]
+        if created:
+            cases.setdefault("state", {})[name] = lambda rt=rt, root=root, cid=cid: [rt, "--root", root, "state", cid]
+            cases.setdefault("ps", {})[name] = lambda rt=rt, root=root, cid=cid: [rt, "--root", root, "ps", cid]
         cases.setdefault("list", {})[name] = lambda rt=rt, root=root: [rt, "--root", root, "list"]
         cases.setdefault("features", {})[name] = lambda rt=rt: [rt, "features"]
         cases.setdefault("spec", {})[name] = fresh_spec
@@ -105,7 +112,10 @@ def verb_commands(work: Path, rootfs: Path, rts: dict[str, str], cgroup_parent: 
 
 
 def run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    try:
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{' '.join(cmd[:5])}... did not finish in 120 s") from None
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:5])}... failed ({result.returncode}): {result.stderr[-2000:]}")
 
@@ -116,11 +126,16 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(case: dict[str, Command], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Time each runtime's command `runs` times, interleaved, after `warmup` runs each."""
-    for make in case.values():
-        for _ in range(warmup):
-            timed(make())
+def interleaved(title: str, case: dict[str, Command], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Time each runtime's command `runs` times, interleaved, after `warmup` runs each; a runtime that fails
+    its warm-up is left out of the case (and reported), so the other figures still come."""
+    for name, make in list(case.items()):
+        try:
+            for _ in range(warmup):
+                timed(make())
+        except SystemExit as e:
+            FAILED[f"{title} / {name}"] = str(e).splitlines()[-1][-300:]
+            del case[name]
     times: dict[str, list[float]] = {name: [] for name in case}
     for _ in range(runs):
         for name, make in case.items():
@@ -130,8 +145,10 @@ def interleaved(case: dict[str, Command], runs: int, warmup: int) -> dict[str, l
 
 def report(title: str, times: dict[str, list[float]]) -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
+    if not medians:
+        return
     line = f"  {title:16s}" + "".join(f"  {name} {value * 1000:7.1f} ms" for name, value in medians.items())
-    if "minirun-runtime" in medians:
+    if "minirun-runtime" in medians and "runc" in medians:
         ratio = medians["minirun-runtime"] / medians["runc"]
         line += f"   {ratio:.2f}x"
         if title in TARGETS:
@@ -165,7 +182,7 @@ def main() -> int:
             base = [*podman.base, "--runtime"]
             opts = podman.run_args("--rm", "--network", "none", IMAGE, "true")
             case = {name: (lambda rt=rt: [*base, rt, *opts]) for name, rt in rts.items()}
-            results["podman run --rm"] = interleaved(case, args.runs, args.warmup)
+            results["podman run --rm"] = interleaved("podman run --rm", case, args.runs, args.warmup)
         else:
             print("podman: not installed, its case left out")
         if shutil.which("containerd") and shutil.which("ctr"):
@@ -181,11 +198,11 @@ def main() -> int:
                 return [*ctr, *ctd.run_args(rt, cid), IMAGE, cid, "true"]
 
             case = {name: (lambda rt=rt: ctr_run(rt)) for name, rt in rts.items()}
-            results["ctr run --rm"] = interleaved(case, args.runs, args.warmup)
+            results["ctr run --rm"] = interleaved("ctr run --rm", case, args.runs, args.warmup)
         else:
             print("containerd: not installed, its case left out")
         for verb, case in verb_commands(work, rootfs, rts, cgroup_parent).items():
-            results[verb] = interleaved(case, args.verb_runs, args.warmup)
+            results[verb] = interleaved(verb, case, args.verb_runs, args.warmup)
     finally:
         for name, rt in rts.items():
             root = str(work / f"state-{name}")
@@ -201,7 +218,9 @@ def main() -> int:
     print(f"median wall time: engines {args.runs} runs, verbs {args.verb_runs} runs (after {args.warmup} warm-up each)")
     for title, times in results.items():
         report(title, times)
-    return 0
+    for where, why in FAILED.items():
+        print(f"  NOT measured: {where} fails: {why}")
+    return 1 if FAILED else 0
 
 
 if __name__ == "__main__":
