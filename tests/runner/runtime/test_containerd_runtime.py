@@ -40,12 +40,15 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
         daemon.stop()
 
 
+# What minirun-runtime fails today, and why (see peerkit.select): struck off as the runtime learns it.
+KNOWN_GAPS = {
+    "test_task_exec": "no `exec` verb yet: the shim's `exec --process F --detach --pid-file P ID` exits with usage",
+}
+
+
 @pytest.fixture(params=peerkit.RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
-    path = peerkit.runtime_binary(request.param)
-    if not path:
-        pytest.skip(peerkit.missing_reason(request.param))
-    return path
+    return peerkit.select(request, KNOWN_GAPS)
 
 
 def test_run_to_completion_with_exit_code(containerd: peerkit.Containerd, runtime: str) -> None:
