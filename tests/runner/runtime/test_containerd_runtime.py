@@ -112,3 +112,24 @@ def test_task_exec(containerd: peerkit.Containerd, runtime: str) -> None:
         containerd.ctr("task", "delete", "--force", cid, check=False)
         containerd.ctr("container", "delete", cid, check=False)
     assert not peerkit.cgroup_dirs(f"{containerd.namespace}/{cid}")
+
+
+def test_shim_drives_create_start_delete_with_runc_flags(
+    containerd: peerkit.Containerd, runtime: str, tmp_path: Path
+) -> None:
+    """The shim's calls for a run to completion, as it makes them for runc, each answered with success."""
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "runtime"
+    wrapper.write_text(f'#!/bin/sh\n{runtime} "$@"\nrc=$?\necho "$rc $*" >> {calls}\nexit $rc\n')
+    wrapper.chmod(0o755)
+    cid = f"mc-{secrets.token_hex(4)}"
+    result = containerd.ctr("run", "--rm", *containerd.run_args(str(wrapper), cid), IMAGE, cid, "true", check=False)
+    assert result.returncode == 0, result.stderr
+    seen = []
+    for line in calls.read_text().splitlines():
+        rc, *words = line.split()
+        assert words[0::2][:3] == ["--root", "--log", "--log-format"] and words[5] == "json", line
+        seen.append((words[6], rc))
+        if words[6] == "create":
+            assert {"--bundle", "--pid-file"} <= set(words[7:]), line
+    assert seen[:3] == [("create", "0"), ("start", "0"), ("delete", "0")], seen
