@@ -8,8 +8,11 @@ The names below are loaded on first use, so a process that needs only a small pi
 `minirun.runtime.channel`) does not load the whole runtime. `inroot` resolves paths inside a container's
 root by descriptor, for the runtime's mounts and the engine's user lookup.
 
+`cli` is the `minirun-runtime` console script (runc's verbs; `state` keeps its per-container folders).
+
 May import: minirun.cgroups, minicache. Its command-line entry (`python -m minirun.runtime`) also borrows
-the engine's default spec (minirun.engine.spec) for its `spec` verb; no other module here imports the engine.
+the engine's default spec (minirun.engine.spec) for its `spec` verb, which `minirun-runtime spec` calls;
+no other module here imports the engine.
 """
 
 from __future__ import annotations

@@ -15,9 +15,7 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -115,6 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--format", "-f", choices=("table", "json"), default="table")
     v = verb("update")
     v.add_argument("--resources", "-r", required=True, help="a linux.resources JSON file, or - for stdin")
+    v = verb("exec")
+    v.add_argument("--process", "-p", help="an OCI process JSON file (instead of CMD and the flags below)")
+    v.add_argument("--tty", "-t", action="store_true")
+    v.add_argument("--detach", "-d", action="store_true")
+    v.add_argument("--pid-file")
+    v.add_argument("--console-socket")
+    v.add_argument("--cwd")
+    v.add_argument("--env", "-e", action="append", default=[])
+    v.add_argument("--user", "-u", help="UID[:GID], numeric")
+    v.add_argument("--additional-gids", "-g", action="append", default=[])
+    v.add_argument("--cap", "-c", action="append", default=[])
+    v.add_argument("--no-new-privs", action="store_true")
+    v.add_argument("command", nargs=argparse.REMAINDER)
     verb("features", with_id=False)
     v = verb("spec", with_id=False)
     v.add_argument("--bundle", "-b", default=".")
@@ -145,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, file=sys.stderr)
         log.write("error", text.removeprefix(f"{PROG}: error: "))
         # `run` stands for the container: Docker's 125/126/127 when it could not start; other verbs exit 1.
-        return err.exit_code if isinstance(err, UsageError) or verb == "run" else 1
+        return err.exit_code if isinstance(err, UsageError) or verb in ("run", "exec") else 1
     except KeyboardInterrupt:
         return 130
 
@@ -232,6 +243,8 @@ def _now() -> str:
 
 def _send_console(path: str, master: int) -> None:
     """Hand the pty master to the engine over its unix socket, as conmon and containerd's shim expect."""
+    import socket
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(path)
@@ -254,6 +267,8 @@ def cmd_create(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 def _release(container: st.Container) -> None:
     """Open the exec fifo for reading: the init's blocked open returns, it writes a byte and execs."""
+    import select
+
     status = container.status()
     if status != "created":
         raise StatusError(f"cannot start container {container.id}: it is {status}", hint="only a created one starts")
@@ -464,8 +479,79 @@ def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     return 0
 
 
+def _exec_process(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
+    """The process to exec: the --process file as it is, or the container's own with CMD and the flags."""
+    from minirun.runtime import config
+
+    if args.process:
+        if args.command:
+            raise UsageError("give either --process FILE or a command, not both")
+        try:
+            process = json.loads(Path(args.process).read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidSpec(f"cannot read --process {args.process}: {e}") from None
+        config.check_fields({"ociVersion": "1.0.0", "process": process})
+        return process
+    if not args.command:
+        raise UsageError("exec needs a command or --process FILE")
+    process = json.loads(json.dumps(spec.get("process") or {}))
+    process.update(args=list(args.command), terminal=args.tty)
+    process.pop("consoleSize", None)
+    if args.cwd:
+        process["cwd"] = args.cwd
+    if args.env:
+        process["env"] = [*(process.get("env") or []), *args.env]
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise UsageError(f"--user {args.user!r} must be UID[:GID] in numbers")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if args.additional_gids:
+        process.setdefault("user", {})["additionalGids"] = [int(g) for g in args.additional_gids if g.isdigit()]
+    caps = process.setdefault("capabilities", {})
+    for cap in args.cap:
+        for kind in ("bounding", "effective", "permitted"):
+            caps[kind] = [*(caps.get(kind) or []), cap]
+    if args.no_new_privs:
+        process["noNewPrivileges"] = True
+    return process
+
+
+def cmd_exec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
+    from minirun.runtime import config, launch
+    from minirun.runtime.signals import SignalForwarder
+
+    container = store.load(args.id)
+    status = container.status()
+    if status not in ("created", "running"):
+        raise StatusError(f"cannot exec in container {args.id}: it is {status}")
+    spec = config.load(container.record["bundle"])
+    process = _exec_process(args, spec)
+    terminal = bool(process.get("terminal"))
+    if terminal != bool(args.console_socket):
+        raise UsageError("a terminal (--tty or process.terminal) and --console-socket go together")
+    with SignalForwarder() as forwarder:
+        proc = launch.exec_in(spec, process, container.pid, cgroup=container.cgroup(), kill_with_parent=not args.detach)
+        try:
+            if proc.pty_master is not None:
+                _send_console(args.console_socket, proc.pty_master)
+            if args.pid_file:
+                _write_pid_file(args.pid_file, proc.pid)  # the stand-in: the caller reaps it, it passes signals on
+        except BaseException:
+            proc.signal(signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            if proc.pty_master is not None:
+                os.close(proc.pty_master)
+        if args.detach:
+            return 0
+        forwarder.target(proc.pid)
+        return proc.wait()
+
+
 def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    from minirun.runtime import caps, config, hooks, mounts
+    from minirun.runtime import caps, config, hooks, mounts, seccomp
 
     features = {
         "ociVersionMin": "1.0.0",
@@ -476,7 +562,15 @@ def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
             "namespaces": sorted(k for k in config.NAMESPACE_FLAGS if k not in ("user", "time")),
             "capabilities": sorted(caps.NUMBERS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": True},
+            "seccomp": {
+                "enabled": True,
+                "actions": [
+                    f"SCMP_ACT_{a}"
+                    for a in ("ALLOW", "ERRNO", "KILL", "KILL_THREAD", "KILL_PROCESS", "TRAP", "LOG", "TRACE")
+                ],
+                "operators": list(seccomp.OPERATORS),
+                "supportedFlags": [],
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
@@ -506,6 +600,7 @@ VERBS = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "update": cmd_update,
+    "exec": cmd_exec,
     "features": cmd_features,
     "spec": cmd_spec,
 }

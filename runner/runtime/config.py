@@ -305,6 +305,7 @@ _PROCESS_FIELDS = frozenset(
         "noNewPrivileges", "oomScoreAdj", "user", "selinuxLabel",
     }
 )  # fmt: skip
+SECCOMP_FIELDS = frozenset({"defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags"})  # no flags
 _OTHER_PLATFORMS = frozenset({"solaris", "windows", "vm", "zos"})
 _LABELS = ("process.apparmorProfile", "process.selinuxLabel", "linux.mountLabel")  # supported only when empty
 
@@ -327,6 +328,13 @@ def check_fields(spec: dict[str, Any]) -> None:
     for dotted in _LABELS:
         section, key = dotted.split(".")
         _need(not (spec.get(section) or {}).get(key), f"{dotted} is not supported by this runtime (no LSM labels)")
+    seccomp = (spec.get("linux") or {}).get("seccomp") or {}
+    _need(isinstance(seccomp, dict), "linux.seccomp must be an object")
+    for key in seccomp:
+        if key not in SECCOMP_FIELDS or (key == "flags" and seccomp[key]):
+            raise InvalidSpec(
+                f"linux.seccomp.{key} is not supported by this runtime", hint="remove it from config.json"
+            )
     root = spec.get("root") or {}
     unknown = set(root) - {"path", "readonly"}
     _need(not unknown, f"root.{min(unknown, default='')} is not supported by this runtime")

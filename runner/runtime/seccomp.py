@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from typing import Any
 
 FORMAT_VERSION = "3"  # bump when the compilation below, or the cache entry's layout, changes meaning
-_OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ")
+OPERATORS = (
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+)
 _EPERM = 1
 
 
@@ -92,10 +100,12 @@ def _args(seccomp: Any, raw: list[dict[str, Any]]) -> list[Any]:
     out = []
     for arg in raw:
         op = arg.get("op")
-        if op not in _OPS:
+        if op not in OPERATORS:
             raise InvalidSpec(f"unknown seccomp comparison {op!r}")
         out.append(
-            seccomp.Arg(int(arg["index"]), _OPS.index(op) + 1, int(arg.get("value", 0)), int(arg.get("valueTwo", 0)))
+            seccomp.Arg(
+                int(arg["index"]), OPERATORS.index(op) + 1, int(arg.get("value", 0)), int(arg.get("valueTwo", 0))
+            )
         )
     return out
 

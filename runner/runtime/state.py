@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from minicache import process as procinfo
-from minicache.atomic import atomic_write_json
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 
 DEFAULT_ROOT = "/run/minirun-runtime"
@@ -105,6 +103,8 @@ class Container:
         return self.folder / FIFO
 
     def save(self) -> None:
+        from minicache.atomic import atomic_write_json
+
         atomic_write_json(self.folder / "state.json", self.record, durable=False)
 
     def alive(self) -> bool:
@@ -150,4 +150,6 @@ class Container:
         return out
 
     def remove(self) -> None:
+        import shutil
+
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -40,6 +40,7 @@ def make_bundle(tmp_path: Path, rootfs: Path, command: list[str], **options) -> 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+    (bundle / "rootfs").chmod(0o755)  # a pytest temp dir is 0700; an image's root is not
     oci = spec.build(
         {"Env": ["PATH=/bin"]}, spec.RunOptions(command=command, **options), spec.SpecContext(container_id="c" * 64)
     )
@@ -113,6 +114,7 @@ def test_state_of_a_missing_container(root: Path) -> None:
 def test_features_and_spec(tmp_path: Path, root: Path) -> None:
     features = json.loads(runtime(root, "features", check=True).stdout)
     assert features["ociVersionMin"].startswith("1.") and "poststop" in features["hooks"]
+    assert "SCMP_CMP_EQ" in features["linux"]["seccomp"]["operators"]
     assert "mount" in features["linux"]["namespaces"] and "CAP_KILL" in features["linux"]["capabilities"]
     runtime(root, "spec", "--bundle", str(tmp_path), check=True)
     assert json.loads((tmp_path / "config.json").read_text())["ociVersion"].startswith("1.")
@@ -140,6 +142,10 @@ def test_signal_names_and_numbers() -> None:
         (lambda s: s["linux"].update(personality={"domain": "LINUX32"}), "linux.personality"),
         (lambda s: s["process"].update(scheduler={"policy": "SCHED_FIFO"}), "process.scheduler"),
         (lambda s: s.update(windows={}), "windows"),
+        (
+            lambda s: s["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}),
+            "listenerPath",
+        ),
         (lambda s: s.update(hooks={"poststart": [{"path": "true"}]}), "hooks.poststart"),
         (lambda s: s.update(hooks={"preStart": []}), "preStart"),
     ],
@@ -306,3 +312,53 @@ def test_a_state_root_others_may_write_is_refused(tmp_path: Path, busybox_rootfs
     result = runtime(shared, "create", "--bundle", str(bundle), cid)
     assert result.returncode == 1 and "state root" in result.stderr
     assert list(shared.iterdir()) == []
+
+
+@pytest.mark.root
+def test_exec_joins_the_running_container(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sleep", "60"])
+    assert runtime(root, "exec", cid, "true").returncode == 125  # no such container yet
+    runtime(root, "run", "-d", "--bundle", str(bundle), cid, check=True)
+    try:
+        script = 'echo $(id -u) $(pwd) $FOO $(cat /proc/1/cmdline | tr "\\0" " "); exit 5'
+        ran = runtime(root, "exec", "--cwd", "/tmp", "-e", "FOO=bar", "-u", "1000:1000", cid, "sh", "-c", script)
+        assert (ran.returncode, ran.stdout) == (5, "1000 /tmp bar sleep 60\n"), ran.stderr
+        missing = runtime(root, "exec", cid, "no-such-command")
+        assert missing.returncode == 127 and "executable file not found" in missing.stderr
+        process = {"args": ["sh", "-c", "echo from-file"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0}}
+        (tmp_path / "process.json").write_text(json.dumps(process))
+        assert runtime(root, "exec", "--process", str(tmp_path / "process.json"), cid).stdout == "from-file\n"
+        (tmp_path / "process.json").write_text(json.dumps({**process, "scheduler": {"policy": "SCHED_FIFO"}}))
+        refused = runtime(root, "exec", "--process", str(tmp_path / "process.json"), cid)
+        assert refused.returncode == 125 and "process.scheduler is not supported" in refused.stderr
+        pid_file = tmp_path / "exec.pid"
+        runtime(root, "exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "60", check=True)
+        assert int(pid_file.read_text()) in json.loads(runtime(root, "ps", "--format", "json", cid).stdout)
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
+    assert runtime(root, "exec", cid, "true").returncode == 125
+
+
+@pytest.mark.root
+def test_kill_all_and_preserved_fds(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "cat <&3; sleep 60 & sleep 60 & wait"])
+    extra = tmp_path / "extra"
+    extra.write_text("passed on\n")
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        argv = [RUNTIME, "--root", str(root), "run", "-d", "--preserve-fds", "1", "--bundle", str(bundle), cid]
+        shell = 'exec 3<"$0"; exec "$@"'  # the runtime gets the file as its fd 3, as conmon passes sockets
+        code = subprocess.run(
+            ["sh", "-c", shell, str(extra), *argv], stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=60
+        ).returncode
+    assert code == 0
+    try:
+        deadline = time.monotonic() + 10
+        while len(json.loads(runtime(root, "ps", "--format", "json", cid).stdout)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(json.loads(runtime(root, "ps", "--format", "json", cid).stdout)) == 3
+        assert out.read_text() == "passed on\n"
+        runtime(root, "kill", "--all", cid, "9", check=True)
+        assert wait_status(root, cid, "stopped")["status"] == "stopped"
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
