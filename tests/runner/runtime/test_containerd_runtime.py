@@ -41,9 +41,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
 
 
 # What minirun-runtime fails today, and why (see peerkit.select): struck off as the runtime learns it.
-KNOWN_GAPS = {
-    "test_task_exec": "no `exec` verb yet: the shim's `exec --process F --detach --pid-file P ID` exits with usage",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(params=peerkit.RUNTIMES)
