@@ -67,6 +67,7 @@ def name() -> str:
         (BUSYBOX, "echo hello from busybox; exit 3", "hello from busybox"),
         (DEBIAN, 'echo "hello from Debian $(cat /etc/debian_version)"; exit 3', "hello from Debian"),
     ],
+    ids=["busybox", "debian"],
 )
 def test_run_rm_output_and_exit_code(podman, runtime: str, image: str, script: str, expected: str) -> None:
     cid = name()
@@ -102,7 +103,7 @@ def test_detached_exec_logs_stop_rm(podman, runtime: str) -> None:
     assert cid not in podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
 
 
-@pytest.mark.parametrize("image", [BUSYBOX, DEBIAN])
+@pytest.mark.parametrize("image", [BUSYBOX, DEBIAN], ids=["busybox", "debian"])
 def test_run_interactive_tty_through_console_socket(podman, runtime: str, image: str) -> None:
     pexpect = pytest.importorskip("pexpect")
     cmd = [*podman.base, "--runtime", runtime, *podman.run_args("-it", "--rm", "--network", "none", image)]
@@ -162,7 +163,7 @@ def network(podman: peerkit.Podman) -> Iterator[tuple[str, ipaddress.IPv4Network
     podman("network", "rm", "--force", net, check=False)
 
 
-@pytest.mark.parametrize("image", [BUSYBOX, DEBIAN])
+@pytest.mark.parametrize("image", [BUSYBOX, DEBIAN], ids=["busybox", "debian"])
 def test_podman_network_between_two_containers(podman, network, runtime: str, image: str) -> None:
     net, subnet = network
     server, ip = name(), str(subnet[secrets.randbelow(200) + 10])
