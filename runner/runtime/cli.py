@@ -164,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
 # -- create, start, run -------------------------------------------------------------------------------------
 
 
-def _create(args: argparse.Namespace, store: st.Store, log: Log) -> tuple[st.Container, Any]:
-    """Set the container up and leave its init waiting on the exec fifo; (the container, its Process)."""
+def _create(args: argparse.Namespace, store: st.Store, log: Log, *, relay: bool = False) -> tuple[st.Container, Any]:
+    """Set the container up and leave its init waiting on the exec fifo; (the container, its Process).
+
+    With `relay` (a foreground `run`) a terminal needs no console socket: the caller keeps the pty master.
+    """
     from minirun.runtime import cgroup as cg
     from minirun.runtime import config, hooks, launch
 
@@ -174,7 +177,7 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log) -> tuple[st.Con
     config.check_fields(spec)
     hooks.check(spec.get("hooks"))
     terminal = bool((spec.get("process") or {}).get("terminal"))
-    if terminal and not args.console_socket:
+    if terminal and not args.console_socket and not relay:
         raise InvalidSpec("process.terminal needs --console-socket", hint="pass --console-socket SOCKET")
     if args.console_socket and not terminal:
         raise InvalidSpec("--console-socket without process.terminal", hint="set process.terminal or drop the flag")
@@ -218,7 +221,7 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log) -> tuple[st.Con
         )
         container.record.update(pid=proc.pid, starttime=proc.start_time)
         container.save()
-        if proc.pty_master is not None:
+        if proc.pty_master is not None and args.console_socket:
             _send_console(args.console_socket, proc.pty_master)
         if args.pid_file:
             _write_pid_file(args.pid_file, proc.pid)
@@ -229,7 +232,7 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log) -> tuple[st.Con
         container.remove()
         raise
     finally:
-        if proc is not None and proc.pty_master is not None:
+        if proc is not None and proc.pty_master is not None and (args.console_socket or not relay):
             os.close(proc.pty_master)
             proc.pty_master = None
     log.debug(f"created {args.id} with init {proc.pid}")
@@ -308,7 +311,7 @@ def cmd_run(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     if not args.detach and args.console_socket:
         raise UsageError("--console-socket needs --detach", hint="pass -d, or run without a terminal")
     with SignalForwarder() as forwarder:
-        container, proc = _create(args, store, log)
+        container, proc = _create(args, store, log, relay=not args.detach)
         try:
             _release(container)
         except BaseException:
@@ -320,9 +323,20 @@ def cmd_run(args: argparse.Namespace, store: st.Store, log: Log) -> int:
         if args.detach:
             return 0
         forwarder.target(proc.pid)
-        code = proc.wait()  # also removes the cgroup
+        code = _relay_and_wait(proc)  # also removes the cgroup
     _finish_delete(container, log)
     return code
+
+
+def _relay_and_wait(proc: Any) -> int:
+    """The foreground's terminal, when the container has one: relayed to ours until it closes; then reap."""
+    if proc.pty_master is not None:
+        from minirun.runtime.tty import TerminalSession
+
+        master, proc.pty_master = proc.pty_master, None
+        with TerminalSession(master, stdin_open=True) as session:
+            session.relay()
+    return int(proc.wait())
 
 
 # -- the other verbs ----------------------------------------------------------------------------------------
@@ -527,13 +541,14 @@ def cmd_exec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
         raise StatusError(f"cannot exec in container {args.id}: it is {status}")
     spec = config.load(container.record["bundle"])
     process = _exec_process(args, spec)
-    terminal = bool(process.get("terminal"))
-    if terminal != bool(args.console_socket):
-        raise UsageError("a terminal (--tty or process.terminal) and --console-socket go together")
+    if args.console_socket and not process.get("terminal"):
+        raise UsageError("--console-socket needs a terminal (--tty or process.terminal)")
+    if process.get("terminal") and args.detach and not args.console_socket:
+        raise UsageError("a detached terminal needs --console-socket")
     with SignalForwarder() as forwarder:
         proc = launch.exec_in(spec, process, container.pid, cgroup=container.cgroup(), kill_with_parent=not args.detach)
         try:
-            if proc.pty_master is not None:
+            if proc.pty_master is not None and args.console_socket:
                 _send_console(args.console_socket, proc.pty_master)
             if args.pid_file:
                 _write_pid_file(args.pid_file, proc.pid)  # the stand-in: the caller reaps it, it passes signals on
@@ -542,12 +557,13 @@ def cmd_exec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
             proc.wait()
             raise
         finally:
-            if proc.pty_master is not None:
+            if proc.pty_master is not None and args.console_socket:
                 os.close(proc.pty_master)
+                proc.pty_master = None
         if args.detach:
             return 0
         forwarder.target(proc.pid)
-        return proc.wait()
+        return _relay_and_wait(proc)
 
 
 def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:

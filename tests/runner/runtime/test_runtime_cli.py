@@ -362,3 +362,35 @@ def test_kill_all_and_preserved_fds(tmp_path: Path, busybox_rootfs: Path, root: 
         assert wait_status(root, cid, "stopped")["status"] == "stopped"
     finally:
         runtime(root, "delete", "--force", cid, check=True)
+
+
+def test_a_reused_pid_is_never_signalled(root: Path, cid: str) -> None:
+    """A recorded init that is gone, its PID now someone else's (here: a sleep of ours): stopped, left alone."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (root / cid).mkdir(parents=True, mode=0o700)
+        root.chmod(0o700)
+        record = {"id": cid, "pid": other.pid, "starttime": 1, "bundle": "/nonexistent", "cgroup": None}
+        (root / cid / "state.json").write_text(json.dumps(record))
+        assert state(root, cid)["status"] == "stopped" and state(root, cid)["pid"] == 0
+        assert runtime(root, "kill", cid, "KILL").returncode == 1
+        runtime(root, "delete", cid, check=True)
+        assert other.poll() is None and not (root / cid).exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.root
+def test_foreground_terminal_is_relayed(tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "tty; exit 3"], tty=True)
+    ran = runtime(root, "run", "--bundle", str(bundle), cid)
+    assert ran.returncode == 3 and "/dev/" in ran.stdout, ran.stderr
+    edit(bundle, lambda s: s["process"].update(args=["sleep", "60"], terminal=False))
+    runtime(root, "run", "-d", "--bundle", str(bundle), cid, check=True)
+    try:
+        execd = runtime(root, "exec", "-t", cid, "sh", "-c", "tty; exit 4")
+        assert execd.returncode == 4 and "/dev/pts/" in execd.stdout, execd.stderr
+        assert runtime(root, "exec", "-t", "-d", cid, "true").returncode == 2  # detached needs a console socket
+    finally:
+        runtime(root, "delete", "--force", cid, check=True)
