@@ -49,6 +49,7 @@ KNOWN_GAPS = {
     "test_run_interactive_tty_through_console_socket": _DEVICES,
     "test_memory_and_pids_limits": _DEVICES,
     "test_podman_network_between_two_containers": _DEVICES,
+    "test_conmon_and_podman_call_the_runtime_verbs": _DEVICES,
 }
 
 
@@ -187,3 +188,21 @@ def test_podman_network_between_two_containers(podman, network, runtime: str, im
             time.sleep(0.1)
     finally:
         podman("rm", "--force", "--time", "0", server)
+
+
+def test_conmon_and_podman_call_the_runtime_verbs(podman, runtime: str, tmp_path: Path) -> None:
+    """The verbs podman and conmon call, as they do for runc, each answered with success."""
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "runtime"
+    wrapper.write_text(f'#!/bin/sh\n{runtime} "$@"\nrc=$?\necho "$rc $*" >> {calls}\nexit $rc\n')
+    wrapper.chmod(0o755)
+    podman(*podman.run_args("--rm", "--network", "none", BUSYBOX, "true"), runtime=str(wrapper))
+    cid = name()
+    podman(*podman.run_args("-d", "--name", cid, "--network", "none", BUSYBOX, "sleep", "60"), runtime=str(wrapper))
+    podman("exec", cid, "true")
+    podman("stop", "--time", "0", cid)
+    podman("rm", cid)
+    seen = [line.split()[:2] for line in calls.read_text().splitlines()]
+    verbs = [verb for _, verb in seen]
+    assert verbs == ["create", "start", "delete", "create", "start", "exec", "kill", "delete"], seen
+    assert all(rc == "0" for rc, _ in seen), seen
