@@ -183,6 +183,7 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log, *, relay: bool 
         raise InvalidSpec("--console-socket without process.terminal", hint="set process.terminal or drop the flag")
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    _allow_default_devices(spec)
     folder = store.make(args.id)
     container = st.Container(folder, {"id": args.id, "bundle": bundle})
     proc = None
@@ -237,6 +238,25 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log, *, relay: bool 
             proc.pty_master = None
     log.debug(f"created {args.id} with init {proc.pid}")
     return container, proc
+
+
+# The device nodes every container gets (and its pty), allowed after the bundle's own rules, as runc does: an
+# engine's spec (Podman's) denies everything and lists only the extra devices it adds.
+DEFAULT_DEVICE_RULES = tuple(
+    {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+    for kind, major, minor, access in (
+        ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),
+        ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, None, "rwm"),
+        ("c", 10, 200, "rwm"),
+    )
+)  # fmt: skip
+
+
+def _allow_default_devices(spec: dict[str, Any]) -> None:
+    resources = (spec.get("linux") or {}).get("resources") or {}
+    rules = resources.get("devices")
+    if isinstance(rules, list) and rules:
+        rules += [{k: v for k, v in rule.items() if v is not None} for rule in DEFAULT_DEVICE_RULES]
 
 
 def _now() -> str:

@@ -106,9 +106,12 @@ def test_hostile_ids_are_refused(tmp_path: Path, root: Path, bad: str) -> None:
     assert not (tmp_path / "escape").exists() and not root.exists()
 
 
-def test_state_of_a_missing_container(root: Path) -> None:
-    result = runtime(root, "state", "nothere")
+def test_state_of_a_missing_container(tmp_path: Path, root: Path) -> None:
+    log = tmp_path / "log.json"
+    result = runtime(root, "--debug", "--log", str(log), "--log-format", "json", "state", "nothere")
     assert result.returncode == 1 and "does not exist" in result.stderr
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["level"] for e in entries] == ["debug", "error"] and "nothere" in entries[1]["msg"]
 
 
 def test_features_and_spec(tmp_path: Path, root: Path) -> None:
@@ -394,3 +397,14 @@ def test_foreground_terminal_is_relayed(tmp_path: Path, busybox_rootfs: Path, ro
         assert runtime(root, "exec", "-t", "-d", cid, "true").returncode == 2  # detached needs a console socket
     finally:
         runtime(root, "delete", "--force", cid, check=True)
+
+
+@pytest.mark.root
+def test_an_engine_spec_that_denies_every_device_still_gets_the_defaults(
+    tmp_path: Path, busybox_rootfs: Path, root: Path, cid: str
+) -> None:
+    """Podman's spec denies all devices and lists only its extras: the runtime's own nodes stay usable."""
+    bundle = make_bundle(tmp_path, busybox_rootfs, ["sh", "-c", "echo x > /dev/null && head -c 1 /dev/zero | wc -c"])
+    edit(bundle, lambda s: s["linux"]["resources"].update(devices=[{"allow": False, "access": "rwm"}]))
+    ran = runtime(root, "run", "--bundle", str(bundle), cid)
+    assert (ran.returncode, ran.stdout.strip()) == (0, "1"), ran.stderr
