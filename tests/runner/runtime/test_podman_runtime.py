@@ -39,18 +39,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
 
 
 # What minirun-runtime fails today, and why (see peerkit.select): struck off as the runtime learns it.
-_DEVICES = (
-    "podman's spec denies every device in the devices cgroup and lists no devices; minirun-runtime joins that "
-    "cgroup before it makes /dev's default nodes and, unlike runc, allows none of them: mknod gets EPERM"
-)
-KNOWN_GAPS = {
-    "test_run_rm_output_and_exit_code": _DEVICES,
-    "test_detached_exec_logs_stop_rm": _DEVICES,
-    "test_run_interactive_tty_through_console_socket": _DEVICES,
-    "test_memory_and_pids_limits": _DEVICES,
-    "test_podman_network_between_two_containers": _DEVICES,
-    "test_conmon_and_podman_call_the_runtime_verbs": _DEVICES,
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(params=peerkit.RUNTIMES)
