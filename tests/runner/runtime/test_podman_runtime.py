@@ -122,7 +122,7 @@ def test_memory_and_pids_limits(podman, runtime: str) -> None:
         ).read_text().strip() == str(48 << 20)
         assert (Path("/sys/fs/cgroup/pids") / controllers["pids"].lstrip("/") / "pids.max").read_text().strip() == "20"
         forks = podman("exec", cid, "sh", "-c", "for i in $(seq 30); do sleep 5 & done 2>&1; wait", check=False)
-        assert "can't fork" in forks.stdout + forks.stderr or forks.returncode != 0, forks
+        assert "can't fork" in forks.stdout + forks.stderr, forks  # pids.max holds inside, too
     finally:
         podman("rm", "--force", "--time", "0", cid)
     small = podman.run_args("--rm", "--network", "none", "--memory", "32m", "--memory-swap", "32m")
