@@ -78,10 +78,8 @@ def test_detached_exec_logs_stop_rm(podman, runtime: str) -> None:
     assert podman("inspect", "--format", "{{.State.Status}}", cid).stdout.strip() == "running"
 
     exec_ = podman("exec", cid, "sh", "-c", "echo in $(hostname); exit 5", check=False)
-    assert (exec_.returncode, exec_.stdout.strip()) == (
-        5,
-        f"in {podman('inspect', '--format', '{{.Config.Hostname}}', cid).stdout.strip()}",
-    )
+    hostname = podman("inspect", "--format", "{{.Config.Hostname}}", cid).stdout.strip()
+    assert (exec_.returncode, exec_.stdout.strip()) == (5, f"in {hostname}")
 
     assert "started" in podman("logs", cid).stdout
     podman("stop", "--time", "10", cid)
@@ -109,10 +107,11 @@ def test_run_interactive_tty_through_console_socket(podman, runtime: str, image:
     assert child.exitstatus == 4, child.before
 
 
-def test_memory_and_pids_limits(podman, runtime: str) -> None:
+@pytest.mark.parametrize("image", [BUSYBOX, DEBIAN], ids=["busybox", "debian"])
+def test_memory_and_pids_limits(podman, runtime: str, image: str) -> None:
     cid = name()
     run = podman.run_args("-d", "--name", cid, "--network", "none", "--memory", "48m", "--memory-swap", "48m")
-    podman(*run, "--pids-limit", "20", BUSYBOX, "sleep", "60", runtime=runtime)
+    podman(*run, "--pids-limit", "20", image, "sleep", "60", runtime=runtime)
     try:
         pid = podman("inspect", "--format", "{{.State.Pid}}", cid).stdout.strip()
         controllers = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
@@ -122,13 +121,11 @@ def test_memory_and_pids_limits(podman, runtime: str) -> None:
         ).read_text().strip() == str(48 << 20)
         assert (Path("/sys/fs/cgroup/pids") / controllers["pids"].lstrip("/") / "pids.max").read_text().strip() == "20"
         forks = podman("exec", cid, "sh", "-c", "for i in $(seq 30); do sleep 5 & done 2>&1; wait", check=False)
-        assert "can't fork" in forks.stdout + forks.stderr, forks  # pids.max holds inside, too
+        assert "fork" in (forks.stdout + forks.stderr).lower(), forks  # pids.max holds inside, too
     finally:
         podman("rm", "--force", "--time", "0", cid)
     small = podman.run_args("--rm", "--network", "none", "--memory", "32m", "--memory-swap", "32m")
-    oom = podman(
-        *small, BUSYBOX, "dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1", runtime=runtime, check=False
-    )
+    oom = podman(*small, image, "dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1", runtime=runtime, check=False)
     assert oom.returncode == 137, oom
 
 
