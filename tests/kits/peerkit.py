@@ -43,18 +43,11 @@ def missing_reason(name: str) -> str:
     )
 
 
-def select(request: pytest.FixtureRequest, gaps: dict[str, str]) -> str:
-    """The `runtime` fixture's value: the binary of `request.param`, skipped only while it is not installed.
-
-    `gaps` names the tests minirun-runtime is known to fail, with why: those run as strict xfail, so the day
-    the runtime passes one, the test fails until its gap is struck off.
-    """
-    name = request.param
-    path = runtime_binary(name)
+def select(request: pytest.FixtureRequest) -> str:
+    """The `runtime` fixture's value: the binary of `request.param`, skipped only while it is not installed."""
+    path = runtime_binary(request.param)
     if not path:
-        pytest.skip(missing_reason(name))
-    if name == "minirun-runtime" and request.node.originalname in gaps:
-        request.applymarker(pytest.mark.xfail(reason=gaps[request.node.originalname], strict=True))
+        pytest.skip(missing_reason(request.param))
     return path
 
 

@@ -40,13 +40,9 @@ def containerd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -
         daemon.stop()
 
 
-# What minirun-runtime fails today, and why (see peerkit.select): struck off as the runtime learns it.
-KNOWN_GAPS: dict[str, str] = {}
-
-
 @pytest.fixture(params=peerkit.RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
-    return peerkit.select(request, KNOWN_GAPS)
+    return peerkit.select(request)
 
 
 def test_run_to_completion_with_exit_code(containerd: peerkit.Containerd, runtime: str) -> None:

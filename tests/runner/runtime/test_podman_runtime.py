@@ -38,13 +38,9 @@ def podman(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> It
         yield podman
 
 
-# What minirun-runtime fails today, and why (see peerkit.select): struck off as the runtime learns it.
-KNOWN_GAPS: dict[str, str] = {}
-
-
 @pytest.fixture(params=peerkit.RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
-    return peerkit.select(request, KNOWN_GAPS)
+    return peerkit.select(request)
 
 
 def name() -> str:
