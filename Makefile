@@ -7,10 +7,12 @@ APT_VM := qemu-system-x86 linux-image-amd64 kmod e2fsprogs
 APT_SERVE := docker.io chromium chromium-driver curl
 APT_BUILD := podman
 APT_SECURITY := util-linux
+# Real engines drive minirun-runtime beside runc: podman (conmon, netavark networking) and containerd (ctr, runc shim).
+APT_PEERS := podman conmon netavark containerd runc
 APT_PACKAGES := busybox-static docker-registry tini iproute2 nftables iptables runc libseccomp2 \
                 python3-venv apache2-utils ca-certificates skopeo umoci \
-                $(APT_VM) $(APT_SERVE) $(APT_BUILD) $(APT_SECURITY)
-BENCH_PACKAGES := podman skopeo umoci hyperfine
+                $(APT_VM) $(APT_SERVE) $(APT_BUILD) $(APT_SECURITY) $(APT_PEERS)
+BENCH_PACKAGES := podman skopeo umoci hyperfine containerd
 
 .PHONY: setup system venv demo test test-vm lint bench clean
 

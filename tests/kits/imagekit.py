@@ -262,3 +262,55 @@ def describe_tree(root: Path, *, exact: bool = False) -> dict[str, tuple]:
                 stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, mtime, what,
             )  # fmt: skip
     return out
+
+
+# Debian's own binaries, as this (Debian) host has them installed: a shell, coreutils and the libraries they need.
+DEBIAN_PACKAGES = (
+    "base-files", "libc6", "bash", "coreutils", "libtinfo6", "libacl1", "libattr1", "libselinux1", "libpcre2-8-0",
+    "libgmp10", "grep", "sed", "dash",
+)  # fmt: skip
+_DEBIAN_SKIP = (
+    "/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/", "/usr/share/lintian/",
+    "/usr/lib/x86_64-linux-gnu/gconv/",
+)  # fmt: skip
+
+
+def debian_rootfs_tar(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> bytes:
+    """A Debian root filesystem as an uncompressed tar, from the files `dpkg -L` lists for `packages` here.
+
+    No Debian image can be downloaded on a machine that reaches only package registries, and debootstrap needs
+    a mirror; the host's installed packages are the same Debian binaries (dynamically linked, glibc), which is
+    what a Debian image adds to the static busybox one. The merged-/usr links are kept as links.
+    """
+    import subprocess
+
+    listed = subprocess.run(["dpkg", "-L", *packages], capture_output=True, text=True, check=True).stdout.split()
+    names: dict[str, str] = {}  # name in the image -> host path
+    for path in listed:
+        if not path.startswith("/") or path.startswith(_DEBIAN_SKIP) or path == "/.":
+            continue
+        real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        if os.path.lexists(real):
+            names[real.lstrip("/")] = real
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for top in ("bin", "sbin", "lib", "lib64"):
+            info = tarfile.TarInfo(top)
+            info.type, info.linkname = tarfile.SYMTYPE, f"usr/{top}"
+            tar.addfile(info)
+        made = {"bin", "sbin", "lib", "lib64", "etc/passwd", "etc/group"}
+        for d in ("etc", "tmp", "root", "proc", "sys", "dev", "run", "var", "var/tmp"):
+            made.add(d)
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d.endswith("tmp") else 0o755
+            tar.addfile(info)
+        for name, data in (
+            ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n"),
+            ("etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name in sorted(names.keys() - made):
+            tar.add(names[name], arcname=name, recursive=False)
+    return buf.getvalue()
