@@ -157,7 +157,7 @@ def prune(store: Store) -> gc.Report:
 def mount(store: Store, name: str) -> Path:
     """A read-only view of the image's root filesystem (an overlay of its layers); returns its path."""
     record = store.images.resolve(name)
-    target = usage.mount_point(store, record.id)
+    target = Path(usage.mount_point(store, record.id))
     target.mkdir(mode=0o700, exist_ok=True)
     if not overlay.is_mounted(target):
         lowers = [store.layers.fs(c) for c in reversed(record.chain_ids)]
@@ -173,7 +173,7 @@ def mount(store: Store, name: str) -> Path:
 
 def umount(store: Store, name: str) -> Path:
     record = store.images.resolve(name)
-    target = usage.mount_point(store, record.id)
+    target = Path(usage.mount_point(store, record.id))
     if not target.exists():
         raise NotFound(f"image {name!r} is not mounted", hint="see `minibuild mount IMAGE`")
     overlay.unmount(target)
@@ -193,7 +193,7 @@ def export(store: Store, name: str, out: BinaryIO) -> None:
     """
     record = store.images.resolve(name)
     lowers = [store.layers.fs(c) for c in reversed(record.chain_ids)]
-    point = store.staging_dir("export")
+    point = Path(store.staging_dir("export"))
     overlay.mount(point, lowers)
     try:
         _write_tree(point, out)

@@ -6,9 +6,9 @@ credentials) the same way. Append-only logs (events, container logs) are read ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 
@@ -28,8 +28,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
 
     With `durable` the data and the rename reach the disk before this returns.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -39,12 +40,13 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     os.close(fd)
     os.replace(tmp, path)
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(head or ".")
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = True) -> None:

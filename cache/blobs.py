@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import digest as digests
@@ -71,7 +71,7 @@ class BlobWriter:
         final = self.store.blobs.path(self.digest)
         os.chmod(self.path, 0o644)
         os.replace(self.path, final)  # content-addressed: a concurrent identical commit is harmless
-        fsync_dir(final.parent)
+        fsync_dir(os.path.dirname(final))
         self._published = True
         return self.digest
 
@@ -80,7 +80,7 @@ class BlobWriter:
             self._file.close()
             self._file = None
         if not self._published:
-            self.path.unlink(missing_ok=True)
+            _unlink(self.path)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -97,15 +97,15 @@ class BlobStore:
         self.store = store
         self.dir = store.blobs_dir
 
-    def path(self, digest: str) -> Path:
-        return self.dir / digests.hex_of(digest)
+    def path(self, digest: str) -> str:
+        return os.path.join(self.dir, digests.hex_of(digest))
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return os.path.isfile(self.path(digest))
 
     def size(self, digest: str) -> int:
         try:
-            return self.path(digest).stat().st_size
+            return os.stat(self.path(digest)).st_size
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is not in the store") from None
 
@@ -138,4 +138,9 @@ class BlobStore:
         return [f"sha256:{name}" for name in os.listdir(self.dir) if len(name) == 64]
 
     def remove(self, digest: str) -> None:
-        self.path(digest).unlink(missing_ok=True)
+        _unlink(self.path(digest))
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -17,7 +17,6 @@ from minicache.errors import NotFound
 from minicache.images import LayerRef
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from minicache.store import Store
 
@@ -29,8 +28,8 @@ class BuildCache:
         self.store = store
         self.dir = store.buildcache_dir
 
-    def _path(self, key: str) -> Path:
-        return self.dir / f"{digests.hex_of(key)}.json"
+    def _path(self, key: str) -> str:
+        return os.path.join(self.dir, f"{digests.hex_of(key)}.json")
 
     def get(self, key: str) -> LayerRef | str | None:
         """The cached layer of step `key`, `"empty"` for a step that changed nothing, None for a miss."""

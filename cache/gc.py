@@ -79,7 +79,8 @@ def collect(store: Store) -> Report:
             if record.id not in named and record.id not in in_use:
                 # Not images.forget(): it takes the refs lock, which this process holds already (flock on a
                 # second descriptor of the same file would wait for ourselves).
-                store.images._record_path(record.id).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(store.images._record_path(record.id))
                 report.images.append(record.id)
                 continue
             live_blobs.add(record.id)
@@ -170,6 +171,6 @@ def _layer_problems(store: Store, chain_id: str) -> list[str]:
     problems = []
     if info.parent is not None and not store.layers.has(info.parent):
         problems.append(f"layer {chain_id} sits on missing layer {info.parent}")
-    if not store.layers.fs(chain_id).is_dir():
+    if not os.path.isdir(store.layers.fs(chain_id)):
         problems.append(f"layer {chain_id} has no fs/ directory")
     return problems

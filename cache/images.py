@@ -9,6 +9,7 @@ so readers never lock and never see a torn index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,6 @@ from minicache.errors import InvalidReference, NotFound
 from minicache.record import Record
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
 
     from minicache.store import Store
@@ -68,8 +68,8 @@ class ImageStore:
         self.dir = store.images_dir
 
     # -- records ---------------------------------------------------------------------------------------------
-    def _record_path(self, image_id: str) -> Path:
-        return self.dir / f"{digests.hex_of(image_id)}.json"
+    def _record_path(self, image_id: str) -> str:
+        return os.path.join(self.dir, f"{digests.hex_of(image_id)}.json")
 
     def get(self, image_id: str) -> ImageRecord:
         try:
@@ -117,12 +117,12 @@ class ImageStore:
 
     def refs(self) -> dict[str, str]:
         try:
-            return read_json(self.dir / REFS_FILE)
+            return read_json(os.path.join(self.dir, REFS_FILE))
         except FileNotFoundError:
             return {}
 
     def _write_refs(self, refs: dict[str, str]) -> None:
-        atomic_write_json(self.dir / REFS_FILE, refs)
+        atomic_write_json(os.path.join(self.dir, REFS_FILE), refs)
 
     def names_of(self, image_id: str) -> list[str]:
         return sorted(name for name, target in self.refs().items() if target == image_id)
@@ -153,7 +153,8 @@ class ImageStore:
         with self.store.lock("refs"):
             refs = {k: v for k, v in self.refs().items() if v != image_id}
             self._write_refs(refs)
-            self._record_path(image_id).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._record_path(image_id))
         events.append(self.store, events.IMAGE, "delete", image_id)
 
     def resolve(self, text: str) -> ImageRecord:

@@ -287,7 +287,7 @@ def adopt_upper(store: Store, upper: Path, parent: str | None, diff_id: str, siz
             store.discard(upper)
             return store.layers.info(chain_id)
         clean_overlay_xattrs(upper)
-        staging = store.layers.new_staging()
+        staging = Path(store.layers.new_staging())
         try:
             os.rmdir(staging / FS_DIR)
             os.rename(upper, staging / FS_DIR)

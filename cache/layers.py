@@ -7,7 +7,6 @@ tmp/ and appears under its final name by one rename, so its presence means it is
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import digest as digests
@@ -36,19 +35,19 @@ class LayerStore:
         self.store = store
         self.dir = store.layers_dir
 
-    def path(self, chain_id: str) -> Path:
-        return self.dir / digests.hex_of(chain_id)
+    def path(self, chain_id: str) -> str:
+        return os.path.join(self.dir, digests.hex_of(chain_id))
 
-    def fs(self, chain_id: str) -> Path:
+    def fs(self, chain_id: str) -> str:
         """The snapshot's root directory: an overlay lowerdir."""
-        return self.path(chain_id) / FS_DIR
+        return os.path.join(self.path(chain_id), FS_DIR)
 
     def has(self, chain_id: str) -> bool:
-        return (self.path(chain_id) / META_FILE).is_file()
+        return os.path.isfile(os.path.join(self.path(chain_id), META_FILE))
 
     def info(self, chain_id: str) -> LayerInfo:
         try:
-            return LayerInfo(**read_json(self.path(chain_id) / META_FILE))
+            return LayerInfo(**read_json(os.path.join(self.path(chain_id), META_FILE)))
         except FileNotFoundError:
             raise NotFound(f"layer {chain_id} is not in the store") from None
 
@@ -56,19 +55,19 @@ class LayerStore:
         """Held while a layer is unpacked, so two processes never unpack the same one at once."""
         return self.store.lock(f"layer-{digests.hex_of(chain_id)}")
 
-    def new_staging(self) -> Path:
+    def new_staging(self) -> str:
         """A staging folder with an empty `fs/` to unpack into; pass it to `commit` or `store.discard`."""
         staging = self.store.staging_dir("layer")
-        (staging / FS_DIR).mkdir(mode=0o755)
+        os.mkdir(os.path.join(staging, FS_DIR), 0o755)
         return staging
 
-    def commit(self, staging: Path, info: LayerInfo, *, durable: bool = True) -> None:
+    def commit(self, staging: str | os.PathLike[str], info: LayerInfo, *, durable: bool = True) -> None:
         """Publish an unpacked snapshot under its chain ID (one rename). If it exists already, drop ours.
 
         With `durable`, the whole filesystem is synced first (one syncfs instead of an fsync per file),
         so a power cut after the rename can never expose a snapshot with missing data.
         """
-        atomic_write_json(staging / META_FILE, info.as_dict(), durable=False)
+        atomic_write_json(os.path.join(staging, META_FILE), info.as_dict(), durable=False)
         final = self.path(info.chain_id)
         if durable:
             from minicache.syscalls import syncfs

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-from pathlib import Path
 from types import TracebackType
 
 
@@ -16,14 +16,14 @@ class FileLock:
     descriptor of a deleted file; it checks after each flock that the file it locked is still the one at
     the path, and tries again if not. Every lock on a path (transient or not) makes that check.
 
-    >>> with FileLock(store.locks_dir / "refs.lock"):
+    >>> with FileLock(os.path.join(store.locks_dir, "refs.lock")):
     ...     update_refs()
     """
 
     def __init__(self, path: str | os.PathLike[str], *, shared: bool = False, transient: bool = False) -> None:
         if shared and transient:
             raise ValueError("a shared lock cannot delete its file: another holder may still use it")
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.shared = shared
         self.transient = transient
         self._fd: int | None = None
@@ -49,7 +49,7 @@ class FileLock:
     def release(self) -> None:
         if self._fd is not None:
             if self.transient:
-                self.path.unlink(missing_ok=True)  # still holding it: nobody can lock this file meanwhile
+                _unlink(self.path)  # still holding it: nobody can lock this file meanwhile
             os.close(self._fd)
             self._fd = None
 
@@ -63,13 +63,18 @@ class FileLock:
         self.release()
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def _same_file(fd: int, path: str) -> bool:
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return False
     mine = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def remove_idle(path: str | os.PathLike[str]) -> bool:

@@ -13,7 +13,6 @@ import stat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from minicache.store import Store
 
@@ -37,7 +36,7 @@ RUN_ROOT_FOLDERS = frozenset({"netns", "networks", "mounts"})
 RUN_ROOT_ENTRIES = RUN_ROOT_FOLDERS | {API_SOCKET}
 
 
-def _chmod(path: Path | str, mode: int, kind: int) -> None:
+def _chmod(path: str, mode: int, kind: int) -> None:
     """chmod `path` if it is of `kind` (S_IFDIR or S_IFREG) and looser than `mode`; a symlink is left alone."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         st = os.lstat(path)
@@ -45,14 +44,14 @@ def _chmod(path: Path | str, mode: int, kind: int) -> None:
             os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
 
 
-def _entries(path: Path) -> list[str]:
+def _entries(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def _close_tree(path: Path) -> None:
+def _close_tree(path: str) -> None:
     """Every folder under `path` 0700 (or tighter) and every file 0600 (or tighter): locks, network records."""
     if os.path.islink(path):  # os.walk would follow it
         return
@@ -69,25 +68,25 @@ def tighten(store: Store) -> None:
     _chmod(store.root, PRIVATE_DIR, stat.S_IFDIR)
     _chmod(store.run_root, RUN_ROOT_DIR, stat.S_IFDIR)
     for name in _entries(store.root):
-        if name in OBJECT_FOLDERS or name == store.run_root.name:
-            _chmod(store.root / name, PRIVATE_DIR, stat.S_IFDIR)
+        if name in OBJECT_FOLDERS or name == os.path.basename(store.run_root):
+            _chmod(os.path.join(store.root, name), PRIVATE_DIR, stat.S_IFDIR)
         elif name in RECORD_FOLDERS:
-            _close_tree(store.root / name)
+            _close_tree(os.path.join(store.root, name))
         elif name in ROOT_FILES:
-            _chmod(store.root / name, PRIVATE_FILE, stat.S_IFREG)
+            _chmod(os.path.join(store.root, name), PRIVATE_FILE, stat.S_IFREG)
     _chmod(store.blobs_dir, PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.layers_dir):  # the snapshot's folder, not its fs/ (the image's root)
-        _chmod(store.layers_dir / name, PRIVATE_DIR, stat.S_IFDIR)
+        _chmod(os.path.join(store.layers_dir, name), PRIVATE_DIR, stat.S_IFDIR)
     for name in _entries(store.containers_dir):
-        directory = store.containers_dir / name
+        directory = os.path.join(store.containers_dir, name)
         _chmod(directory, PRIVATE_DIR, stat.S_IFDIR)
         for entry in _entries(directory):
-            if entry not in CONTAINER_SHARED_FILES:
-                _chmod(directory / entry, PRIVATE_FILE, stat.S_IFREG)  # folders (upper/, rootfs/) keep theirs
+            if entry not in CONTAINER_SHARED_FILES:  # folders (upper/, rootfs/) keep theirs
+                _chmod(os.path.join(directory, entry), PRIVATE_FILE, stat.S_IFREG)
     _close_tree(store.locks_dir)
     # Run-time state: each folder closed, without walking into netns/ or mounts/ (their entries are mount
     # points: a namespace, an image's root filesystem); networks/ holds records only.
     for name in _entries(store.run_root):
         if name in RUN_ROOT_FOLDERS:
-            _chmod(store.run_root / name, PRIVATE_DIR, stat.S_IFDIR)
+            _chmod(os.path.join(store.run_root, name), PRIVATE_DIR, stat.S_IFDIR)
     _close_tree(store.run_networks_dir)

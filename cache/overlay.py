@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from minicache import syscalls
+
+StrPath = str | os.PathLike[str]
 
 
 def supported() -> bool:
@@ -23,10 +24,10 @@ def supported() -> bool:
 
 
 def mount(
-    target: Path,
-    lowers: Sequence[Path],
-    upper: Path | None = None,
-    work: Path | None = None,
+    target: StrPath,
+    lowers: Sequence[StrPath],
+    upper: StrPath | None = None,
+    work: StrPath | None = None,
     *,
     volatile: bool = False,
     options: str = "",
@@ -65,7 +66,7 @@ def mount(
             os.close(fd)
 
 
-def unmount(target: Path, *, lazy: bool = False) -> None:
+def unmount(target: StrPath, *, lazy: bool = False) -> None:
     """Unmount `target`; with `lazy`, detach it even while busy. Not mounted (or gone) is not an error.
 
     Gone: another command removed the container (`rm -f`) while its own CLI was cleaning up.
@@ -77,7 +78,7 @@ def unmount(target: Path, *, lazy: bool = False) -> None:
             raise
 
 
-def is_mounted(target: Path) -> bool:
+def is_mounted(target: StrPath) -> bool:
     target_s = os.fsencode(os.path.realpath(target))
     with open("/proc/self/mountinfo", "rb") as f:
         return any(line.split()[4] == target_s for line in f)

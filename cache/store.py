@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import stat
 from functools import cached_property
-from pathlib import Path
 
 from minicache import process
 from minicache.errors import PermissionDenied, StoreUnavailable, disk_full
@@ -36,20 +35,20 @@ from minicache.locks import FileLock
 from minicache.modes import API_SOCKET, PRIVATE_DIR, ROOT_ENTRIES, RUN_ROOT_ENTRIES
 from minicache.rmtree import remove_tree
 
-DEFAULT_ROOT = Path("/var/lib/minicontainer")
-DEFAULT_RUN_ROOT = Path("/run/minicontainer")
+DEFAULT_ROOT = "/var/lib/minicontainer"
+DEFAULT_RUN_ROOT = "/run/minicontainer"
 ROOT_ENV = "MINICONTAINER_ROOT"
 RUN_ROOT_ENV = "MINICONTAINER_RUNROOT"
 
 
-def default_root() -> Path:
+def default_root() -> str:
     """`$MINICONTAINER_ROOT`, else /var/lib/minicontainer for root, else $XDG_DATA_HOME/minicontainer."""
     if env := os.environ.get(ROOT_ENV):
-        return Path(env)
+        return os.path.normpath(env)
     if os.geteuid() == 0:
         return DEFAULT_ROOT
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "minicontainer"
+    return os.path.join(data, "minicontainer")
 
 
 class Store:
@@ -69,31 +68,31 @@ class Store:
         """
         if not create and root is None and not os.environ.get(ROOT_ENV):
             create = True
-        self.root = Path(root) if root is not None else default_root()
+        self.root = os.path.normpath(root) if root is not None else default_root()
         if run_root is not None:
-            self.run_root = Path(run_root)
+            self.run_root = os.path.normpath(run_root)
         elif env := os.environ.get(RUN_ROOT_ENV):
-            self.run_root = Path(env)
+            self.run_root = os.path.normpath(env)
         elif self.root == DEFAULT_ROOT:
             self.run_root = DEFAULT_RUN_ROOT
         else:
             # A store somewhere else (tests, --root) keeps its run-time state beside it, so two stores never mix.
-            self.run_root = self.root / "run"
-        self.blobs_dir = self.root / "blobs" / "sha256"
-        self.layers_dir = self.root / "layers"
-        self.images_dir = self.root / "images"
-        self.containers_dir = self.root / "containers"
-        self.tmp_dir = self.root / "tmp"
-        self.buildcache_dir = self.root / "buildcache"
-        self.locks_dir = self.root / "locks"
-        self.networks_dir = self.root / "networks"
-        self.seccomp_dir = self.root / "cache" / "seccomp"
-        self.serve_dir = self.root / "serve"
-        self.events_log = self.root / "events.log"
-        self.run_networks_dir = self.run_root / "networks"
-        self.netns_dir = self.run_root / "netns"
-        self.mounts_dir = self.run_root / "mounts"
-        self.api_socket = self.run_root / API_SOCKET
+            self.run_root = os.path.join(self.root, "run")
+        self.blobs_dir = os.path.join(self.root, "blobs", "sha256")
+        self.layers_dir = os.path.join(self.root, "layers")
+        self.images_dir = os.path.join(self.root, "images")
+        self.containers_dir = os.path.join(self.root, "containers")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.buildcache_dir = os.path.join(self.root, "buildcache")
+        self.locks_dir = os.path.join(self.root, "locks")
+        self.networks_dir = os.path.join(self.root, "networks")
+        self.seccomp_dir = os.path.join(self.root, "cache", "seccomp")
+        self.serve_dir = os.path.join(self.root, "serve")
+        self.events_log = os.path.join(self.root, "events.log")
+        self.run_networks_dir = os.path.join(self.run_root, "networks")
+        self.netns_dir = os.path.join(self.run_root, "netns")
+        self.mounts_dir = os.path.join(self.run_root, "mounts")
+        self.api_socket = os.path.join(self.run_root, API_SOCKET)
         try:
             self._open(create)
         except OSError as e:
@@ -116,7 +115,7 @@ class Store:
                         ) from None
                     run_state = False  # a read-only command on a store whose run-time state went with a reboot
                     continue
-                top.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(top), exist_ok=True)
                 _mkdir_private(top)
                 continue
             if not stat.S_ISDIR(st.st_mode):
@@ -132,11 +131,11 @@ class Store:
             from minicache.modes import tighten
 
             tighten(self)
-        for d in (self.blobs_dir.parent, self.blobs_dir, self.layers_dir, self.images_dir, self.containers_dir):
-            _mkdir_private(d)
-        for d in (self.buildcache_dir, self.networks_dir, self.seccomp_dir.parent, self.seccomp_dir, self.serve_dir):
-            _mkdir_private(d)
-        for d in (self.tmp_dir, self.locks_dir):
+        for d in (
+            os.path.dirname(self.blobs_dir), self.blobs_dir, self.layers_dir, self.images_dir, self.containers_dir,
+            self.buildcache_dir, self.networks_dir, os.path.dirname(self.seccomp_dir), self.seccomp_dir,
+            self.serve_dir, self.tmp_dir, self.locks_dir,
+        ):  # fmt: skip
             _mkdir_private(d)
         if run_state:
             for d in (self.run_networks_dir, self.netns_dir, self.mounts_dir):
@@ -174,7 +173,7 @@ class Store:
         A lock named after an object (it ends in a digest's hex) is transient: its file goes when it is
         released, so `locks/` holds the fixed locks and those of objects being worked on, nothing more.
         """
-        return FileLock(self.locks_dir / f"{name}.lock", shared=shared, transient=_names_object(name))
+        return FileLock(os.path.join(self.locks_dir, f"{name}.lock"), shared=shared, transient=_names_object(name))
 
     def prune_locks(self) -> None:
         """Delete the idle lock files of objects (left by versions that kept one per layer and blob)."""
@@ -182,22 +181,23 @@ class Store:
 
         for name in os.listdir(self.locks_dir):
             if name.endswith(".lock") and _names_object(name[:-5]):
-                remove_idle(self.locks_dir / name)
+                remove_idle(os.path.join(self.locks_dir, name))
 
-    def staging_path(self, kind: str) -> Path:
+    def staging_path(self, kind: str) -> str:
         """A fresh, unused path in tmp/ named after this process, so that debris of dead ones can be found."""
-        return self.tmp_dir / f"{kind}-{process.self_token()}-{os.urandom(6).hex()}"  # = secrets.token_hex(6)
+        return os.path.join(self.tmp_dir, f"{kind}-{process.self_token()}-{os.urandom(6).hex()}")
 
-    def staging_dir(self, kind: str) -> Path:
+    def staging_dir(self, kind: str) -> str:
         path = self.staging_path(kind)
-        path.mkdir(mode=PRIVATE_DIR)
+        os.mkdir(path, PRIVATE_DIR)
         return path
 
-    def discard(self, path: Path) -> None:
+    def discard(self, path: str | os.PathLike[str]) -> None:
         """Remove a staging entry or a retired object: rename it into tmp/ first, then delete it there."""
-        if not path.exists() and not path.is_symlink():
+        path = os.fspath(path)
+        if not os.path.lexists(path):
             return
-        if path.parent != self.tmp_dir:
+        if os.path.dirname(path) != self.tmp_dir:
             retired = self.staging_path("retired")
             os.rename(path, retired)
             path = retired
@@ -217,14 +217,14 @@ class Store:
             except (IndexError, ValueError):
                 pid, started = -1, None
             if not process.is_alive(pid, started):
-                dead.append(self.tmp_dir / name)
+                dead.append(os.path.join(self.tmp_dir, name))
         if dead:
             _unmount_below(dead)  # a build killed mid-step leaves its overlay mounted in tmp/
         for path in dead:
             remove_tree(path, ignore_errors=True)
 
 
-def _unmount_below(paths: list[Path]) -> None:
+def _unmount_below(paths: list[str]) -> None:
     """Detach every mount at or below `paths` (deepest first), so removing them never walks into a mount."""
     import contextlib
 
@@ -248,7 +248,7 @@ def _names_object(lock_name: str) -> bool:
     return bool(word) and len(hexpart) == 64 and not hexpart.strip("0123456789abcdef")
 
 
-def _check_ours(top: Path, entries: frozenset[str]) -> None:
+def _check_ours(top: str, entries: frozenset[str]) -> None:
     """Refuse an existing folder that holds something but nothing of a store's (`--root /srv`, `--runroot
     /run`): the store would be made among someone else's files, and closing an old open store would
     chmod all of them 0700/0600."""
@@ -262,7 +262,7 @@ def _check_ours(top: Path, entries: frozenset[str]) -> None:
         )
 
 
-def _mkdir_private(path: Path) -> None:
+def _mkdir_private(path: str) -> None:
     """mkdir 0700 if missing (the mode set exactly, whatever the umask)."""
     try:
         os.mkdir(path, PRIVATE_DIR)
@@ -271,7 +271,7 @@ def _mkdir_private(path: Path) -> None:
     os.chmod(path, PRIVATE_DIR)
 
 
-def _unusable(root: Path, err: OSError) -> Exception:
+def _unusable(root: str, err: OSError) -> Exception:
     """The one-line error for a store that cannot be opened."""
     if (full := disk_full(err, root)) is not None:
         return full

@@ -98,7 +98,7 @@ class Recorder:
     """
 
     def __init__(self, staging: Path) -> None:
-        self.dir = staging / RECORD_DIR
+        self.dir = Path(staging) / RECORD_DIR
         self.dir.mkdir(mode=0o700)
         self._views: list[memoryview] = []  # verbatim bytes of the chunk at hand
         self._size = 0  # verbatim bytes so far
@@ -178,6 +178,7 @@ def _files_under(root_fd: int, path: Key) -> list[Key]:
 def adopt(staging: Path, layer_dir: Path) -> None:
     """Give an existing layer without a record (say, imported with --no-layer-blob) the record of a new
     unpacking of the same tar: made durable first, then moved in by one rename."""
+    staging, layer_dir = Path(staging), Path(layer_dir)
     if (layer_dir / RECORD_DIR).exists():
         return
     from minicache.atomic import fsync_dir
@@ -194,7 +195,7 @@ def adopt(staging: Path, layer_dir: Path) -> None:
 
 # -- rebuilding ---------------------------------------------------------------------------------------------
 def has_record(store: Store, chain_id: str) -> bool:
-    return (store.layers.path(chain_id) / RECORD_DIR / INDEX_FILE).is_file()
+    return (Path(store.layers.path(chain_id)) / RECORD_DIR / INDEX_FILE).is_file()
 
 
 def _index(path: Path):
@@ -226,7 +227,7 @@ class LayerTar(io.RawIOBase):
     def __init__(self, store: Store, chain_id: str) -> None:
         import gzip
 
-        layer = store.layers.path(chain_id)
+        layer = Path(store.layers.path(chain_id))
         self.chain_id = chain_id
         self.diff_id = store.layers.info(chain_id).diff_id
         self.fs = layer / "fs"

@@ -34,7 +34,6 @@ from minicache.safetree import OPAQUE_XATTR, SafeTree, is_whiteout, split
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from minicache.store import Store
 
@@ -1031,7 +1030,7 @@ def unpack_layer(
         reader = _Reader(source, limits.max_bytes)
         reader.start()
         stream = _TarStream(reader, recorder)
-        with SafeTree(staging / "fs", lowers) as tree:
+        with SafeTree(os.path.join(staging, "fs"), lowers) as tree:
             unpacker = _unpack_into(tree, stream, limits)
         reader.join()
         diff_id = "sha256:" + reader.hash.hexdigest()
@@ -1091,7 +1090,7 @@ def _finish_record(recorder: tarsplit.Recorder, size: int, diff_id: str) -> None
         raise
 
 
-def _commit(store: Store, staging: Path, info: LayerInfo, recorded: bool) -> LayerInfo:
+def _commit(store: Store, staging: str, info: LayerInfo, recorded: bool) -> LayerInfo:
     """Commit the staged snapshot under its chain ID, or, when another process was first, keep theirs
     (adopting this tar-split record if theirs has none) and discard the staging copy."""
     with store.layers.lock(info.chain_id):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import digest as digests
@@ -25,7 +24,7 @@ def containers_by_image(store: Store) -> dict[str, list[str]]:
         return out
     for name in names:
         try:
-            with open(store.containers_dir / name / "container.json", "rb") as f:
+            with open(os.path.join(store.containers_dir, name, "container.json"), "rb") as f:
                 image = json.load(f).get("Image")
         except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
             continue
@@ -34,9 +33,9 @@ def containers_by_image(store: Store) -> dict[str, list[str]]:
     return out
 
 
-def mount_point(store: Store, image_id: str) -> Path:
+def mount_point(store: Store, image_id: str) -> str:
     """Where `minibuild mount` shows the image's root filesystem."""
-    return store.mounts_dir / digests.hex_of(image_id)
+    return os.path.join(store.mounts_dir, digests.hex_of(image_id))
 
 
 def mounted_images(store: Store) -> set[str]:

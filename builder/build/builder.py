@@ -138,7 +138,7 @@ class Builder:
 
     # -- entry point -----------------------------------------------------------------------------------------
     def build(self) -> BuildResult:
-        self.work = self.store.staging_dir("buildctx")
+        self.work = Path(self.store.staging_dir("buildctx"))
         try:
             with gc.hold(self.store):
                 self.context, text, name = contexts.load(self.opts.context, self.opts.file, self.work)
@@ -553,7 +553,7 @@ class Builder:
                 f"{ins.file}:{ins.line}: {ins.keyword}: a filesystem step needs root (overlay mounts, the runtime)",
                 hint="run minibuild build as root; rootless builds are not supported",
             )
-        work = self.store.staging_dir("build")
+        work = Path(self.store.staging_dir("build"))
         try:
             upper, scratch, mnt, empty = (work / n for n in ("upper", "work", "rootfs", "empty"))
             for d in (upper, scratch, mnt, empty):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import re
 import time
 from typing import Any
@@ -158,10 +159,10 @@ def inspect_document(container: Container, state: State) -> dict[str, Any]:
             "FinishedAt": state.FinishedAt or ZERO_TIME,
         },
         "Image": record.get("Image"),
-        "ResolvConfPath": str(container.dir / "resolv.conf"),
-        "HostnamePath": str(container.dir / "hostname"),
-        "HostsPath": str(container.dir / "hosts"),
-        "LogPath": str(container.dir / LOG_NAME),
+        "ResolvConfPath": os.path.join(container.dir, "resolv.conf"),
+        "HostnamePath": os.path.join(container.dir, "hostname"),
+        "HostsPath": os.path.join(container.dir, "hosts"),
+        "LogPath": os.path.join(container.dir, LOG_NAME),
         "Name": "/" + record.get("Name", ""),
         "RestartCount": state.RestartCount,
         "Driver": record.get("Driver", ""),

@@ -17,6 +17,7 @@ under the `container-names` lock, so a name never points at a half-made containe
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -32,7 +33,6 @@ from minirun.engine.flags import validate_name
 from minirun.errors import ContainerStateError
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from types import TracebackType
     from typing import Any
 
@@ -191,7 +191,7 @@ class ContainerLock:
             raise self._gone() from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if not self.container.record_path.is_file():  # removed (renamed into tmp/) while we waited
+            if not os.path.isfile(self.container.record_path):  # removed (renamed into tmp/) while we waited
                 raise self._gone()
         except BaseException:
             os.close(fd)
@@ -211,33 +211,33 @@ class Container:
     def __init__(self, store: Store, container_id: str) -> None:
         self.store = store
         self.id = container_id
-        self.dir = store.containers_dir / container_id
+        self.dir = os.path.join(store.containers_dir, container_id)
         self._record: dict[str, Any] | None = None
 
     # -- paths (the directory is an OCI bundle) --------------------------------------------------------------
     @property
-    def record_path(self) -> Path:
-        return self.dir / "container.json"
+    def record_path(self) -> str:
+        return os.path.join(self.dir, "container.json")
 
     @property
-    def spec_path(self) -> Path:
-        return self.dir / "config.json"
+    def spec_path(self) -> str:
+        return os.path.join(self.dir, "config.json")
 
     @property
-    def state_path(self) -> Path:
-        return self.dir / "state.json"
+    def state_path(self) -> str:
+        return os.path.join(self.dir, "state.json")
 
     @property
-    def rootfs(self) -> Path:
-        return self.dir / "rootfs"
+    def rootfs(self) -> str:
+        return os.path.join(self.dir, "rootfs")
 
     @property
-    def upper(self) -> Path:
-        return self.dir / "upper"
+    def upper(self) -> str:
+        return os.path.join(self.dir, "upper")
 
     @property
-    def work(self) -> Path:
-        return self.dir / "work"
+    def work(self) -> str:
+        return os.path.join(self.dir, "work")
 
     # -- contents ----------------------------------------------------------------------------------------------
     @property
@@ -297,7 +297,7 @@ class ContainerStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dir = store.containers_dir
-        self.names_dir = self.dir / NAMES_DIR
+        self.names_dir = os.path.join(self.dir, NAMES_DIR)
 
     @staticmethod
     def new_id() -> str:
@@ -313,7 +313,7 @@ class ContainerStore:
         if "/" in name or "\0" in name or len(name.encode(errors="surrogateescape")) > 255:
             return None  # no container is named so: not a file name of names/
         try:
-            return os.readlink(self.names_dir / name)
+            return os.readlink(os.path.join(self.names_dir, name))
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -336,7 +336,8 @@ class ContainerStore:
             return True
         if self._owner(name) is not None:
             return False
-        (self.names_dir / name).unlink(missing_ok=True)  # left by a crash (removal or rename): stale
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.names_dir, name))  # left by a crash (removal or rename): stale
         return True
 
     def _check_free(self, name: str) -> None:
@@ -367,18 +368,18 @@ class ContainerStore:
             # The container's folder (staging) is 0700: it closes these to other users. upper/ stays 0755,
             # as it gives the container's / its mode; rootfs/ is covered by the mount.
             for sub, mode in (("rootfs", 0o755), ("upper", 0o755), ("work", 0o700)):
-                (staging / sub).mkdir(mode=mode)
-            self.names_dir.mkdir(mode=0o700, exist_ok=True)
+                os.mkdir(os.path.join(staging, sub), mode)
+            os.makedirs(self.names_dir, mode=0o700, exist_ok=True)
             with self.store.lock("container-names"):
                 if name is None:
                     name = self.generate_name()
                 else:
                     self._check_free(name)
                 full = {**record, "Id": container_id, "Name": name, "Created": now()}
-                atomic_write_json(staging / "container.json", full, durable=durable)
-                atomic_write_json(staging / "state.json", State().as_dict(), durable=durable)
-                os.rename(staging, self.dir / container_id)
-                os.symlink(container_id, self.names_dir / name)
+                atomic_write_json(os.path.join(staging, "container.json"), full, durable=durable)
+                atomic_write_json(os.path.join(staging, "state.json"), State().as_dict(), durable=durable)
+                os.rename(staging, os.path.join(self.dir, container_id))
+                os.symlink(container_id, os.path.join(self.names_dir, name))
         except BaseException:
             self.store.discard(staging)
             raise
@@ -393,7 +394,7 @@ class ContainerStore:
         """By full ID, name, or unique ID prefix (as Docker)."""
         if not ref:
             raise InvalidSpec("empty container reference")
-        if len(ref) == 64 and (self.dir / ref / "container.json").is_file():
+        if len(ref) == 64 and os.path.isfile(os.path.join(self.dir, ref, "container.json")):
             return Container(self.store, ref)
         owner = self._owner(ref) if "/" not in ref and ref not in (".", "..") else None
         if owner is not None:
@@ -414,14 +415,14 @@ class ContainerStore:
             raise Conflict(f'the container is already named "{new_name}"', hint="choose a different name")
         with self.store.lock("container-names"):
             self._check_free(new_name)
-            os.symlink(container.id, self.names_dir / new_name)
+            os.symlink(container.id, os.path.join(self.names_dir, new_name))
             try:
                 container.update_record({"Name": new_name})
             except BaseException:
-                (self.names_dir / new_name).unlink()
+                os.unlink(os.path.join(self.names_dir, new_name))
                 raise
             if self._name_target(old) == container.id:
-                (self.names_dir / old).unlink()
+                os.unlink(os.path.join(self.names_dir, old))
         fsync_dir(self.names_dir)
         events.container(self.store, "rename", container.id, container.record, oldName=old)
 
@@ -437,6 +438,6 @@ class ContainerStore:
         name = record.get("Name")
         with self.store.lock("container-names"):
             if name and self._name_target(name) == container.id:
-                (self.names_dir / name).unlink()
+                os.unlink(os.path.join(self.names_dir, name))
             self.store.discard(container.dir)
         events.container(self.store, "destroy", container.id, record)

@@ -146,7 +146,7 @@ def delete(store: Store, container: Container) -> None:
 def exit_record(container: Container, state: State) -> dict | None:
     """The monitor's note of how the recorded process ended, if it is about that process."""
     try:
-        note = read_json(container.dir / EXIT_FILE)
+        note = read_json(os.path.join(container.dir, EXIT_FILE))
     except (FileNotFoundError, ValueError):
         return None
     if note.get("Pid") == state.Pid and note.get("PidStartTime") == state.PidStartTime:

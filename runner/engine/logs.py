@@ -109,7 +109,7 @@ def follow(container: Container, *, tail: int | None, keep_following: bool = Tru
     from minirun.engine import lifecycle
     from minirun.engine.containers import ACTIVE, RESTARTING
 
-    reader = _Reader(container.dir / LOG_NAME)
+    reader = _Reader(os.path.join(container.dir, LOG_NAME))
     if tail is None:
         yield from reader.batches()
     else:

@@ -10,6 +10,7 @@ anything of the network package (the engine writes its own defaults), so that pa
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from minicache.record import Record
@@ -63,7 +64,7 @@ def attach(
             publish=list(opts.publish),
             publish_all=opts.publish_all,
             exposed_ports=sorted(image_config.get("ExposedPorts") or {}),
-            hosts_path=str(container.dir / "hosts"),
+            hosts_path=os.path.join(container.dir, "hosts"),
         ),
     )
     return Wired(attachment.netns_path, attachment.hosts, attachment.resolv_conf)

@@ -8,6 +8,7 @@ Without overlayfs (or with MINICONTAINER_STORAGE_DRIVER=copy) the layers are fla
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -18,7 +19,6 @@ from minicache.rmtree import remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from minicache.images import ImageRecord
     from minicache.store import Store
@@ -40,7 +40,7 @@ def choose_driver() -> str:
     return COPY
 
 
-def mount(store: Store, image: ImageRecord, container: Container, driver: str, *, volatile: bool = False) -> Path:
+def mount(store: Store, image: ImageRecord, container: Container, driver: str, *, volatile: bool = False) -> str:
     """Make `container.rootfs` the container's root filesystem; returns it.
 
     `volatile` is for containers removed on exit: their writes never need to reach the disk (no syncs,
@@ -48,14 +48,15 @@ def mount(store: Store, image: ImageRecord, container: Container, driver: str, *
     """
     layers = [store.layers.fs(chain_id) for chain_id in image.chain_ids]
     if driver == COPY:
-        if not (container.dir / ".flattened").exists():
+        if not os.path.exists(os.path.join(container.dir, ".flattened")):
             flatten(layers, container.rootfs)
-            (container.dir / ".flattened").touch()
+            open(os.path.join(container.dir, ".flattened"), "a").close()
         return container.rootfs
     lowers = list(reversed(layers))  # overlayfs wants the topmost first
     if not lowers:
-        empty = container.dir / "empty"
-        empty.mkdir(exist_ok=True)
+        empty = os.path.join(container.dir, "empty")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(empty)
         lowers = [empty]
     overlay.mount(container.rootfs, lowers, container.upper, container.work, volatile=volatile)
     return container.rootfs
@@ -132,9 +133,10 @@ def _apply_layer(src: str, dst: str) -> None:
         _copy_entry(s, d, st)
 
 
-def flatten(layers_bottom_first: list[Path], dest: Path) -> None:
+def flatten(layers_bottom_first: list[str], dest: str) -> None:
     """Copy the layers into `dest`, bottom first, applying overlay whiteouts and opaque directories."""
-    dest.mkdir(exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(dest)
     for layer in layers_bottom_first:
         _apply_layer(str(layer), str(dest))
         st = os.stat(layer)

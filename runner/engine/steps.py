@@ -234,9 +234,9 @@ def _write_files(
                 hosts = Path("/etc/hosts").read_text()
         files["/etc/hosts"] = hosts
     files["/etc/resolv.conf"] = wired.resolv_conf if wired is not None else resolv_conf(opts.network)
-    out = {"/etc/hosts": str(container.dir / "hosts")}
+    out = {"/etc/hosts": os.path.join(container.dir, "hosts")}
     for dest, content in files.items():
-        path = container.dir / os.path.basename(dest)
+        path = os.path.join(container.dir, os.path.basename(dest))
         atomic_write(path, content.encode(), mode=0o644, durable=durable)  # read by the container's users
         out[dest] = str(path)
     return out

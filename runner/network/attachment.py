@@ -290,7 +290,7 @@ def _attach_bridge(
     conf = settings.load(store)
     ep_path = state.endpoint_path(store, container_id)
     ns_path = netns.path_for(store, container_id)
-    if ep_path.exists() or os.path.lexists(ns_path):
+    if os.path.exists(ep_path) or os.path.lexists(ns_path):
         raise Conflict(f"container {container_id[:12]} is attached to a network already", hint="detach it first")
     endpoint: dict[str, Any] = {
         "mode": modes.BRIDGE,

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from minicache.store import Store
 
 
-def path_for(store: Store, container_id: str) -> Path:
-    return store.netns_dir / container_id
+def path_for(store: Store, container_id: str) -> str:
+    return os.path.join(store.netns_dir, container_id)
 
 
 def is_netns(path: str | os.PathLike[str]) -> bool:

@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
 
 
 def _path(store: Store, name: str):
-    return store.networks_dir / f"{name}.json"
+    return os.path.join(store.networks_dir, f"{name}.json")
 
 
 def _load(store: Store, name: str) -> Network | None:

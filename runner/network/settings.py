@@ -67,7 +67,7 @@ class NetworkSettings(Record):
 
 
 def _path(store: Store):
-    return store.networks_dir / "settings.json"
+    return os.path.join(store.networks_dir, "settings.json")
 
 
 def from_env(environ: dict[str, str] | None = None) -> NetworkSettings:
@@ -94,12 +94,12 @@ def load(store: Store) -> NetworkSettings:
 
 def save(store: Store, settings: NetworkSettings) -> NetworkSettings:
     """Fix the store's settings (tests do this with names of their own); refused once networks exist."""
-    from minicache.atomic import atomic_write_json
+    from minicache.atomic import atomic_write_json, read_json
 
     settings.check()
     path = _path(store)
-    if any(p.suffix == ".json" and p.name != "settings.json" for p in path.parent.iterdir()):
-        current = json.loads(path.read_text()) if path.exists() else None
+    if any(n.endswith(".json") and n != "settings.json" for n in os.listdir(os.path.dirname(path))):
+        current = read_json(path) if os.path.exists(path) else None
         if current != settings.as_dict():
             raise InvalidSpec("network settings cannot change while networks exist", hint="remove the networks first")
     atomic_write_json(path, settings.as_dict())

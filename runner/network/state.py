@@ -15,9 +15,9 @@ they live in /run (tmpfs) for the default store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache.atomic import atomic_write_json
@@ -33,19 +33,19 @@ def lock(store: Store) -> FileLock:
     return store.lock("network")
 
 
-def network_state_path(store: Store, network_id: str) -> Path:
-    return store.run_networks_dir / f"{network_id}.json"
+def network_state_path(store: Store, network_id: str) -> str:
+    return os.path.join(store.run_networks_dir, f"{network_id}.json")
 
 
-def endpoint_path(store: Store, container_id: str) -> Path:
-    return store.run_networks_dir / "endpoints" / f"{container_id}.json"
+def endpoint_path(store: Store, container_id: str) -> str:
+    return os.path.join(store.run_networks_dir, "endpoints", f"{container_id}.json")
 
 
-def ports_path(store: Store) -> Path:
-    return store.run_networks_dir / "ports.json"
+def ports_path(store: Store) -> str:
+    return os.path.join(store.run_networks_dir, "ports.json")
 
 
-def read(path: Path, default: Any = None) -> Any:
+def read(path: str | os.PathLike[str], default: Any = None) -> Any:
     try:
         with open(path, "rb") as f:
             return json.load(f)
@@ -53,18 +53,20 @@ def read(path: Path, default: Any = None) -> Any:
         return default
 
 
-def write(path: Path, data: Any, *, durable: bool = False) -> None:
-    path.parent.mkdir(mode=0o700, exist_ok=True)  # endpoints/: the store made the folder above it
+def write(path: str | os.PathLike[str], data: Any, *, durable: bool = False) -> None:
+    with contextlib.suppress(FileExistsError):  # endpoints/: the store made the folder above it
+        os.mkdir(os.path.dirname(path), 0o700)
     atomic_write_json(path, data, durable=durable)
 
 
-def delete(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def delete(path: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def endpoint_ids(store: Store) -> list[str]:
     try:
-        return [n[:-5] for n in os.listdir(store.run_networks_dir / "endpoints") if n.endswith(".json")]
+        return [n[:-5] for n in os.listdir(os.path.join(store.run_networks_dir, "endpoints")) if n.endswith(".json")]
     except FileNotFoundError:
         return []
 
@@ -78,7 +80,7 @@ def network_states(store: Store) -> dict[str, dict[str, Any]]:
         return out
     for name in names:
         if name.endswith(".json") and name != "ports.json":
-            data = read(store.run_networks_dir / name)
+            data = read(os.path.join(store.run_networks_dir, name))
             if data is not None:
                 out[name[:-5]] = data
     return out

@@ -55,7 +55,7 @@ def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
     CRC-32 collision) is compiled over.
     """
     identity = _identity(section)
-    path = cache_dir / f"{zlib.crc32(identity):08x}.bpf" if cache_dir is not None else None
+    path = os.path.join(cache_dir, f"{zlib.crc32(identity):08x}.bpf") if cache_dir is not None else None
     if path is not None:
         try:
             with open(path, "rb") as f:

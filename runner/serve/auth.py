@@ -41,13 +41,13 @@ LOGIN_PATH = "/login"
 _OPEN_PATHS = frozenset({LOGIN_PATH, "/static/app.css"})
 
 
-def token_path(store: Store) -> Path:
-    return store.serve_dir / "token"
+def token_path(store: Store) -> str:
+    return os.path.join(store.serve_dir, "token")
 
 
 def load_token(store: Store) -> str:
     """The server's token, made (0600, in a 0700 folder) on first use."""
-    path = token_path(store)
+    path = Path(token_path(store))
     try:
         return path.read_text().strip()
     except FileNotFoundError:

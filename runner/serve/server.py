@@ -15,13 +15,13 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from minicache.store import Store
 
@@ -30,7 +30,7 @@ SOCKET_MODE = 0o660
 
 
 def default_socket(store: Store) -> Path:
-    return store.api_socket
+    return Path(store.api_socket)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -50,7 +50,7 @@ def needs_tls(host: str) -> bool:
     return not ipaddress.ip_address(host).is_loopback
 
 
-def _open_to_group(run_root: Path, gid: int) -> None:
+def _open_to_group(run_root: str, gid: int) -> None:
     """Let the group pass through the run-time root to the socket: search only (0710), every entry below stays
     closed, and the store's check on open accepts that one bit."""
     from minicache.modes import RUN_ROOT_DIR
@@ -59,8 +59,9 @@ def _open_to_group(run_root: Path, gid: int) -> None:
     os.chmod(run_root, RUN_ROOT_DIR)
 
 
-def unix_listener(path: Path, run_root: Path | None = None) -> socket.socket:
+def unix_listener(path: Path, run_root: str | None = None) -> socket.socket:
     """A listening Unix socket at `path`, mode 0660, group `minicontainer` if it exists; a stale one is replaced."""
+    path = Path(path)
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -84,7 +85,7 @@ def unix_listener(path: Path, run_root: Path | None = None) -> socket.socket:
         gid = -1
     os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
     os.chmod(path, SOCKET_MODE)
-    if gid != -1 and path.parent == run_root:
+    if gid != -1 and run_root is not None and path.parent == Path(run_root):
         _open_to_group(run_root, gid)
     sock.listen(128)
     sock.setblocking(False)

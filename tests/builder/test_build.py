@@ -109,7 +109,7 @@ def test_fully_cached_rebuild_writes_no_record_but_new_names(store: Store, busyb
         """Each record, reference file and cache entry with its inode and mtime: a replaced file shows."""
         return {
             str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for d in (store.images_dir, store.buildcache_dir)
+            for d in (Path(store.images_dir), Path(store.buildcache_dir))
             for p in d.iterdir()
         }
 

@@ -20,7 +20,7 @@ MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
 
 def cli(store: Store, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [MINIBUILD, "--root", str(store.root), *args],
+        [MINIBUILD, "--root", store.root, *args],
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,

@@ -19,7 +19,7 @@ def mounts_under(path: Path) -> list[str]:
 
 def test_debris_of_a_dead_build_is_unmounted_and_removed(store_root: Path, tmp_path: Path) -> None:
     store = Store(store_root)
-    lower, upper = tmp_path / "lower", store.tmp_dir / "build-999999999-1-abcdef" / "upper"
+    lower, upper = tmp_path / "lower", Path(store.tmp_dir) / "build-999999999-1-abcdef" / "upper"
     (lower / "keep").mkdir(parents=True)
     (lower / "keep/file").write_text("lower layer")
     work, mnt = upper.parent / "work", upper.parent / "rootfs"

@@ -51,8 +51,8 @@ def two_layer(store: Store, tags: list[str]) -> str:
 def add_container(store: Store, image_id: str) -> str:
     """A container record as minirun writes it (only "Image" matters to the image commands)."""
     cid = os.urandom(32).hex()
-    (store.containers_dir / cid).mkdir()
-    (store.containers_dir / cid / "container.json").write_text(json.dumps({"Id": cid, "Image": image_id}))
+    (Path(store.containers_dir) / cid).mkdir()
+    (Path(store.containers_dir) / cid / "container.json").write_text(json.dumps({"Id": cid, "Image": image_id}))
     return cid
 
 
@@ -60,11 +60,11 @@ def add_container(store: Store, image_id: str) -> str:
 def mounted(store: Store):
     """Unmounts whatever a test mounted with `images.mount`, and checks nothing stays mounted."""
     yield
-    for point in store.mounts_dir.glob("*"):
+    for point in Path(store.mounts_dir).glob("*"):
         overlay.unmount(point, lazy=True)
         point.rmdir()
     with open("/proc/self/mountinfo") as f:
-        assert str(store.root) not in f.read()
+        assert store.root not in f.read()
 
 
 # -- images, inspect, tag -----------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_prune_removes_only_what_nothing_needs(store: Store, busybox_tar: bytes)
     dangling = flat(store, imagekit.layer([Entry("dangling")]))
     dangling_layer = store.images.get(dangling).layers[0].chain_id
     stray = store.blobs.put(b"a blob nothing refers to")
-    debris = store.tmp_dir / "layer-999999-1-abcdef"  # a dead process's staging folder
+    debris = Path(store.tmp_dir) / "layer-999999-1-abcdef"  # a dead process's staging folder
     debris.mkdir()
     report = images.prune(store)
     assert report.images == [dangling]
@@ -236,7 +236,7 @@ def test_mount_and_umount(store: Store, mounted) -> None:
     proc = run_cli(store, "mount", "mnt:1")
     assert proc.returncode == 0, proc.stderr
     point = Path(proc.stdout.decode().strip())
-    assert point == usage.mount_point(store, image_id)
+    assert point == Path(usage.mount_point(store, image_id))
     assert sorted(os.listdir(point / "etc")) == ["b", "c"] and os.listdir(point / "var") == []
     with pytest.raises(OSError) as err:
         (point / "etc/new").write_text("x")

@@ -26,7 +26,7 @@ MINIBUILD = [sys.executable, "-m", "minibuild.cli"]
 
 def run_cli(store: Store, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*MINIBUILD, "--root", str(store.root), *args], input=stdin, capture_output=True, timeout=120, check=False
+        [*MINIBUILD, "--root", store.root, *args], input=stdin, capture_output=True, timeout=120, check=False
     )
 
 
@@ -58,7 +58,7 @@ def test_flat_export_import(store: Store, busybox_tar: bytes, busybox_rootfs: Pa
     manifest = store.blobs.read_json(record.manifest)
     assert manifest["config"]["digest"] == image_id
     assert manifest["layers"][0] == {"mediaType": imagekit.MEDIA_OCI_LAYER, "digest": diff_id, "size": len(busybox_tar)}
-    assert describe_tree(store.layers.fs(record.layers[0].chain_id)) == describe_tree(busybox_rootfs)
+    assert describe_tree(Path(store.layers.fs(record.layers[0].chain_id))) == describe_tree(busybox_rootfs)
     assert gc.check(store) == []
     assert os.listdir(store.tmp_dir) == []
 
@@ -167,7 +167,7 @@ def _two_layer_image(oci: bool = False, compression: str = "none"):
 def _check_two_layer(store: Store, image_id: str) -> None:
     record = store.images.get(image_id)
     assert len(record.layers) == 2
-    top = store.layers.fs(record.layers[1].chain_id)
+    top = Path(store.layers.fs(record.layers[1].chain_id))
     assert stat.S_ISCHR((top / "etc/a").lstat().st_mode)
     assert (top / "etc/c").read_bytes() == b"c"
     assert store.layers.info(record.layers[1].chain_id).parent == record.layers[0].chain_id

@@ -85,12 +85,12 @@ def test_empty_upper_and_placeholders(store: Store, tmp_path: Path) -> None:
 
 
 def test_adopt_upper_publishes_the_snapshot(store: Store, tmp_path: Path) -> None:
-    staging = store.staging_dir("test")
+    staging = Path(store.staging_dir("test"))
     upper = make_upper(staging)
     os.setxattr(upper / "etc", "trusted.overlay.origin", b"whatever")
     blob = layerdiff.write_layer(store, upper)
     info = layerdiff.adopt_upper(store, upper, None, blob.diff_id, blob.content_size)
-    fs = store.layers.fs(info.chain_id)
+    fs = Path(store.layers.fs(info.chain_id))
     assert info.chain_id == blob.diff_id and (fs / "etc/app/conf").read_text() == "x=1\n"
     assert os.getxattr(fs / "opt/fresh", OPAQUE_XATTR) == b"y"
     assert "trusted.overlay.origin" not in os.listxattr(fs / "etc")

@@ -34,7 +34,7 @@ def test_the_offline_recipes_are_the_expected_ones() -> None:
 def test_recipe_builds_and_runs(name: str, store: Store, busybox_image: str) -> None:
     result, out = run_build(store, RECIPES / name, tags=[f"recipe/{name}"], build_args={"BASE": busybox_image})
     assert f"STEP {result.steps}/{result.steps}" in out
-    root = store.root
+    root = Path(store.root)
     if name == "multi-stage":
         run = minirun(root, "run", "--rm", f"recipe/{name}")
         assert run.returncode == 0, run.stderr

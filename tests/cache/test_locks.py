@@ -17,12 +17,12 @@ HEX = "ab" * 32
 
 def test_an_object_lock_leaves_no_file(store: Store) -> None:
     with store.lock(f"layer-{HEX}"):
-        assert (store.locks_dir / f"layer-{HEX}.lock").exists()
-    assert not (store.locks_dir / f"layer-{HEX}.lock").exists()
+        assert (Path(store.locks_dir) / f"layer-{HEX}.lock").exists()
+    assert not (Path(store.locks_dir) / f"layer-{HEX}.lock").exists()
     with store.lock("refs"):  # a fixed lock stays: there is one of it
         pass
     assert sorted(os.listdir(store.locks_dir)) == ["refs.lock"]
-    assert os.stat(store.locks_dir / "refs.lock").st_mode & 0o777 == 0o600
+    assert os.stat(Path(store.locks_dir) / "refs.lock").st_mode & 0o777 == 0o600
 
 
 def test_a_waiter_on_a_deleted_lock_file_locks_the_new_one(tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ def test_gc_removes_a_removed_layers_old_lock_file(store: Store, busybox_rootfs:
     chain = store.images.resolve("bb:latest").chain_ids[0]
     hexpart = chain.split(":", 1)[1]
     for kind in ("layer", "unpack", "blob"):  # as the old code left them, one per object for ever
-        (store.locks_dir / f"{kind}-{hexpart}.lock").touch()
-    held = FileLock(store.locks_dir / f"blob-{HEX}.lock")
+        (Path(store.locks_dir) / f"{kind}-{hexpart}.lock").touch()
+    held = FileLock(Path(store.locks_dir) / f"blob-{HEX}.lock")
     held.acquire()
     try:
         store.images.untag("bb:latest")

@@ -3,6 +3,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from minicache import digest as digests
@@ -58,7 +59,7 @@ def test_chain_ids() -> None:
 
 def _layer(store: Store, content: bytes) -> LayerInfo:
     diff = digests.of_bytes(content)
-    staging = store.layers.new_staging()
+    staging = Path(store.layers.new_staging())
     (staging / "fs" / "file").write_bytes(content)
     info = LayerInfo(chain_id=diff, diff_id=diff, parent=None, size=len(content))
     store.layers.commit(staging, info, durable=False)
@@ -68,7 +69,7 @@ def _layer(store: Store, content: bytes) -> LayerInfo:
 def test_layer_commit_is_idempotent(store: Store) -> None:
     info = _layer(store, b"one")
     assert store.layers.has(info.chain_id)
-    assert (store.layers.fs(info.chain_id) / "file").read_bytes() == b"one"
+    assert (Path(store.layers.fs(info.chain_id)) / "file").read_bytes() == b"one"
     _layer(store, b"one")
     assert store.layers.info(info.chain_id) == info
     assert os.listdir(store.tmp_dir) == []
@@ -109,8 +110,8 @@ def test_debris_of_dead_process_is_cleared(store: Store) -> None:
             sys.executable,
             "-c",
             "import sys; from minicache.store import Store; s = Store(sys.argv[1]); "
-            "p = s.staging_dir('layer'); (p / 'f').write_text('x'); print(p)",
-            str(store.root),
+            "p = s.staging_dir('layer'); open(p + '/f', 'w').write('x'); print(p)",
+            store.root,
         ],
         capture_output=True,
         text=True,
@@ -118,7 +119,7 @@ def test_debris_of_dead_process_is_cleared(store: Store) -> None:
     )
     leftover = out.stdout.strip()
     assert os.path.exists(leftover)
-    live = store.staging_dir("layer")
+    live = Path(store.staging_dir("layer"))
     Store(store.root)
     assert not os.path.exists(leftover)
     assert live.exists()
@@ -136,7 +137,7 @@ def test_concurrent_tagging_loses_nothing(store: Store) -> None:
     image_id = store.blobs.put(b"{}")
     store.images.put(ImageRecord(id=image_id, layers=(LayerRef(diff_id=info.diff_id, chain_id=info.chain_id),)))
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_tag_many, args=(str(store.root), n * 100)) for n in range(4)]
+    procs = [ctx.Process(target=_tag_many, args=(store.root, n * 100)) for n in range(4)]
     for p in procs:
         p.start()
     for p in procs:
@@ -151,12 +152,13 @@ def test_store_makes_every_folder_it_owns(tmp_path) -> None:
     store = Store(tmp_path / "root")
     assert set(os.listdir(store.root)) - {"run"} == OBJECT_FOLDERS | RECORD_FOLDERS
     assert set(os.listdir(store.run_root)) == RUN_ROOT_FOLDERS
-    for path in (store.networks_dir, store.seccomp_dir, store.serve_dir, store.run_networks_dir, store.netns_dir,
-                 store.mounts_dir):
+    made = (store.networks_dir, store.seccomp_dir, store.serve_dir, store.run_networks_dir, store.netns_dir)
+    for path in map(Path, (*made, store.mounts_dir)):
         assert path.is_dir() and (path.stat().st_mode & 0o777) == 0o700, path
-    named = [store.events_log, store.api_socket, store.networks_dir, store.serve_dir, store.seccomp_dir.parent]
-    assert {p.name for p in named if p.parent == store.root} <= ROOT_ENTRIES
-    assert {p.name for p in named if p.parent == store.run_root} <= RUN_ROOT_ENTRIES
+    named = [Path(p) for p in (store.events_log, store.api_socket, store.networks_dir, store.serve_dir)]
+    named.append(Path(store.seccomp_dir).parent)
+    assert {p.name for p in named if p.parent == Path(store.root)} <= ROOT_ENTRIES
+    assert {p.name for p in named if p.parent == Path(store.run_root)} <= RUN_ROOT_ENTRIES
 
 
 def test_a_root_holding_only_store_records_is_a_store(tmp_path) -> None:
@@ -166,13 +168,13 @@ def test_a_root_holding_only_store_records_is_a_store(tmp_path) -> None:
     (root / "events.log").write_text("")
     root.chmod(0o700)
     store = Store(root)
-    assert store.buildcache_dir.is_dir()
+    assert Path(store.buildcache_dir).is_dir()
 
 
 def test_a_read_only_open_does_not_bring_back_run_state(tmp_path) -> None:
     """Run-time state a reboot cleared stays gone until a command that writes opens the store."""
     store = Store(tmp_path / "root")
-    run_root = store.run_root
+    run_root = Path(store.run_root)
     for name in os.listdir(run_root):
         os.rmdir(run_root / name)
     os.rmdir(run_root)

@@ -19,7 +19,7 @@ DIR, SYM, LNK, CHR, FIFO = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, ta
 
 def unpack(store: Store, tar: bytes, parent: str | None = None, **kw) -> tuple[str, Path]:
     info = unpack_layer(store, io.BytesIO(tar), parent=parent, **kw)
-    return info.chain_id, store.layers.fs(info.chain_id)
+    return info.chain_id, Path(store.layers.fs(info.chain_id))
 
 
 def assert_nothing_committed(store: Store, before: set[str] | None = None) -> None:

@@ -128,7 +128,7 @@ def nft_rules(table: str) -> list[dict]:
     return [o["rule"] for o in data["nftables"] if "rule" in o]
 
 
-def mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path | str) -> list[str]:
     prefix = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]

@@ -29,7 +29,7 @@ def do_pull(store: Store, name: str, settings: Settings = FAST, **kw) -> PullRes
 
 def run_cli(store: Store, *args: str, stdin: bytes | None = None, env: dict | None = None, timeout: float = 120):
     return subprocess.run(
-        [*MINIBUILD, "--root", str(store.root), *args],
+        [*MINIBUILD, "--root", store.root, *args],
         input=stdin,
         capture_output=True,
         timeout=timeout,
@@ -118,7 +118,7 @@ def mounted_rootfs(store: Store, image_id: str, where: Path):
     @contextlib.contextmanager
     def cm():
         record = store.images.get(image_id)
-        lowers = [store.layers.fs(c) for c in reversed(record.chain_ids)]
+        lowers = [Path(store.layers.fs(c)) for c in reversed(record.chain_ids)]
         where.mkdir(parents=True, exist_ok=True)
         if len(lowers) == 1:
             yield lowers[0]

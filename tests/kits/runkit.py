@@ -23,7 +23,7 @@ needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="need
 
 
 def minirun(
-    store_root: Path, *args: str, input: bytes | None = None, timeout: float = 60, env: dict | None = None
+    store_root: Path | str, *args: str, input: bytes | None = None, timeout: float = 60, env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`minirun --root STORE ARGS...` with stdin from `input` (or /dev/null); text output captured."""
     return subprocess.run(
@@ -37,7 +37,7 @@ def minirun(
     )
 
 
-def spawn(store_root: Path, *args: str, env: dict | None = None) -> subprocess.Popen[str]:
+def spawn(store_root: Path | str, *args: str, env: dict | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [MINIRUN, "--root", str(store_root), *args],
         stdin=subprocess.DEVNULL,
@@ -48,7 +48,7 @@ def spawn(store_root: Path, *args: str, env: dict | None = None) -> subprocess.P
     )
 
 
-def mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path | str) -> list[str]:
     prefix = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
@@ -83,7 +83,7 @@ def processes_mentioning(path: Path) -> list[int]:
     return out
 
 
-def assert_nothing_left(store_root: Path, *, containers: bool = True) -> None:
+def assert_nothing_left(store_root: Path | str, *, containers: bool = True) -> None:
     """No mount, no process under the store; with `containers`, no container directory or name either."""
     deadline = time.monotonic() + 5
     while processes_rooted_under(store_root) and time.monotonic() < deadline:
@@ -97,11 +97,11 @@ def assert_nothing_left(store_root: Path, *, containers: bool = True) -> None:
     assert os.listdir(store_root / "tmp") == []
 
 
-def container_ids(store_root: Path) -> list[str]:
-    return [n for n in os.listdir(store_root / "containers") if len(n) == 64]
+def container_ids(store_root: Path | str) -> list[str]:
+    return [n for n in os.listdir(os.path.join(store_root, "containers")) if len(n) == 64]
 
 
-def wait_for_running(store_root: Path, timeout: float = 10) -> dict:
+def wait_for_running(store_root: Path | str, timeout: float = 10) -> dict:
     """The state of the store's single container once it runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

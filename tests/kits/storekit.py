@@ -24,7 +24,7 @@ def add_rootfs_image(store: Store, rootfs: Path, name: str, config: dict | None 
     tar = imagekit.tar_of_dir(rootfs)
     diff_id = digests.of_bytes(tar)
     if not store.layers.has(diff_id):
-        staging = store.layers.new_staging()
+        staging = Path(store.layers.new_staging())
         shutil.copytree(rootfs, staging / "fs", symlinks=True, dirs_exist_ok=True)
         store.layers.commit(staging, LayerInfo(diff_id, diff_id, None, len(tar)), durable=False)
     cfg = {

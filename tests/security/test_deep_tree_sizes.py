@@ -59,18 +59,18 @@ def test_container_prune_goes_through_a_deep_upper_directory(store_root: Path, b
 def test_image_prune_goes_through_a_deep_layer(store: Store) -> None:
     from minicache.layers import LayerInfo
 
-    staging = store.layers.new_staging()
+    staging = Path(store.layers.new_staging())
     _deep(staging / "fs")
     chain = "sha256:" + "d" * 64
     store.layers.commit(staging, LayerInfo(chain, chain, None, 100), durable=False)
     assert store.layers.has(chain)
     try:
         pruned = subprocess.run(
-            [MINIBUILD, "--root", str(store.root), "prune"], capture_output=True, text=True, timeout=120
+            [MINIBUILD, "--root", store.root, "prune"], capture_output=True, text=True, timeout=120
         )
         assert pruned.returncode == 0, pruned.stderr[-1000:]
         assert not store.layers.has(chain)
     finally:
         from minicache.rmtree import remove_tree
 
-        remove_tree(store.layers.path(chain))  # pytest's own clean-up would recurse too deep
+        remove_tree(Path(store.layers.path(chain)))  # pytest's own clean-up would recurse too deep

@@ -161,7 +161,7 @@ def test_run_of_an_image_of_500_layers_says_the_limit(store: Store, store_root: 
     parent = None
     diff_ids = [imagekit.sha256(f"layer {i}".encode()) for i in range(500)]
     for diff_id, chain_id in zip(diff_ids, _chain_ids(diff_ids), strict=True):
-        staging = store.layers.new_staging()
+        staging = Path(store.layers.new_staging())
         store.layers.commit(staging, LayerInfo(chain_id, diff_id, parent, 0), durable=False)
         layers.append(LayerRef(diff_id=diff_id, chain_id=chain_id))
         parent = chain_id

@@ -71,7 +71,7 @@ def bridge_store(store: Store) -> Iterator[tuple[Path, str]]:
         ),
     )
     try:
-        yield store.root, f"{conf.bridge_prefix}0"
+        yield Path(store.root), f"{conf.bridge_prefix}0"
     finally:
         for cid in container_ids(store.root):
             minirun(store.root, "rm", "-f", cid)

@@ -139,7 +139,7 @@ def test_basic_auth_with_config_json(store: Store, basic_registry, _docker_confi
     assert do_pull(store, f"{server.endpoint}/test/basic:v1").image_id == img.config_digest
     write_auths(_docker_config, {server.endpoint: "bob:nope"})
     with pytest.raises(AuthError, match="refused the stored credentials"):
-        do_pull(Store(store.root.parent / "other"), f"{server.endpoint}/test/basic:v1")
+        do_pull(Store(Path(store.root).parent / "other"), f"{server.endpoint}/test/basic:v1")
 
 
 HELPER = """#!/bin/sh

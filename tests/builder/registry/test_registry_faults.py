@@ -157,7 +157,7 @@ def test_no_proxy_is_honoured(store: Store, registry, proxy, big, tmp_path: Path
     hosts.write_text(f"127.0.0.1 localhost {alias}\n")
     name = f"{alias}:{registry.port}"
     env = {**os.environ, "HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url, "NO_PROXY": alias}
-    pull_cmd = [*MINIBUILD, "--root", str(store.root), "pull", "-q", "--insecure-registry", name, f"{name}/test/big:v1"]
+    pull_cmd = [*MINIBUILD, "--root", store.root, "pull", "-q", "--insecure-registry", name, f"{name}/test/big:v1"]
     script = 'mount --make-rprivate / && mount --bind "$0" /etc/hosts && exec "$@"'
     result = subprocess.run(
         ["unshare", "--mount", "sh", "-c", script, str(hosts), *pull_cmd],
@@ -177,7 +177,7 @@ def test_two_pulls_at_once_end_with_one_intact_image(store: Store, proxy, big) -
         proxy.add(registrykit.Rule(registrykit.blob_get(digest), "throttle", times=1, after=1_000_000))
     name = f"{proxy.endpoint}/test/big:v1"
     procs = [
-        subprocess.Popen([*MINIBUILD, "--root", str(store.root), "pull", "-q", name], stderr=subprocess.PIPE)
+        subprocess.Popen([*MINIBUILD, "--root", store.root, "pull", "-q", name], stderr=subprocess.PIPE)
         for _ in range(2)
     ]
     for p in procs:
@@ -193,7 +193,7 @@ def test_sigkill_mid_pull_leaves_nothing_half_done(store: Store, proxy, big) -> 
     slow = layer_digests(big)[2]
     proxy.add(registrykit.Rule(registrykit.blob_get(slow), "throttle", times=1, after=50_000))
     name = f"{proxy.endpoint}/test/big:v1"
-    p = subprocess.Popen([*MINIBUILD, "--root", str(store.root), "pull", "-q", name], stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([*MINIBUILD, "--root", store.root, "pull", "-q", name], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not all(store.blobs.has(d) for d in layer_digests(big)[:2]) or not proxy.requests_for(slow):

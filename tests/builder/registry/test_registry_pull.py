@@ -305,7 +305,7 @@ def test_an_imported_rootfs_pushes_in_chunks_and_refuses_a_tampered_snapshot(
     assert pulled.image_id == store.images.resolve("flat:good").id
     # The tampered snapshot: same size, other bytes. Neither upload may complete, whole or in chunks.
     chain = store.images.resolve("flat:tampered").chain_ids[-1]
-    (store.layers.fs(chain) / "bin/tool").write_bytes(b"\xff" * 300_000)
+    (Path(store.layers.fs(chain)) / "bin/tool").write_bytes(b"\xff" * 300_000)
     r = run_cli(store, "push", "-q", "flat:tampered", f"{registry.endpoint}/test/tampered:whole")
     assert r.returncode == 1 and "cannot be rebuilt from its snapshot" in r.stderr.decode(), r.stderr
     assert "import it again" in r.stderr.decode()
@@ -321,7 +321,7 @@ def test_progress_bars_on_a_terminal(store: Store, registry, rich) -> None:
 
     name = f"{registry.endpoint}/test/rich:oci-gzip"
     child = pexpect.spawn(
-        MINIBUILD[0], [*MINIBUILD[1:], "--root", str(store.root), "pull", name], env=dict(os.environ), timeout=60
+        MINIBUILD[0], [*MINIBUILD[1:], "--root", store.root, "pull", name], env=dict(os.environ), timeout=60
     )
     child.expect(pexpect.EOF)
     child.close()

@@ -18,7 +18,7 @@ def test_create_and_lookup(store: Store) -> None:
     c = cs.create({"Image": "sha256:" + "0" * 64}, name="web")
     assert len(c.id) == 64 and not c.id.strip("0123456789abcdef")
     assert c.record["Name"] == "web" and c.record["Created"].endswith("Z")
-    assert (c.dir / "rootfs").is_dir() and (c.dir / "upper").is_dir() and (c.dir / "work").is_dir()
+    assert all(os.path.isdir(os.path.join(c.dir, name)) for name in ("rootfs", "upper", "work"))
     assert c.state().Status == "created"
     for ref in (c.id, "web", c.id[:12], c.id[:4]):
         assert cs.get(ref).id == c.id
@@ -42,7 +42,7 @@ def test_name_conflict_and_stale_name(store: Store) -> None:
     with pytest.raises(Conflict, match="already in use"):
         cs.create({}, name="db")
     assert len(cs.ids()) == 1 and os.listdir(store.tmp_dir) == []  # the loser left nothing behind
-    os.symlink("f" * 64, cs.names_dir / "stale")  # a name whose container vanished (crash between steps)
+    os.symlink("f" * 64, os.path.join(cs.names_dir, "stale"))  # a name whose container vanished (crash between steps)
     assert cs.create({}, name="stale").name == "stale"
     cs.remove(first)
     assert cs.create({}, name="db").name == "db"  # a removed container's name is free again

@@ -51,7 +51,7 @@ def test_without_rm_the_record_stays_and_the_rootfs_is_unmounted(store_root: Pat
 
 def test_image_layers_are_not_modified(store: Store, store_root: Path, busybox_image: str) -> None:
     record = store.images.resolve(busybox_image)
-    layer = store.layers.fs(record.chain_ids[0])
+    layer = Path(store.layers.fs(record.chain_ids[0]))
     before = sorted(os.listdir(layer / "bin"))
     minirun(store_root, "run", "--rm", busybox_image, "sh", "-c", "rm /bin/ls; touch /bin/new")
     assert sorted(os.listdir(layer / "bin")) == before

@@ -47,7 +47,7 @@ class NetEnv:
         return sorted(name for name in netkit.links() if name.startswith(prefixes))
 
     def env(self) -> dict[str, str]:
-        return {"MINICONTAINER_ROOT": str(self.store.root)}
+        return {"MINICONTAINER_ROOT": self.store.root}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from kits import netkit
@@ -49,7 +50,7 @@ network.attach(store, cid, network.NetworkOptions(publish=sys.argv[4:]))
 def _crash(net, point: str, *publish: str) -> str:
     cid = net.cid()
     result = subprocess.run(
-        [sys.executable, "-c", CRASH, str(net.store.root), cid, point, *publish], capture_output=True, text=True
+        [sys.executable, "-c", CRASH, net.store.root, cid, point, *publish], capture_output=True, text=True
     )
     assert result.returncode == 9, result.stderr
     return cid
@@ -60,7 +61,7 @@ def test_detach_undoes_a_crashed_attach(net, point):
     cid = _crash(net, point, "127.0.0.1::80") if point == "ports" else _crash(net, point)
     endpoint = state.read(state.endpoint_path(net.store, cid))
     assert endpoint is not None and endpoint["complete"] is False
-    ns_path = netns.path_for(net.store, cid)
+    ns_path = Path(netns.path_for(net.store, cid))
     assert netns.is_netns(ns_path) == (point != "intent")
     members = network.inspect_network(net.store, "bridge")["Containers"] if point != "intent" else {}
     assert (cid in members) == (point != "intent")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
 from kits import netkit
@@ -19,7 +20,7 @@ def _subnet(net, n: int) -> str:
 
 
 def test_create_ls_inspect_rm(net):
-    root = net.store.root
+    root = Path(net.store.root)
     result = minirun(root, "network", "create", "--subnet", _subnet(net, 0), "--mtu", "1400", "backend")
     assert result.returncode == 0, result.stderr
     net_id = result.stdout.strip()
@@ -84,7 +85,7 @@ def test_errors_are_one_line_with_exit_1(net, args, message):
 
 
 def test_connect_disconnect_and_prune(net):
-    root = net.store.root
+    root = Path(net.store.root)
     assert minirun(root, "network", "create", "--subnet", _subnet(net, 2), "extra").returncode == 0
     assert minirun(root, "network", "create", "--subnet", _subnet(net, 3), "unused").returncode == 0
     containers = ContainerStore(net.store)

@@ -37,7 +37,7 @@ def test_twenty_concurrent_attaches(net, which):
     ids = [net.cid() for _ in range(20)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", ATTACH, str(net.store.root), cid, name, net.hosts_path(cid)],
+            [sys.executable, "-c", ATTACH, net.store.root, cid, name, net.hosts_path(cid)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -69,7 +69,7 @@ def test_twenty_concurrent_attaches(net, which):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        detaches = [subprocess.Popen([sys.executable, "-c", DETACH, str(net.store.root), cid]) for cid in ids]
+        detaches = [subprocess.Popen([sys.executable, "-c", DETACH, net.store.root, cid]) for cid in ids]
         for proc in detaches:
             proc.wait(timeout=240)
         network.detach(net.store, server.container_id)

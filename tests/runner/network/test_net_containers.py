@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 from kits import netkit
@@ -29,7 +30,7 @@ DEFAULT = {"MINICONTAINER_DEFAULT_NETWORK": ""}  # the real default (bridge), no
 class Ctr:
     def __init__(self, net, image: str) -> None:
         self.net = net
-        self.root = net.store.root
+        self.root = Path(net.store.root)
         self.image = image
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -215,9 +216,9 @@ def test_rm_f_cleans_what_a_crashed_container_left(ctr, net):
     for pid in (state["MonitorPid"], state["Pid"]):  # the monitor and the container die without cleaning up
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not alive(state["Pid"]), 10, "the container's death")
-    assert len(_veths(net)) == 1 and (net.store.root / "run" / "netns" / cid).exists()
+    assert len(_veths(net)) == 1 and (Path(net.store.root) / "run" / "netns" / cid).exists()
     ctr.ok("rm", "-f", "doomed")
-    assert _veths(net) == [] and not (net.store.root / "run" / "netns").joinpath(cid).exists()
+    assert _veths(net) == [] and not (Path(net.store.root) / "run" / "netns").joinpath(cid).exists()
 
 
 def test_container_mode_connect_and_disconnect(ctr, net):

@@ -187,7 +187,7 @@ def test_settings_from_env_are_fixed_in_the_store(store):
     assert conf.table == "other" and conf.pool == ["10.80.0.0/16:24", "10.81.0.0/16:20"] and conf.veth_prefix == "mc"
     settings.save(store, conf)
     assert settings.load(store) == conf
-    (store.networks_dir / "x.json").write_text("{}")  # a network exists: names cannot change any more
+    (Path(store.networks_dir) / "x.json").write_text("{}")  # a network exists: names cannot change any more
     with pytest.raises(InvalidSpec, match="cannot change while networks exist"):
         settings.save(store, settings.NetworkSettings(table="third"))
     settings.save(store, conf)  # the same settings again: fine

@@ -164,7 +164,7 @@ def test_static_ip_and_network_rm_rules(net):
             network.remove_network(net.store, "static")
     finally:
         network.detach(net.store, a.container_id)
-    assert state.endpoint_ids(net.store) == [] and os.listdir(net.store.run_root / "netns") == []
+    assert state.endpoint_ids(net.store) == [] and os.listdir(Path(net.store.run_root) / "netns") == []
     network.remove_network(net.store, "static")
     assert app.bridge not in netkit.links()
     with pytest.raises(NotFound, match="no such network"):
