@@ -16,7 +16,6 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
@@ -94,7 +93,7 @@ def default_parent() -> str:
 
 
 # -- file helpers: cgroupfs files are written with one write(2) each, and never created ----------------------
-def write(path: Path, value: str | int) -> None:
+def write(path: str, value: str | int) -> None:
     """Write one value to a cgroup file; a refusal becomes a CgroupError naming file and value."""
     data = str(value).encode()
     try:
@@ -107,7 +106,7 @@ def write(path: Path, value: str | int) -> None:
     except OSError as err:
         if err.errno in (errno.EINVAL, errno.ERANGE, errno.EBUSY, errno.ENOSPC):
             raise InvalidSpec(
-                f"the kernel refused {value!r} for {path.name} ({err.strerror})",
+                f"the kernel refused {value!r} for {os.path.basename(path)} ({err.strerror})",
                 hint=f"check the value is possible on this host (it was written to {path})",
             ) from err
         raise CgroupError(f"cannot write {value!r} to {path}: {err.strerror}") from err
@@ -115,7 +114,7 @@ def write(path: Path, value: str | int) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> str | None:
+def read(path: str) -> str | None:
     """A cgroup file's content, stripped; None if the file does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # not open(): its buffering costs more than the read
@@ -134,7 +133,7 @@ def read(path: Path) -> str | None:
     return b"".join(chunks).decode().strip()
 
 
-def read_int(path: Path) -> int | None:
+def read_int(path: str) -> int | None:
     """An integer cgroup file ("max" and missing files are None)."""
     text = read(path)
     if text is None or text == "max":
@@ -145,7 +144,7 @@ def read_int(path: Path) -> int | None:
         return None
 
 
-def read_keyed(path: Path) -> dict[str, int]:
+def read_keyed(path: str) -> dict[str, int]:
     """A flat keyed file ("key value" per line: memory.stat, cpu.stat, memory.events, ...)."""
     result: dict[str, int] = {}
     for line in (read(path) or "").splitlines():
@@ -157,17 +156,17 @@ def read_keyed(path: Path) -> dict[str, int]:
     return result
 
 
-def read_pids(path: Path) -> list[int]:
+def read_pids(path: str) -> list[int]:
     """The PIDs in a cgroup.procs file (empty when the cgroup is gone)."""
     return [int(line) for line in (read(path) or "").split()]
 
 
-def walk_bottom_up(directory: Path) -> Iterator[Path]:
+def walk_bottom_up(directory: str) -> Iterator[str]:
     """`directory` and every cgroup below it (a container may make its own), children before parents.
 
     Iterative, not recursive: a container that nests thousands of cgroups must not make destroy() fail.
     """
-    stack: list[tuple[Path, bool]] = [(directory, False)]
+    stack: list[tuple[str, bool]] = [(directory, False)]
     while stack:
         path, expanded = stack.pop()
         if expanded:
@@ -178,7 +177,7 @@ def walk_bottom_up(directory: Path) -> Iterator[Path]:
         except FileNotFoundError:
             continue
         stack.append((path, True))
-        stack.extend((Path(e.path), False) for e in entries if e.is_dir(follow_symlinks=False))
+        stack.extend((e.path, False) for e in entries if e.is_dir(follow_symlinks=False))
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
@@ -208,11 +207,11 @@ class Cgroup(ABC):
     # -- life cycle ------------------------------------------------------------------------------------------
     @property
     @abstractmethod
-    def paths(self) -> dict[str, Path]:
+    def paths(self) -> dict[str, str]:
         """Hierarchy (controller name on v1, "unified" on v2) -> the container's directory."""
 
     def exists(self) -> bool:
-        return any(p.is_dir() for p in self.paths.values())
+        return any(os.path.isdir(p) for p in self.paths.values())
 
     @abstractmethod
     def create(self, resources: Mapping[str, Any] | Limits | None = None) -> None:
@@ -343,19 +342,19 @@ class Cgroup(ABC):
         return done
 
     # -- the two places a fake cgroupfs needs kernel behaviour (tests override them) -------------------------
-    def _mkdir(self, path: Path) -> bool:
+    def _mkdir(self, path: str) -> bool:
         """Make one cgroup directory; False if it was there already."""
         try:
-            path.mkdir(mode=0o755)
+            os.mkdir(path, 0o755)
         except FileExistsError:
-            if not path.is_dir():
+            if not os.path.isdir(path):
                 raise CgroupError(f"{path} exists and is not a cgroup directory") from None
             return False
         except OSError as err:
             raise CgroupError(f"cannot create cgroup {path}: {err.strerror}") from err
         return True
 
-    def _rmdir(self, path: Path) -> None:
+    def _rmdir(self, path: str) -> None:
         os.rmdir(path)
 
     # -- shared helpers --------------------------------------------------------------------------------------

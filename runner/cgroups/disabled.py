@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minirun.cgroups.base import Cgroup, CgroupError, warn
@@ -24,7 +23,7 @@ class DisabledCgroup(Cgroup):
         self.reason = reason
 
     @property
-    def paths(self) -> dict[str, Path]:
+    def paths(self) -> dict[str, str]:
         return {}
 
     def create(self, resources: Mapping[str, Any] | Limits | None = None) -> None:

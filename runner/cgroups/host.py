@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 
 from minicache.record import Record
 
@@ -19,15 +18,15 @@ from minicache.record import Record
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 # The v2 controllers enabled for container cgroups (freeze and kill are core v2 features, no controller).
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
-MOUNTINFO = Path("/proc/self/mountinfo")
+MOUNTINFO = "/proc/self/mountinfo"
 
 
 class HostCgroups(Record):
     """The host's cgroup layout as this process sees it."""
 
     mode: str  # "v1" | "v2" | "disabled"
-    v1: dict[str, Path]  # controller -> its hierarchy's mount point
-    unified: Path | None = None  # the cgroup2 mount point, if any
+    v1: dict[str, str]  # controller -> its hierarchy's mount point
+    unified: str | None = None  # the cgroup2 mount point, if any
     reason: str = ""  # why "disabled"
 
     @property
@@ -43,10 +42,10 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def parse_mountinfo(text: str) -> tuple[dict[str, Path], Path | None]:
+def parse_mountinfo(text: str) -> tuple[dict[str, str], str | None]:
     """(v1 controller -> mount point, cgroup2 mount point) from mountinfo; the first mount of each wins."""
-    v1: dict[str, Path] = {}
-    unified: Path | None = None
+    v1: dict[str, str] = {}
+    unified: str | None = None
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         if not sep:
@@ -55,7 +54,7 @@ def parse_mountinfo(text: str) -> tuple[dict[str, Path], Path | None]:
         if len(fields) < 5 or len(tail) < 3:
             continue
         fstype, super_options = tail[0], tail[2]
-        mount_point = Path(_unescape(fields[4]))
+        mount_point = _unescape(fields[4])
         if fstype == "cgroup2":
             unified = unified or mount_point
         elif fstype == "cgroup":
@@ -78,12 +77,13 @@ def detect_from(mountinfo: str) -> HostCgroups:
 def detect() -> HostCgroups:
     """The host's cgroup mode, read once per process."""
     try:
-        text = MOUNTINFO.read_text()
+        with open(MOUNTINFO) as f:
+            text = f.read()
     except OSError as err:
         return HostCgroups("disabled", {}, reason=f"cannot read {MOUNTINFO}: {err.strerror}")
     return detect_from(text)
 
 
-def writable(path: Path) -> bool:
+def writable(path: str) -> bool:
     """True if we may create cgroups below `path` (root on a read-write cgroupfs, or a delegated subtree)."""
     return os.access(path, os.W_OK | os.X_OK)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
@@ -55,21 +54,21 @@ def _v1_value(value: int) -> int:
 class V1Cgroup(Cgroup):
     mode = "v1"
 
-    def __init__(self, container_id: str, parent: str | None = None, *, mounts: Mapping[str, Path]) -> None:
+    def __init__(self, container_id: str, parent: str | None = None, *, mounts: Mapping[str, str]) -> None:
         super().__init__(container_id, parent)
         self.mounts = dict(mounts)
 
     @cached_property
-    def paths(self) -> dict[str, Path]:
-        return {c: mount.joinpath(*self.parent_parts, self.container_id) for c, mount in self.mounts.items()}
+    def paths(self) -> dict[str, str]:
+        return {c: os.path.join(mount, *self.parent_parts, self.container_id) for c, mount in self.mounts.items()}
 
-    def _dirs(self) -> list[Path]:
+    def _dirs(self) -> list[str]:
         """Each hierarchy's directory once (co-mounted controllers share one)."""
         return list(dict.fromkeys(self.paths.values()))
 
-    def _file(self, controller: str, name: str) -> Path | None:
+    def _file(self, controller: str, name: str) -> str | None:
         directory = self.paths.get(controller)
-        return None if directory is None else directory / name
+        return None if directory is None else os.path.join(directory, name)
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def create(self, resources: Mapping[str, Any] | Limits | None = None) -> None:
@@ -80,11 +79,11 @@ class V1Cgroup(Cgroup):
                 hint="express the limits with linux.resources.memory/cpu/pids instead",
             )
         for mount in dict.fromkeys(self.mounts.values()):
-            if os.path.isdir(mount.joinpath(*self.parent_parts)):
+            if os.path.isdir(os.path.join(mount, *self.parent_parts)):
                 continue  # made by an earlier container: one stat instead of a refused mkdir per level
             level = mount
             for part in self.parent_parts:
-                level = level / part
+                level = os.path.join(level, part)
                 self._mkdir(level)
         made = [d for d in self._dirs() if self._mkdir(d)]
         if len(made) < len(self._dirs()) and self.pids():
@@ -104,11 +103,11 @@ class V1Cgroup(Cgroup):
         mount = self.mounts.get("cpuset")
         if mount is None:
             return
-        levels = [mount.joinpath(*self.parent_parts[: i + 1]) for i in range(len(self.parent_parts))]
+        levels = [os.path.join(mount, *self.parent_parts[: i + 1]) for i in range(len(self.parent_parts))]
         for directory in (*levels, self.paths["cpuset"]):
             for name in ("cpuset.cpus", "cpuset.mems"):
-                if read(directory / name) == "":
-                    write(directory / name, read(directory.parent / name) or "")
+                if read(os.path.join(directory, name)) == "":
+                    write(os.path.join(directory, name), read(os.path.join(os.path.dirname(directory), name)) or "")
 
     def join(self) -> None:
         """Move the calling process in.
@@ -123,11 +122,11 @@ class V1Cgroup(Cgroup):
             self.add(0)
             return
         for directory in self._dirs():
-            write(directory / "tasks", 0)
+            write(os.path.join(directory, "tasks"), 0)
 
     def add(self, pid: int) -> None:
         for directory in self._dirs():
-            write(directory / "cgroup.procs", pid)
+            write(os.path.join(directory, "cgroup.procs"), pid)
 
     def set(self, resources: Mapping[str, Any] | Limits) -> None:
         self._require()
@@ -140,7 +139,7 @@ class V1Cgroup(Cgroup):
         found: dict[int, None] = {}
         for top in self._dirs():
             for directory in walk_bottom_up(top):
-                found.update(dict.fromkeys(read_pids(directory / "cgroup.procs")))
+                found.update(dict.fromkeys(read_pids(os.path.join(directory, "cgroup.procs"))))
         return list(found)
 
     def _write_limits(self, limits: Limits) -> None:
@@ -150,33 +149,37 @@ class V1Cgroup(Cgroup):
         cpu = self.paths.get("cpu")
         if cpu is not None:
             if limits.cpu_shares is not None:
-                write(cpu / "cpu.shares", limits.cpu_shares)
+                write(os.path.join(cpu, "cpu.shares"), limits.cpu_shares)
             self._write_cfs(cpu, limits.cpu_quota, limits.cpu_period)
         cpuset = self.paths.get("cpuset")
         if cpuset is not None:
             if limits.cpuset_cpus is not None:
-                write(cpuset / "cpuset.cpus", limits.cpuset_cpus)
+                write(os.path.join(cpuset, "cpuset.cpus"), limits.cpuset_cpus)
             if limits.cpuset_mems is not None:
-                write(cpuset / "cpuset.mems", limits.cpuset_mems)
+                write(os.path.join(cpuset, "cpuset.mems"), limits.cpuset_mems)
         if limits.pids is not None and "pids" in self.paths:
-            write(self.paths["pids"] / "pids.max", "max" if limits.pids == UNLIMITED else limits.pids)
+            write(os.path.join(self.paths["pids"], "pids.max"), "max" if limits.pids == UNLIMITED else limits.pids)
         if limits.devices and "devices" in self.paths:
             self._write_devices(limits.devices)
         blkio = self.paths.get("blkio")
         if blkio is not None:
             if limits.blkio_weight is not None:
-                bfq = blkio / "blkio.bfq.weight"  # CFQ's blkio.weight left the kernel with CFQ
-                weight = bfq if bfq.exists() or not (blkio / "blkio.weight").exists() else blkio / "blkio.weight"
+                bfq = os.path.join(blkio, "blkio.bfq.weight")  # CFQ's blkio.weight left the kernel with CFQ
+                weight = (
+                    bfq
+                    if os.path.exists(bfq) or not os.path.exists(os.path.join(blkio, "blkio.weight"))
+                    else os.path.join(blkio, "blkio.weight")
+                )
                 write(weight, limits.blkio_weight)
             for key, major, minor, rate in limits.blkio_throttle:
-                write(blkio / f"blkio.throttle.{V1_THROTTLE_FILES[key]}", f"{major}:{minor} {rate}")
+                write(os.path.join(blkio, f"blkio.throttle.{V1_THROTTLE_FILES[key]}"), f"{major}:{minor} {rate}")
 
     def _write_devices(self, rules: tuple[tuple[bool, str], ...]) -> None:
         """The device allowlist, rule by rule in the spec's order (a leading deny-all "a *:* rwm" clears the
         list inherited from the parent). Without it a container's root could mknod and open any device."""
         directory = self.paths["devices"]
         for allow, rule in rules:
-            write(directory / ("devices.allow" if allow else "devices.deny"), rule)
+            write(os.path.join(directory, "devices.allow" if allow else "devices.deny"), rule)
 
     def _warn_missing(self, limits: Limits) -> None:
         needs = {
@@ -199,8 +202,8 @@ class V1Cgroup(Cgroup):
     def _write_memory(self, limits: Limits) -> None:
         directory = self.paths["memory"]
         memory, swap = limits.memory, limits.memory_swap
-        memsw = directory / "memory.memsw.limit_in_bytes"
-        if swap is not None and not memsw.exists():
+        memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
+        if swap is not None and not os.path.exists(memsw):
             if swap != UNLIMITED:
                 warn(
                     "this kernel does not account swap (no memory.memsw.limit_in_bytes; boot with swapaccount=1): "
@@ -209,34 +212,34 @@ class V1Cgroup(Cgroup):
             swap = None
         # The kernel keeps memory <= memory+swap at every moment: raise memsw first when growing (runc's order).
         if memory is not None and swap is not None:
-            current = read_int(directory / "memory.limit_in_bytes") or 0
+            current = read_int(os.path.join(directory, "memory.limit_in_bytes")) or 0
             if swap == UNLIMITED or current < swap:
                 write(memsw, _v1_value(swap))
-                write(directory / "memory.limit_in_bytes", _v1_value(memory))
+                write(os.path.join(directory, "memory.limit_in_bytes"), _v1_value(memory))
             else:
-                write(directory / "memory.limit_in_bytes", _v1_value(memory))
+                write(os.path.join(directory, "memory.limit_in_bytes"), _v1_value(memory))
                 write(memsw, _v1_value(swap))
         elif memory is not None:
-            write(directory / "memory.limit_in_bytes", _v1_value(memory))
+            write(os.path.join(directory, "memory.limit_in_bytes"), _v1_value(memory))
         elif swap is not None:
             write(memsw, _v1_value(swap))
         if limits.memory_reservation is not None:
-            write(directory / "memory.soft_limit_in_bytes", _v1_value(limits.memory_reservation))
+            write(os.path.join(directory, "memory.soft_limit_in_bytes"), _v1_value(limits.memory_reservation))
 
     @staticmethod
-    def _write_cfs(directory: Path, quota: int | None, period: int | None) -> None:
+    def _write_cfs(directory: str, quota: int | None, period: int | None) -> None:
         """cfs period and quota; the kernel checks them as a pair, so retry in the other order (as runc)."""
         if period is not None:
             try:
-                write(directory / "cpu.cfs_period_us", period)
+                write(os.path.join(directory, "cpu.cfs_period_us"), period)
             except InvalidSpec:
                 if quota is None:
                     raise
-                write(directory / "cpu.cfs_quota_us", quota)
-                write(directory / "cpu.cfs_period_us", period)
+                write(os.path.join(directory, "cpu.cfs_quota_us"), quota)
+                write(os.path.join(directory, "cpu.cfs_period_us"), period)
                 return
         if quota is not None:
-            write(directory / "cpu.cfs_quota_us", quota)
+            write(os.path.join(directory, "cpu.cfs_quota_us"), quota)
 
     # -- accounting ------------------------------------------------------------------------------------------
     def stats(self) -> CgroupStats:
@@ -246,31 +249,32 @@ class V1Cgroup(Cgroup):
             raise NotFound(f"container {self.container_id} has no cgroup (it is not running)")
         values: dict[str, Any] = {}
         if (cpuacct := self.paths.get("cpuacct")) is not None:
-            values["cpu_ns"] = read_int(cpuacct / "cpuacct.usage")
-            ticks = read_keyed(cpuacct / "cpuacct.stat")
+            values["cpu_ns"] = read_int(os.path.join(cpuacct, "cpuacct.usage"))
+            ticks = read_keyed(os.path.join(cpuacct, "cpuacct.stat"))
             ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
             if "user" in ticks:
                 values["cpu_user_ns"] = ticks["user"] * ns_per_tick
                 values["cpu_system_ns"] = ticks.get("system", 0) * ns_per_tick
         if (cpu := self.paths.get("cpu")) is not None:
-            values["cpu_throttled_ns"] = read_keyed(cpu / "cpu.stat").get("throttled_time")
+            values["cpu_throttled_ns"] = read_keyed(os.path.join(cpu, "cpu.stat")).get("throttled_time")
         if (memory := self.paths.get("memory")) is not None:
-            stat = read_keyed(memory / "memory.stat")
-            limit = read_int(memory / "memory.limit_in_bytes")
-            swap_limit = read_int(memory / "memory.memsw.limit_in_bytes")
+            stat = read_keyed(os.path.join(memory, "memory.stat"))
+            limit = read_int(os.path.join(memory, "memory.limit_in_bytes"))
+            swap_limit = read_int(os.path.join(memory, "memory.memsw.limit_in_bytes"))
             values.update(
-                memory_bytes=read_int(memory / "memory.usage_in_bytes"),
+                memory_bytes=read_int(os.path.join(memory, "memory.usage_in_bytes")),
                 memory_cache_bytes=stat.get("total_inactive_file"),
                 memory_limit=None if limit is None or limit >= _V1_UNLIMITED else limit,
                 memory_swap_limit=None if swap_limit is None or swap_limit >= _V1_UNLIMITED else swap_limit,
-                oom_kills=read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
+                oom_kills=read_keyed(os.path.join(memory, "memory.oom_control")).get("oom_kill", 0),
                 memory_limit_hits=max(
-                    read_int(memory / "memory.failcnt") or 0, read_int(memory / "memory.memsw.failcnt") or 0
+                    read_int(os.path.join(memory, "memory.failcnt")) or 0,
+                    read_int(os.path.join(memory, "memory.memsw.failcnt")) or 0,
                 ),
             )
         if (pids := self.paths.get("pids")) is not None:
-            values["pids"] = read_int(pids / "pids.current")
-            values["pids_limit"] = read_int(pids / "pids.max")
+            values["pids"] = read_int(os.path.join(pids, "pids.current"))
+            values["pids_limit"] = read_int(os.path.join(pids, "pids.max"))
         if (blkio := self.paths.get("blkio")) is not None:
             values["block_read_bytes"], values["block_write_bytes"] = _blkio_bytes(blkio)
         return CgroupStats(**values)
@@ -279,14 +283,14 @@ class V1Cgroup(Cgroup):
         memory = self.paths.get("memory")
         if memory is None:
             return False
-        oom = read_keyed(memory / "memory.oom_control")
+        oom = read_keyed(os.path.join(memory, "memory.oom_control"))
         if "oom_kill" in oom:
             return oom["oom_kill"] > 0
         # Kernels before 4.13 do not count OOM kills; hitting the limit is the best hint they give.
-        return (read_int(memory / "memory.failcnt") or 0) > 0
+        return (read_int(os.path.join(memory, "memory.failcnt")) or 0) > 0
 
     # -- freezer ---------------------------------------------------------------------------------------------
-    def _freezer_state(self) -> Path:
+    def _freezer_state(self) -> str:
         state = self._file("freezer", "freezer.state")
         if state is None:
             raise CgroupError(
@@ -323,8 +327,8 @@ class V1Cgroup(Cgroup):
         return state is not None and read(state) == "FROZEN"
 
 
-def _blkio_bytes(directory: Path) -> tuple[int | None, int | None]:
-    text = read(directory / "blkio.throttle.io_service_bytes_recursive")
+def _blkio_bytes(directory: str) -> tuple[int | None, int | None]:
+    text = read(os.path.join(directory, "blkio.throttle.io_service_bytes_recursive"))
     if text is None:
         return None, None
     totals = {"Read": 0, "Write": 0}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache import events
@@ -230,15 +229,15 @@ def _write_files(
     if wired is None or not wired.hosts:
         hosts = HOSTS
         if opts.network == "host":
-            with contextlib.suppress(OSError):
-                hosts = Path("/etc/hosts").read_text()
+            with contextlib.suppress(OSError), open("/etc/hosts") as f:
+                hosts = f.read()
         files["/etc/hosts"] = hosts
     files["/etc/resolv.conf"] = wired.resolv_conf if wired is not None else resolv_conf(opts.network)
     out = {"/etc/hosts": os.path.join(container.dir, "hosts")}
     for dest, content in files.items():
         path = os.path.join(container.dir, os.path.basename(dest))
         atomic_write(path, content.encode(), mode=0o644, durable=durable)  # read by the container's users
-        out[dest] = str(path)
+        out[dest] = path
     return out
 
 

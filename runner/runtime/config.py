@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
@@ -85,7 +84,7 @@ class ChildConfig(Record):
 
 
 def load(bundle: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(bundle) / "config.json"
+    path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             spec = json.load(f)
@@ -148,7 +147,7 @@ def prepare(
     bundle: str | os.PathLike[str],
     *,
     stdin_open: bool = True,
-    seccomp_cache: Path | None = None,
+    seccomp_cache: str | None = None,
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
     cgroup: CgroupHook | None = None,
@@ -158,11 +157,11 @@ def prepare(
     process = spec.get("process")
     _need(isinstance(process, dict), "the spec has no process")
     root = spec.get("root") or {}
-    root_path = Path(bundle) / root.get("path", "rootfs")
-    _need(root_path.is_dir(), f"root.path {root_path} is not a directory")
+    root_path = os.path.join(bundle, root.get("path", "rootfs"))
+    _need(os.path.isdir(root_path), f"root.path {root_path} is not a directory")
     linux = spec.get("linux") or {}
     _need(not linux.get("uidMappings") and not linux.get("gidMappings"), "user namespace mappings are not supported")
-    cfg = ChildConfig(rootfs=str(root_path.resolve()), args=[], env={}, cwd="/")
+    cfg = ChildConfig(rootfs=os.path.realpath(root_path), args=[], env={}, cwd="/")
     _process(process, cfg)
     _namespaces(spec, cfg)
     cfg.hostname = spec.get("hostname") or None
@@ -258,7 +257,7 @@ def prepare_exec(
     container_pid: int,
     *,
     stdin_open: bool = True,
-    seccomp_cache: Path | None = None,
+    seccomp_cache: str | None = None,
     kill_with_parent: bool = True,
     cgroup: CgroupHook | None = None,
 ) -> ChildConfig:

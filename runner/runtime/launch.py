@@ -26,7 +26,6 @@ from minirun.runtime.channel import CREATED, ERROR, GO, PTY, READY, SPAWNED, Cha
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from minirun.runtime.cgroup import CgroupHook
@@ -140,7 +139,7 @@ def start(
     *,
     stdin_open: bool = True,
     cgroup: CgroupHook | str | None = AUTO,
-    seccomp_cache: Path | None = None,
+    seccomp_cache: str | None = None,
     kill_with_parent: bool = True,
     preserve_fds: int = 0,
     on_ready: Callable[[int], dict[str, Any] | None] | None = None,
@@ -187,7 +186,7 @@ def exec_in(
     *,
     cgroup: CgroupHook | None,
     stdin_open: bool = True,
-    seccomp_cache: Path | None = None,
+    seccomp_cache: str | None = None,
     kill_with_parent: bool = True,
 ) -> Process:
     """Run `process` (an OCI process object) inside the running container whose init is `container_pid`.

@@ -21,7 +21,6 @@ from minicache.errors import InvalidSpec
 from minirun.runtime import syscalls
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
 
 FORMAT_VERSION = "3"  # bump when the compilation below, or the cache entry's layout, changes meaning
@@ -48,7 +47,7 @@ def cache_key(section: dict[str, Any]) -> str:
     return f"{zlib.crc32(_identity(section)):08x}"
 
 
-def program(section: dict[str, Any], cache_dir: Path | None = None) -> bytes:
+def program(section: dict[str, Any], cache_dir: str | None = None) -> bytes:
     """The BPF program for `section`, from `cache_dir` (a folder the store made) when it was compiled before.
 
     The entry is the identity (`_identity`) followed by the program; one that holds another identity (a

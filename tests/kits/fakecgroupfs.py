@@ -152,11 +152,11 @@ class FakeV2Cgroup(V2Cgroup):
     def _mkdir(self, path: Path) -> bool:
         made = super()._mkdir(path)
         if made:
-            self.fs.populate(path)
+            self.fs.populate(Path(path))
         return made
 
     def _rmdir(self, path: Path) -> None:
-        self.fs.remove(path)
+        self.fs.remove(Path(path))
 
     def _attach_device_filter(self, rules: tuple[tuple[bool, str], ...]) -> None:
         """A plain directory takes no eBPF program: note the rules (test_cgroup_v2_kernel attaches for real)."""

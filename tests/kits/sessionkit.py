@@ -19,7 +19,7 @@ def _tops() -> list[Path]:
     from minirun.cgroups import detect
 
     host = detect()
-    return [*dict.fromkeys(host.v1.values()), *([host.unified] if host.unified else [])]
+    return [Path(p) for p in (*dict.fromkeys(host.v1.values()), *([host.unified] if host.unified else []))]
 
 
 def session_cgroups() -> list[Path]:

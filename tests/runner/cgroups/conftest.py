@@ -29,7 +29,7 @@ def _parent_dirs(parent: str) -> list[Path]:
     mounts = list(dict.fromkeys(HOST.v1.values()))
     if HOST.unified is not None:
         mounts.append(HOST.unified)
-    return [m / parent for m in mounts]
+    return [Path(m) / parent for m in mounts]
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def cgroup_parent() -> Iterator[str]:
             continue
         for child in [c for c in directory.iterdir() if c.is_dir()]:
             # Only children of our own unique parent: a test that failed half-way left them.
-            if directory.parent in HOST.v1.values():
+            if str(directory.parent) in HOST.v1.values():
                 V1Cgroup(child.name, parent, mounts=HOST.v1).destroy()
             else:
                 V2Cgroup(child.name, parent, mount=directory.parent).destroy()
@@ -64,7 +64,7 @@ def v1_cgroup(cgroup_parent: str) -> Iterator[V1Cgroup]:
     assert isinstance(cg, V1Cgroup)
     yield cg
     cg.destroy()
-    left = [str(p) for p in cg.paths.values() if p.exists()]
+    left = [p for p in cg.paths.values() if os.path.exists(p)]
     assert not left, f"cgroup directories leaked: {left}"
 
 
@@ -78,7 +78,7 @@ def unified_cgroup(cgroup_parent: str) -> Iterator[V2Cgroup]:
     cg = V2Cgroup(_container_id(), cgroup_parent, mount=HOST.unified)
     yield cg
     cg.destroy()
-    assert not cg.path.exists(), f"cgroup directory leaked: {cg.path}"
+    assert not os.path.exists(cg.path), f"cgroup directory leaked: {cg.path}"
 
 
 @pytest.fixture

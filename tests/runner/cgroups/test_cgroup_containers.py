@@ -36,7 +36,7 @@ ALLOCATE_100M = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"]
 def _v2_controllers() -> set[str]:
     if HOST.unified is None:
         return set()
-    return set((HOST.unified / "cgroup.controllers").read_text().split())
+    return set((Path(HOST.unified) / "cgroup.controllers").read_text().split())
 
 
 V2_READY = HOST.mode == "v2" and {"memory", "cpu", "pids"} <= _v2_controllers()
@@ -66,7 +66,7 @@ def cgroup_dirs(cid: str) -> list[Path]:
 
 def cgroup_file(cid: str, controller: str, name: str) -> Path:
     """A file of the container's cgroup: `<controller's mount>/<parent>/<id>/<name>` (v2: the one mount)."""
-    mount = HOST.v1[controller] if HOST.mode == "v1" else HOST.unified
+    mount = Path(HOST.v1[controller] if HOST.mode == "v1" else HOST.unified)
     assert mount is not None
     return mount / CGROUP_PARENT / cid / name
 
@@ -298,7 +298,7 @@ def test_the_cgroup_is_gone_in_every_hierarchy_after_the_container(
         cid = run_d(store_root, *argv)
     dirs = cgroup_dirs(cid)
     # Its own directory in each hierarchy it uses: every controller (v1) or the one unified directory (v2).
-    expected = {p / CGROUP_PARENT / cid for p in (set(HOST.v1.values()) if HOST.mode == "v1" else {HOST.unified})}
+    expected = {Path(p) / CGROUP_PARENT / cid for p in (set(HOST.v1.values()) if HOST.mode == "v1" else {HOST.unified})}
     assert set(dirs) == expected
     if how == "detached rm -f":
         assert minirun(store_root, "rm", "-f", cid).returncode == 0

@@ -36,7 +36,7 @@ def test_limits_are_written_to_every_hierarchy(v1_cgroup: V1Cgroup) -> None:
             "pids": {"limit": 20},
         }
     )
-    p = v1_cgroup.paths
+    p = {c: Path(d) for c, d in v1_cgroup.paths.items()}
     assert read(p["memory"] / "memory.limit_in_bytes") == str(64 * MiB)
     assert read(p["memory"] / "memory.soft_limit_in_bytes") == str(32 * MiB)
     assert read(p["memory"] / "memory.memsw.limit_in_bytes") == str(128 * MiB)
@@ -62,7 +62,7 @@ def test_no_limits_still_gets_its_own_cgroup_and_stats(v1_cgroup: V1Cgroup, work
     assert stats.cpu_ns and stats.cpu_ns > 0
     assert stats.oom_kills == 0 and not v1_cgroup.oom_killed()
     for controller, directory in v1_cgroup.paths.items():
-        assert str(w.pid) in read(directory / "cgroup.procs").split(), controller
+        assert str(w.pid) in read(os.path.join(directory, "cgroup.procs")).split(), controller
 
 
 def test_memory_limit_oom_kills_and_is_reported(v1_cgroup: V1Cgroup, workloads: list[Workload]) -> None:
@@ -123,7 +123,7 @@ def test_pids_limit_contains_a_fork_bomb(
     stats = v1_cgroup.stats()
     assert stats.pids_limit == 20
     assert stats.pids == 20
-    assert read(v1_cgroup.paths["pids"] / "pids.events") != "max 0"
+    assert read(Path(v1_cgroup.paths["pids"]) / "pids.events") != "max 0"
     # The host is unaffected: it still forks and runs processes.
     assert subprocess.run(["true"], timeout=10).returncode == 0
     bomb = [int(line) for line in pids_file.read_text().split()]
@@ -158,7 +158,7 @@ def test_freeze_stops_progress_and_thaw_resumes_it(
     wait_for(lambda: counter.exists() and int(counter.read_text()) > 3, what="the counter to start")
     v1_cgroup.freeze()
     assert v1_cgroup.frozen()
-    assert read(v1_cgroup.paths["freezer"] / "freezer.state") == "FROZEN"
+    assert read(Path(v1_cgroup.paths["freezer"]) / "freezer.state") == "FROZEN"
     frozen_at = int(counter.read_text())
     time.sleep(0.5)
     assert int(counter.read_text()) == frozen_at
@@ -208,7 +208,7 @@ def test_destroy_kills_leftovers_and_removes_every_hierarchy(
     procs = [int(p) for p in pids_file.read_text().split()]
     subreaper.extend(p for p in procs if p != w.pid)
     # The container made a cgroup of its own inside ours, and moved one process there.
-    inner = v1_cgroup.paths["memory"] / "inner"
+    inner = Path(v1_cgroup.paths["memory"]) / "inner"
     inner.mkdir()
     (inner / "cgroup.procs").write_text(str(procs[-1]))
     assert set(procs) == set(v1_cgroup.pids())
@@ -219,8 +219,8 @@ def test_destroy_kills_leftovers_and_removes_every_hierarchy(
 
     v1_cgroup.destroy()
     for controller, directory in v1_cgroup.paths.items():
-        assert not directory.exists(), controller
-        assert directory.parent.is_dir(), "the parent is left in place"
+        assert not os.path.exists(directory), controller
+        assert os.path.isdir(os.path.dirname(directory)), "the parent is left in place"
     assert w.wait() == -signal.SIGKILL
     v1_cgroup.destroy()  # idempotent
 
@@ -306,7 +306,7 @@ def test_add_moves_a_running_process(v1_cgroup: V1Cgroup, workloads: list[Worklo
 
 def test_set_updates_a_live_cgroup_in_a_safe_order(v1_cgroup: V1Cgroup) -> None:
     v1_cgroup.create({"memory": {"limit": 64 * MiB, "swap": 64 * MiB}})
-    mem = v1_cgroup.paths["memory"]
+    mem = Path(v1_cgroup.paths["memory"])
     # Growing memory past the old memory+swap needs memsw raised first; shrinking needs the reverse.
     v1_cgroup.set({"memory": {"limit": 256 * MiB, "swap": 512 * MiB}})
     assert read(mem / "memory.limit_in_bytes") == str(256 * MiB)
@@ -315,9 +315,9 @@ def test_set_updates_a_live_cgroup_in_a_safe_order(v1_cgroup: V1Cgroup) -> None:
     assert read(mem / "memory.limit_in_bytes") == str(32 * MiB)
     assert read(mem / "memory.memsw.limit_in_bytes") == str(32 * MiB)
     v1_cgroup.set({"cpu": {"quota": 20000, "period": 50000}, "pids": {"limit": -1}})
-    assert read(v1_cgroup.paths["cpu"] / "cpu.cfs_quota_us") == "20000"
-    assert read(v1_cgroup.paths["cpu"] / "cpu.cfs_period_us") == "50000"
-    assert read(v1_cgroup.paths["pids"] / "pids.max") == "max"
+    assert read(Path(v1_cgroup.paths["cpu"]) / "cpu.cfs_quota_us") == "20000"
+    assert read(Path(v1_cgroup.paths["cpu"]) / "cpu.cfs_period_us") == "50000"
+    assert read(Path(v1_cgroup.paths["pids"]) / "pids.max") == "max"
 
 
 def test_a_value_the_kernel_refuses_is_a_clear_error_and_leaves_nothing(v1_cgroup: V1Cgroup) -> None:
@@ -332,14 +332,14 @@ def test_create_refuses_to_take_over_a_live_cgroup(v1_cgroup: V1Cgroup, workload
     wait_for(lambda: v1_cgroup.pids(), what="the child")
     with pytest.raises(Conflict):
         cgroups.open(v1_cgroup.container_id, parent=v1_cgroup.parent, mode="v1").create({"pids": {"limit": 99}})
-    assert read(v1_cgroup.paths["pids"] / "pids.max") == "10"
+    assert read(Path(v1_cgroup.paths["pids"]) / "pids.max") == "10"
     assert v1_cgroup.exists()
 
 
 def test_a_stale_empty_cgroup_is_reused(v1_cgroup: V1Cgroup) -> None:
     v1_cgroup.create({"pids": {"limit": 10}})  # as if a crashed run left it behind
     v1_cgroup.create({"pids": {"limit": 30}})
-    assert read(v1_cgroup.paths["pids"] / "pids.max") == "30"
+    assert read(Path(v1_cgroup.paths["pids"]) / "pids.max") == "30"
 
 
 def test_unified_resources_are_refused_on_v1(v1_cgroup: V1Cgroup) -> None:
@@ -392,5 +392,6 @@ def test_device_rules_replace_the_inherited_list(v1_cgroup: V1Cgroup) -> None:
             ]
         }
     )
-    assert read(v1_cgroup.paths["devices"] / "devices.list").splitlines() == ["c 1:3 rwm", "c 136:* rwm", "b *:* m"]
-    assert "a *:* rwm" not in read(v1_cgroup.paths["devices"] / "devices.list")
+    devices = Path(v1_cgroup.paths["devices"]) / "devices.list"
+    assert read(devices).splitlines() == ["c 1:3 rwm", "c 136:* rwm", "b *:* m"]
+    assert "a *:* rwm" not in read(Path(v1_cgroup.paths["devices"]) / "devices.list")

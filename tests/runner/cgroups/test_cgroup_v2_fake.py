@@ -100,7 +100,7 @@ def test_each_flag_writes_its_v2_file(
         argv = [a.replace("{blk}", request.getfixturevalue("blk")) for a in argv]
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create(from_flags(*argv))
-    assert files(cg.path, *expected) == expected
+    assert files(Path(cg.path), *expected) == expected
 
 
 def test_controllers_are_enabled_along_the_path_root_included(tmp_path: Path) -> None:
@@ -111,9 +111,10 @@ def test_controllers_are_enabled_along_the_path_root_included(tmp_path: Path) ->
     cg.create({"memory": {"limit": 64 * MiB}, "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]})
     for level in (root, root / "machine", root / "machine" / "minicontainer"):
         assert (level / "cgroup.subtree_control").read_text() == "+cpu +cpuset +hugetlb +io +memory +pids"
-    assert cg.path == root / "machine" / "minicontainer" / "c1"
-    assert (cg.path / "cgroup.controllers").read_text().split() == ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"]
-    assert files(cg.path, "memory.max", "hugetlb.2MB.max") == {
+    assert Path(cg.path) == root / "machine" / "minicontainer" / "c1"
+    controllers = (Path(cg.path) / "cgroup.controllers").read_text().split()
+    assert controllers == ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"]
+    assert files(Path(cg.path), "memory.max", "hugetlb.2MB.max") == {
         "memory.max": str(64 * MiB),
         "hugetlb.2MB.max": "4194304",
     }
@@ -133,7 +134,7 @@ def test_a_controller_the_kernel_lacks_is_an_error_for_a_limit_only(tmp_path: Pa
     assert not (root / "minicontainer" / "c1").exists()
     cg = FakeV2Cgroup("c2", "minicontainer", fs)  # without a pids limit: its own cgroup, with what there is
     cg.create({"memory": {"limit": 64 * MiB}})
-    assert (cg.path / "memory.max").read_text().strip() == str(64 * MiB)
+    assert (Path(cg.path) / "memory.max").read_text().strip() == str(64 * MiB)
     assert (root / "cgroup.subtree_control").read_text().split() == ["+cpu", "+memory"]
 
 
@@ -168,7 +169,7 @@ def test_systemd_delegation_is_written_inside_only(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in outside} == outside  # systemd's: untouched
     assert (service / "cgroup.subtree_control").read_text() == "+cpu +memory"  # inside the delegation
     assert (service / "minicontainer" / "cgroup.subtree_control").read_text() == "+cpu +memory"
-    assert files(cg.path, "memory.max", "cpu.weight") == {"memory.max": str(64 * MiB), "cpu.weight": "20"}
+    assert files(Path(cg.path), "memory.max", "cpu.weight") == {"memory.max": str(64 * MiB), "cpu.weight": "20"}
 
 
 @pytest.mark.root
@@ -179,7 +180,7 @@ def test_a_controller_a_delegating_parent_withholds_is_an_error(tmp_path: Path) 
     cg = FakeV2Cgroup("c1", "system.slice/mc.service/minicontainer", fs)
     with pytest.raises(CgroupError, match=r"pids cgroup controller.*system.slice/cgroup.subtree_control is not ours"):
         cg.create({"pids": {"limit": 20}})
-    assert not cg.path.exists()
+    assert not Path(cg.path).exists()
     # The root is systemd's too (PID 1 in init.scope) even with nothing delegated below it.
     with pytest.raises(CgroupError, match=r"io cgroup controller.*cgroupfs/cgroup.subtree_control is not ours"):
         FakeV2Cgroup("c2", "minicontainer", fs).create({"blockIO": {"weight": 300}})
@@ -203,13 +204,13 @@ def test_no_swap_accounting_is_a_warning(tmp_path: Path) -> None:
     cg = FakeV2Cgroup("c1", "minicontainer", FakeCgroupfs(root, swap=False))
     with pytest.warns(CgroupWarning, match="does not account swap"):
         cg.create(from_flags("--memory", "64m"))
-    assert (cg.path / "memory.max").read_text().strip() == str(64 * MiB)
+    assert (Path(cg.path) / "memory.max").read_text().strip() == str(64 * MiB)
 
 
 def test_unified_keys_are_written_and_checked(fake_fs: FakeCgroupfs) -> None:
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create({"unified": {"memory.low": "1048576", "pids.max": "7"}})
-    assert files(cg.path, "memory.low", "pids.max") == {"memory.low": "1048576", "pids.max": "7"}
+    assert files(Path(cg.path), "memory.low", "pids.max") == {"memory.low": "1048576", "pids.max": "7"}
     with pytest.raises(InvalidSpec, match="no such cgroup file"):
         FakeV2Cgroup("c2", "minicontainer", fake_fs).create({"unified": {"memory.bogus": "1"}})
     assert not (fake_fs.root / "minicontainer" / "c2").exists()  # a failed create leaves nothing
@@ -229,7 +230,7 @@ def test_set_updates_a_live_cgroup(fake_fs: FakeCgroupfs) -> None:
         cg.set({"pids": {"limit": 5}})
     cg.create(from_flags("--memory", "64m", "--pids-limit", "10"))
     cg.set(from_flags("--memory", "128m", "--memory-swap", "-1", "--pids-limit", "-1", "--cpus", "2"))
-    assert files(cg.path, "memory.max", "memory.swap.max", "pids.max", "cpu.max") == {
+    assert files(Path(cg.path), "memory.max", "memory.swap.max", "pids.max", "cpu.max") == {
         "memory.max": str(128 * MiB),
         "memory.swap.max": "max",
         "pids.max": "max",
@@ -242,7 +243,7 @@ def test_stats_are_parsed_from_the_v2_files(fake_fs: FakeCgroupfs) -> None:
     with pytest.raises(NotFound):
         cg.stats()
     cg.create(from_flags("--memory", "64m", "--pids-limit", "20"))
-    d = cg.path
+    d = Path(cg.path)
     (d / "cpu.stat").write_text(
         "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\nnr_throttled 30\n"
         "throttled_usec 750000\n"
@@ -285,10 +286,10 @@ def test_freeze_waits_until_cgroup_events_says_frozen(fake_fs: FakeCgroupfs) -> 
     started = time.monotonic()
     cg.freeze()
     assert time.monotonic() - started >= 0.3  # it waited for the kernel, not just for its own write
-    assert (cg.path / "cgroup.freeze").read_text().strip() == "1"
+    assert (Path(cg.path) / "cgroup.freeze").read_text().strip() == "1"
     assert cg.frozen()
     cg.thaw()
-    assert (cg.path / "cgroup.freeze").read_text().strip() == "0"
+    assert (Path(cg.path) / "cgroup.freeze").read_text().strip() == "0"
     assert not cg.frozen()
 
 
@@ -298,7 +299,7 @@ def test_freeze_that_never_completes_times_out_and_undoes_itself(fake_fs: FakeCg
     fake_fs.start_kernel(freezes=False)
     with pytest.raises(CgroupError, match="timed out"):
         cg.freeze(timeout=0.2)
-    assert (cg.path / "cgroup.freeze").read_text().strip() == "0"
+    assert (Path(cg.path) / "cgroup.freeze").read_text().strip() == "0"
 
 
 @pytest.fixture
@@ -315,7 +316,7 @@ def test_destroy_kills_through_cgroup_kill_and_removes_bottom_up(fake_fs: FakeCg
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create()
     # The container made its own cgroup inside ours and a process lives there.
-    inner = cg.path / "inner"
+    inner = Path(cg.path) / "inner"
     inner.mkdir()
     fake_fs.populate(inner)
     (inner / "cgroup.procs").write_text(f"{sleeper.pid}\n")
@@ -323,7 +324,7 @@ def test_destroy_kills_through_cgroup_kill_and_removes_bottom_up(fake_fs: FakeCg
     fake_fs.start_kernel()
     cg.destroy()
     assert sleeper.wait(5) == -signal.SIGKILL
-    assert not cg.path.exists()
+    assert not Path(cg.path).exists()
     assert (fake_fs.root / "minicontainer").is_dir()  # the parent stays
     cg.destroy()  # idempotent
 
@@ -336,7 +337,7 @@ def test_kill_all_without_cgroup_kill_freezes_signals_and_thaws(
     fs = FakeCgroupfs(root, kill_file=False)  # a kernel before 5.14
     cg = FakeV2Cgroup("c1", "minicontainer", fs)
     cg.create()
-    (cg.path / "cgroup.procs").write_text(f"{sleeper.pid}\n")
+    (Path(cg.path) / "cgroup.procs").write_text(f"{sleeper.pid}\n")
     signalled: list[tuple[int, int, bool]] = []
     real_kill = os.kill
 
@@ -351,7 +352,7 @@ def test_kill_all_without_cgroup_kill_freezes_signals_and_thaws(
     finally:
         fs.stop_kernel()
     assert signalled == [(sleeper.pid, signal.SIGTERM, True)]  # frozen while signalled
-    assert not cg.frozen() and (cg.path / "cgroup.freeze").read_text().strip() == "0"  # thawed after
+    assert not cg.frozen() and (Path(cg.path) / "cgroup.freeze").read_text().strip() == "0"  # thawed after
     assert sleeper.wait(5) == -signal.SIGTERM
 
 
@@ -360,13 +361,13 @@ def test_destroy_survives_thousands_of_nested_cgroups(fake_fs: FakeCgroupfs) -> 
     """A hostile container nesting cgroups deeper than Python's recursion limit cannot make destroy fail."""
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create()
-    deep = cg.path
+    deep = Path(cg.path)
     for _ in range(1200):
         deep = deep / "a"
         deep.mkdir()
         fake_fs.populate(deep)
     cg.destroy()
-    assert not cg.path.exists()
+    assert not Path(cg.path).exists()
 
 
 def test_device_rules_go_to_the_ebpf_hook(fake_fs: FakeCgroupfs) -> None:
@@ -375,7 +376,7 @@ def test_device_rules_go_to_the_ebpf_hook(fake_fs: FakeCgroupfs) -> None:
     cg = FakeV2Cgroup("c1", "minicontainer", fake_fs)
     cg.create({"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3}]})
     assert cg.device_rules == ((False, "a *:* rwm"), (True, "c 1:3 rwm"))
-    assert not list(cg.path.glob("devices.*"))  # v2 has no devices files
+    assert not list(Path(cg.path).glob("devices.*"))  # v2 has no devices files
 
 
 def test_a_refused_device_program_is_a_warning_not_a_failure(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ HOST = cgroups.detect()
 def _controllers() -> set[str]:
     if HOST.unified is None:
         return set()
-    return set((HOST.unified / "cgroup.controllers").read_text().split())
+    return set((Path(HOST.unified) / "cgroup.controllers").read_text().split())
 
 
 _skip_without_v2_controllers = pytest.mark.skipif(
@@ -65,8 +65,8 @@ def test_core_v2_join_freeze_kill_and_remove(unified_cgroup: V2Cgroup, workloads
     unified_cgroup.freeze()
     unified_cgroup.destroy()
     assert w.wait(10) == -signal.SIGKILL
-    assert not unified_cgroup.path.exists()
-    assert unified_cgroup.path.parent.is_dir()
+    assert not Path(unified_cgroup.path).exists()
+    assert Path(unified_cgroup.path).parent.is_dir()
 
 
 def test_core_v2_stats_with_the_controllers_there_are(unified_cgroup: V2Cgroup, workloads) -> None:
@@ -221,4 +221,4 @@ def test_the_container_init_is_created_inside_its_v2_cgroup(
     proc = start(bundle, unified_cgroup.container_id, cgroup=unified_cgroup)
     assert unified_cgroup.pids() == [proc.pid]
     assert proc.wait() == 0
-    assert not unified_cgroup.path.exists()  # destroyed once reaped
+    assert not Path(unified_cgroup.path).exists()  # destroyed once reaped

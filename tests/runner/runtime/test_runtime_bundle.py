@@ -150,7 +150,7 @@ class BornInsideCgroup:
     the fallback, either must not happen (`may_join=False`) or goes through cgroup.procs."""
 
     def __init__(self, hierarchy: Path, may_join: bool) -> None:
-        self.path = hierarchy / f"minitest-{secrets.token_hex(4)}"
+        self.path = Path(hierarchy) / f"minitest-{secrets.token_hex(4)}"
         self.may_join = may_join
 
     def create(self, resources: dict) -> None:

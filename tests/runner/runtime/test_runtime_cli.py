@@ -239,9 +239,8 @@ def test_detached_run_pause_resume_update_force_delete(
     from minirun import cgroups
 
     group = cgroups.open(cid, cgroups.default_parent())
-    assert any(
-        p.joinpath("pids.max").is_file() and p.joinpath("pids.max").read_text() == "33\n" for p in group.paths.values()
-    )
+    limits = [Path(p) / "pids.max" for p in group.paths.values()]
+    assert any(f.is_file() and f.read_text() == "33\n" for f in limits)
     runtime(root, "delete", "--force", cid, check=True)
     assert not (root / cid).exists() and not group.exists()
     assert runtime(root, "delete", "--force", cid).returncode == 0  # already gone: nothing to do
