@@ -29,6 +29,7 @@ import platform
 import re
 import tarfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from minibuild import platforms
@@ -55,7 +56,6 @@ from minicache.unpack import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from minicache.blobs import BlobWriter
     from minicache.store import Store
@@ -345,9 +345,9 @@ class _Archive:
 
     def _path(self, digest: str, what: str | None) -> Path:
         if digest in self.staged:
-            return self.staged[digest].path
+            return Path(self.staged[digest].path)
         if self.store.blobs.has(digest):
-            return self.store.blobs.path(digest)
+            return Path(self.store.blobs.path(digest))
         raise InvalidArchive(f"the archive refers to {what or digest} but does not contain it", hint=_FORMATS_HINT)
 
     def open_blob(self, digest: str) -> BinaryIO:

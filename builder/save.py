@@ -12,6 +12,7 @@ store keeps only as a snapshot with a tar-split record are rebuilt from it (and 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -150,7 +151,8 @@ def _docker_archive(store: Store, tar: _Out, records: list[tuple[ImageRecord, st
                 with open(staging, "rb") as f:
                     tar.file(name, f, os.fstat(f.fileno()).st_size)
             finally:
-                staging.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(staging)
         tags = _names(store, record, asked)
         manifest.append(
             {

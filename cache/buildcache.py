@@ -8,6 +8,7 @@ garbage collection drops entries whose layer went (`prune`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,7 @@ class BuildCache:
             except (FileNotFoundError, ValueError, TypeError):
                 stale = True
             if stale:
-                self._path(key).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path(key))
                 gone.append(key)
         return gone

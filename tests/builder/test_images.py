@@ -212,8 +212,8 @@ def test_export_round_trip(store: Store, busybox_tar: bytes, tmp_path: Path, mou
     proc = run_cli(store, "export", "rt:1", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     again = flat(store, out.read_bytes(), "rt:2")
-    a = store.layers.fs(store.images.get(image_id).layers[0].chain_id)
-    b = store.layers.fs(store.images.get(again).layers[0].chain_id)
+    a = Path(store.layers.fs(store.images.get(image_id).layers[0].chain_id))
+    b = Path(store.layers.fs(store.images.get(again).layers[0].chain_id))
     assert describe_tree(a) == describe_tree(b)
 
 

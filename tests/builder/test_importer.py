@@ -96,7 +96,7 @@ def test_export_with_dot_slash_names(store: Store, busybox_rootfs: Path) -> None
     data = subprocess.run(["tar", "-C", str(busybox_rootfs), "-cf", "-", "."], capture_output=True, check=True).stdout
     result = import_tarball(store, io.BytesIO(data))
     assert result.kind == "export"
-    fs = store.layers.fs(store.images.get(result.images[0][0]).layers[0].chain_id)
+    fs = Path(store.layers.fs(store.images.get(result.images[0][0]).layers[0].chain_id))
     assert (fs / "bin/busybox").is_file()
 
 

@@ -81,7 +81,7 @@ def store_root(open_dir: Path, busybox_rootfs: Path) -> Path:
     root = open_dir / "store"
     store = Store(root)
     add_rootfs_image(store, busybox_rootfs, "bb:latest")
-    fs = store.layers.fs(store.images.resolve("bb:latest").chain_ids[-1])
+    fs = Path(store.layers.fs(store.images.resolve("bb:latest").chain_ids[-1]))
     shutil.copy(HOST_ID, fs / "suid-id")
     os.chown(fs / "suid-id", 0, 0)
     os.chmod(fs / "suid-id", 0o4755)

@@ -110,7 +110,7 @@ def test_index_picks_host_then_platform_flag(store: Store, registry, multi, kind
     assert host.digest == imagekit.sha256(multi[kind])  # the index's digest, like docker
     arm = do_pull(store, name, platform="linux/arm64")
     assert arm.image_id == multi[f"arm64-{kind}"].config_digest
-    assert (store.layers.fs(store.images.get(arm.image_id).chain_ids[-1]) / "arch").read_text() == "arm64\n"
+    assert (Path(store.layers.fs(store.images.get(arm.image_id).chain_ids[-1])) / "arch").read_text() == "arm64\n"
     assert do_pull(store, name, platform="linux/arm/v7").image_id == multi[f"arm-{kind}"].config_digest
 
 
@@ -280,7 +280,7 @@ def test_images_imported_from_a_tarball_can_be_pushed_and_pulled(store: Store, r
     fresh = Store(tmp_path / "fresh")
     pulled = do_pull(fresh, dest)
     assert pulled.image_id == store.images.resolve("flat:v1").id
-    assert (fresh.layers.fs(fresh.images.get(pulled.image_id).chain_ids[-1]) / "hello").read_bytes() == b"hi\n"
+    assert (Path(fresh.layers.fs(fresh.images.get(pulled.image_id).chain_ids[-1])) / "hello").read_bytes() == b"hi\n"
     # what was pushed was rebuilt from the tar-split record and gzip-compressed on the way
     (layer,) = fresh.images.get(pulled.image_id).layers
     assert layer.media_type == mt.OCI_LAYER_GZIP and layer.diff_id == imagekit.sha256(tar)
