@@ -24,8 +24,8 @@ pytestmark = pytest.mark.root
 MiB = 1 << 20
 
 
-def read(path: Path) -> str:
-    return path.read_text().strip()
+def read(path: Path | str) -> str:
+    return Path(path).read_text().strip()
 
 
 def test_limits_are_written_to_every_hierarchy(v1_cgroup: V1Cgroup) -> None:
