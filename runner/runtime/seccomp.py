@@ -44,7 +44,11 @@ def _identity(section: dict[str, Any]) -> bytes:
 
 def cache_key(section: dict[str, Any]) -> str:
     """The cache entry's name for `section` (entries of other sections may share it: see `program`)."""
-    return f"{zlib.crc32(_identity(section)):08x}"
+    return _entry_name(_identity(section))
+
+
+def _entry_name(identity: bytes) -> str:
+    return f"{zlib.crc32(identity):08x}"
 
 
 def program(section: dict[str, Any], cache_dir: str | None = None) -> bytes:
@@ -54,7 +58,7 @@ def program(section: dict[str, Any], cache_dir: str | None = None) -> bytes:
     CRC-32 collision) is compiled over.
     """
     identity = _identity(section)
-    path = os.path.join(cache_dir, f"{zlib.crc32(identity):08x}.bpf") if cache_dir is not None else None
+    path = os.path.join(cache_dir, f"{_entry_name(identity)}.bpf") if cache_dir is not None else None
     if path is not None:
         try:
             with open(path, "rb") as f:
