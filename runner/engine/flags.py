@@ -232,21 +232,9 @@ def parse_restart(text: str) -> RestartPolicy:
 
 def parse_signal(text: str) -> int:
     """A signal by name (`SIGTERM`, `term`, `SIGRTMIN+3`) or number (`15`), as `docker kill -s` takes it."""
-    import signal
+    from minirun.runtime.signals import signal_number
 
-    value = text.strip().upper()
-    if value.isdigit():
-        number = int(value)
-    else:
-        name = value if value.startswith("SIG") else "SIG" + value
-        rt_min, rt_max = name.partition("SIGRTMIN+")[2], name.partition("SIGRTMAX-")[2]
-        if rt_min.isdigit():
-            number = signal.SIGRTMIN + int(rt_min)
-        elif rt_max.isdigit():
-            number = signal.SIGRTMAX - int(rt_max)
-        else:
-            member = signal.Signals.__members__.get(name)
-            number = int(member) if member is not None else 0
-    if not 0 < number < signal.NSIG:
+    number = signal_number(text)
+    if not number:
         raise InvalidSpec(f"invalid signal {text!r}", hint="use a name like SIGTERM or KILL, or a number like 9")
     return number

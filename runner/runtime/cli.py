@@ -367,22 +367,12 @@ def cmd_state(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     return 0
 
 
-SIGNALS = {s.name: int(s) for s in signal.Signals if not s.name.startswith("SIG_")}
-
-
 def parse_signal(text: str) -> int:
     """A signal by number, or by name with or without SIG (TERM, SIGTERM, sigterm)."""
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < signal.NSIG:
-            return number
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else f"SIG{name}"
-        if name in SIGNALS:
-            return SIGNALS[name]
-        if name.startswith("SIGRTMIN+") and name[9:].isdigit():
-            return int(signal.SIGRTMIN) + int(name[9:])
+    from minirun.runtime.signals import signal_number
+
+    if number := signal_number(text):
+        return number
     raise UsageError(f"unknown signal {text!r}", hint="use a name (TERM, SIGKILL) or a number")
 
 

@@ -1,4 +1,4 @@
-"""Forward the signals a user sends to `minirun` to the container's PID 1."""
+"""Signals: reading a signal a user names, and forwarding the ones sent to `minirun` to the container's PID 1."""
 
 from __future__ import annotations
 
@@ -6,6 +6,29 @@ import contextlib
 import os
 import signal
 from types import FrameType, TracebackType
+
+
+def signal_number(text: str) -> int:
+    """A signal by name (`SIGTERM`, `term`, `SIGRTMIN+3`, `SIGRTMAX-1`) or number (`15`); 0 if it names none.
+
+    The one reading of a signal both command lines take (`minirun kill -s`, `minirun-runtime kill`); each
+    says in its own words what is wrong with a 0.
+    """
+    value = text.strip().upper()
+    if value.isdigit():
+        number = int(value)
+    else:
+        name = value if value.startswith("SIG") else "SIG" + value
+        rt_min, rt_max = name.partition("SIGRTMIN+")[2], name.partition("SIGRTMAX-")[2]
+        if rt_min.isdigit():
+            number = signal.SIGRTMIN + int(rt_min)
+        elif rt_max.isdigit():
+            number = signal.SIGRTMAX - int(rt_max)
+        else:
+            member = signal.Signals.__members__.get(name)
+            number = int(member) if member is not None else 0
+    return number if 0 < number < signal.NSIG else 0
+
 
 FORWARDED = (
     signal.SIGINT,
