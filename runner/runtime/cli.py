@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", "-q", action="store_true")
     v = verb("ps")
     v.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    v.add_argument("ps_options", nargs=argparse.REMAINDER, help="options for the host's ps (default -ef)")
     v = verb("update")
     v.add_argument("--resources", "-r", required=True, help="a linux.resources JSON file, or - for stdin")
     v = verb("exec")
@@ -463,13 +464,31 @@ def _live_cgroup(container: st.Container, verb: str) -> Any:
 
 
 def cmd_ps(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    pids = sorted(_live_cgroup(store.load(args.id), "list the processes of").pids())
+    """The container's processes: their host PIDs in JSON (`null` once it stopped, as runc), or the host's
+    `ps` (-ef by default) narrowed to them, as runc prints it."""
+    container = store.load(args.id)
+    pids = sorted(_live_cgroup(container, "list the processes of").pids()) if container.status() != "stopped" else []
     if args.format == "json":
-        print(json.dumps(pids))
-    else:
-        print("PID")
-        for pid in pids:
-            print(pid)
+        print(json.dumps(pids or None))
+        return 0
+    import subprocess
+
+    try:
+        lines = subprocess.run(
+            ["ps", *(args.ps_options or ["-ef"])], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise UsageError(f"cannot run the host's ps: {e}", hint="install procps, or use --format json") from None
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise UsageError("the host's ps printed no PID column", hint="give ps options that show PID")
+    column = header.index("PID")
+    wanted = {str(pid) for pid in pids}
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column] in wanted:
+            print(line)
     return 0
 
 

@@ -65,9 +65,7 @@ def test_image_prune_goes_through_a_deep_layer(store: Store) -> None:
     store.layers.commit(staging, LayerInfo(chain, chain, None, 100), durable=False)
     assert store.layers.has(chain)
     try:
-        pruned = subprocess.run(
-            [MINIBUILD, "--root", store.root, "prune"], capture_output=True, text=True, timeout=120
-        )
+        pruned = subprocess.run([MINIBUILD, "--root", store.root, "prune"], capture_output=True, text=True, timeout=120)
         assert pruned.returncode == 0, pruned.stderr[-1000:]
         assert not store.layers.has(chain)
     finally:

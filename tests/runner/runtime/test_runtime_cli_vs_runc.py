@@ -50,15 +50,34 @@ class Driver:
         return str(now)
 
 
-def bundle_for(tmp_path: Path, rootfs: Path, name: str, cid: str, command: list[str]) -> Path:
+def bundle_for(
+    tmp_path: Path, rootfs: Path, name: str, cid: str, command: list[str], resources: dict | None = None
+) -> Path:
     bundle = tmp_path / f"bundle-{name}"
     bundle.mkdir()
     shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
     (bundle / "rootfs").chmod(0o755)
     ctx = spec.SpecContext(container_id=cid, cgroups_path=f"/{CGROUP_PARENT}/{cid}")
-    oci = spec.build({"Env": ["PATH=/bin"]}, spec.RunOptions(command=command), ctx)
+    oci = spec.build({"Env": ["PATH=/bin"]}, spec.RunOptions(command=command, resources=resources or {}), ctx)
     (bundle / "config.json").write_text(json.dumps(oci))
     return bundle
+
+
+def both(tmp_path: Path, rootfs: Path, command: list[str], check, resources: dict | None = None) -> dict:
+    """`check(driver, cid)` for a container of `command` created under each runtime (deleted after): the
+    results by runtime name."""
+    results = {}
+    for name in RUNTIMES:
+        cid = f"vs-{name}-{secrets.token_hex(4)}"
+        bundle = bundle_for(tmp_path, rootfs, name, cid, command, resources)
+        driver = Driver(name, tmp_path / f"root-{name}")
+        try:
+            assert driver("create", "--bundle", str(bundle), cid)[0] == 0, name
+            results[name] = check(driver, cid)
+        finally:
+            driver("delete", "--force", cid)
+        shutil.rmtree(bundle)
+    return results
 
 
 def lifecycle(driver: Driver, bundle: Path, cid: str) -> list[object]:
@@ -107,3 +126,95 @@ def test_run_exit_codes_match_runc(tmp_path: Path, busybox_rootfs: Path, script:
             driver("delete", "--force", cid)
         shutil.rmtree(bundle)
     assert codes["minirun"] == codes["runc"]
+
+
+# What a process may do and who it is, as /proc/self/status says; the exec'ed shell's own PID and name differ.
+STATUS = r"grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Uid|Gid|Groups):' /proc/self/status"
+
+
+def test_exec_matches_runc(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """exec before and after start, as another user, with an extra capability, its exit code, and after the
+    container stopped: the same process as runc's, seen from /proc/self/status."""
+
+    def check(driver: Driver, cid: str) -> list[object]:
+        seen: list[object] = [driver("exec", cid, "sh", "-c", f"{STATUS}; exit 4")]
+        seen.append(driver("start", cid)[0])
+        seen.append(driver.status(cid, "running"))
+        seen.append(driver("exec", cid, "sh", "-c", f"{STATUS}; exit 5"))
+        seen.append(driver("exec", "--user", "1000:1000", cid, "sh", "-c", STATUS))
+        seen.append(driver("exec", "--cap", "CAP_SYS_ADMIN", cid, "sh", "-c", STATUS))
+        seen.append(driver("exec", "--env", "MARK=vs", "--cwd", "/tmp", cid, "sh", "-c", "echo $MARK; pwd"))
+        seen.append(driver("exec", cid, "nosuch")[0] != 0)
+        seen.append(driver("kill", cid, "KILL")[0])
+        seen.append(driver.status(cid, "stopped"))
+        seen.append(driver("exec", cid, "true")[0] != 0)
+        return seen
+
+    results = both(tmp_path, busybox_rootfs, ["sleep", "60"], check)
+    assert results["minirun"] == results["runc"]
+    assert "Uid:\t1000" in results["runc"][4][1]  # the comparison is about something
+
+
+def test_pause_resume_and_ps_match_runc(tmp_path: Path, busybox_rootfs: Path) -> None:
+    def check(driver: Driver, cid: str) -> list[object]:
+        seen: list[object] = [driver("start", cid)[0], driver.status(cid, "running")]
+        pid = driver.state(cid)["pid"]
+        code, out = driver("ps", "--format", "json", cid)
+        seen += [code, json.loads(out) == [pid]]
+        code, out = driver("ps", cid)  # the host's ps -ef, narrowed to the container's processes
+        rows = out.splitlines()
+        seen += [code, rows[0].split(), len(rows), rows[-1].split()[1] == str(pid), rows[-1].endswith("sleep 60")]
+        seen += [driver("pause", cid)[0], driver.status(cid, "paused")]
+        seen.append(cgroup_file(cid, "freezer/freezer.state", "cgroup.freeze"))
+        seen += [driver("exec", cid, "true")[0] != 0, driver("resume", cid)[0], driver.status(cid, "running")]
+        seen.append(cgroup_file(cid, "freezer/freezer.state", "cgroup.freeze"))
+        seen.append(driver("resume", cid)[0] != 0)  # not paused
+        seen += [driver("kill", cid, "KILL")[0], driver.status(cid, "stopped")]
+        seen += [driver("pause", cid)[0] != 0, driver("ps", cid)[0] != 0]
+        return seen
+
+    results = both(tmp_path, busybox_rootfs, ["sleep", "60"], check)
+    assert results["minirun"] == results["runc"]
+
+
+RESOURCES = {
+    "memory": {"limit": 64 * 1024 * 1024},
+    "pids": {"limit": 40},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+}
+# The files each cgroup version keeps the limits above in (v1 hierarchy/file, v2 file).
+LIMIT_FILES = (
+    ("memory/memory.limit_in_bytes", "memory.max"),
+    ("pids/pids.max", "pids.max"),
+    ("cpu/cpu.shares", "cpu.weight"),
+    ("cpu/cpu.cfs_quota_us", "cpu.max"),
+)
+
+
+def cgroup_file(cid: str, v1: str, v2: str) -> str:
+    """A file of the container's cgroup (`/CGROUP_PARENT/cid`), on the host's cgroup version."""
+    top = Path("/sys/fs/cgroup")
+    if (top / "cgroup.controllers").exists():  # pure v2
+        path = top / CGROUP_PARENT / cid / v2
+    else:
+        hierarchy, name = v1.split("/")
+        path = top / hierarchy / CGROUP_PARENT / cid / name
+    return path.read_text().strip()
+
+
+def test_cgroup_files_match_runc(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The bundle's limits land in the same cgroup files with the same values, and `update` changes them
+    alike (ours and runc's cgroups are different cgroups: the values are compared, not the paths)."""
+    update = tmp_path / "update.json"
+    update.write_text(json.dumps({"pids": {"limit": 60}, "memory": {"limit": 96 * 1024 * 1024}}))
+
+    def check(driver: Driver, cid: str) -> list[object]:
+        seen: list[object] = [[cgroup_file(cid, *files) for files in LIMIT_FILES]]
+        seen += [driver("start", cid)[0], driver.status(cid, "running")]
+        seen.append(driver("update", "--resources", str(update), cid)[0])
+        seen.append([cgroup_file(cid, *files) for files in LIMIT_FILES])
+        return seen
+
+    results = both(tmp_path, busybox_rootfs, ["sleep", "60"], check, resources=RESOURCES)
+    assert results["minirun"] == results["runc"]
+    assert results["runc"][0] != results["runc"][-1]  # the update changed something
