@@ -40,7 +40,7 @@ SHARED = {
         "minirun.cli.commands.run",
         "minirun.cli.commands.ps",
     },
-    "minirun.runtime.__main__": {"minirun.engine.spec"},
+    "minirun.runtime.default_spec": {"minirun.engine.spec"},
 }
 
 

@@ -10,9 +10,8 @@ descriptor with `minicache.inroot`, the resolver minibuild uses too.
 
 `cli` is the `minirun-runtime` console script (runc's verbs; `state` keeps its per-container folders).
 
-May import: minirun.cgroups, minicache. Its command-line entry (`python -m minirun.runtime`) also borrows
-the engine's default spec (minirun.engine.spec) for its `spec` verb, which `minirun-runtime spec` calls;
-no other module here imports the engine.
+May import: minirun.cgroups, minicache. `default_spec` (the `spec` verb) also borrows the engine's spec
+builder (minirun.engine.spec); no other module here imports the engine.
 """
 
 from __future__ import annotations

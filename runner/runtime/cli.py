@@ -632,7 +632,7 @@ def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 
 def cmd_spec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    from minirun.runtime.__main__ import write_spec
+    from minirun.runtime.default_spec import write_spec
 
     st.check_id(args.id)
     return write_spec(args.bundle, args.id, args.network)

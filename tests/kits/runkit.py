@@ -170,7 +170,17 @@ def run_in_runc_and_ours(
     )
     subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
     ours = subprocess.run(
-        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), name],
+        [
+            sys.executable,
+            "-m",
+            "minirun.runtime",
+            "--root",
+            str(state.with_name("ours-state")),
+            "run",
+            "--bundle",
+            str(bundle),
+            name,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -39,7 +39,17 @@ def write(bundle: Path, oci: dict) -> None:
 
 def run_bundle(bundle: Path, cid: str = "bundle-test") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), cid],
+        [
+            sys.executable,
+            "-m",
+            "minirun.runtime",
+            "--root",
+            str(bundle.parent / "state"),
+            "run",
+            "--bundle",
+            str(bundle),
+            cid,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
