@@ -59,7 +59,8 @@ lint: venv
 bench: setup
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	[ -z "$$missing" ] || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing)
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	@failed=; for b in bench/*.py; do $(PY) $$b || failed="$$failed $$b"; done; \
+	[ -z "$$failed" ] || { echo "bench: these did not finish:$$failed"; exit 1; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info
