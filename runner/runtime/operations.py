@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from minirun.runtime.launch import Process
 
 PROG = "minirun-runtime"
+EARLY_HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer")  # run before `start` returns
 
 
 class UsageError(MiniError):
@@ -248,13 +249,16 @@ class Runtime:
         meanwhile: Callable[[int], None] | None,
     ) -> tuple[st.Container, Process]:
         from minirun.runtime import cgroup as cg
-        from minirun.runtime import config, hooks, launch
+        from minirun.runtime import config, launch
 
         st.check_id(container_id)
         bundle = os.path.abspath(bundle)
         spec = config.load(bundle)
         config.check_fields(spec)
-        hooks.check(spec.get("hooks"))
+        if spec.get("hooks") is not None:  # hooks (and subprocess) load only for a bundle that has some
+            from minirun.runtime import hooks
+
+            hooks.check(spec["hooks"])
         terminal = bool((spec.get("process") or {}).get("terminal"))
         if terminal and not console_socket and not relay:
             raise InvalidSpec("process.terminal needs --console-socket", hint="pass --console-socket SOCKET")
@@ -282,13 +286,15 @@ class Runtime:
             )
 
             def on_ready(pid: int) -> dict[str, Any]:  # namespaces exist, mounts not yet made
+                from minirun.runtime import hooks
+
                 container.record["pid"] = pid
                 early = {**container.oci_state(), "pid": pid, "status": "creating"}
                 hooks.run(spec.get("hooks"), "prestart", early)
                 hooks.run(spec.get("hooks"), "createRuntime", early)
                 return {"state": json.dumps({**early, "status": "created"})}  # for the hooks the init runs
 
-            has_early = any((spec.get("hooks") or {}).get(k) for k in hooks.KINDS[:4])
+            has_early = any((spec.get("hooks") or {}).get(k) for k in EARLY_HOOKS)
             proc = launch.start(
                 bundle,
                 container_id,
