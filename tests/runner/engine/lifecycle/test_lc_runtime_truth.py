@@ -91,7 +91,10 @@ def test_stop_and_exit_leave_nothing_in_the_runtime(store_root: Path, busybox_im
     assert_nothing_left(store_root)
 
 
-def test_cli_killed_mid_run_then_ps_and_rm_clean_the_runtime(store_root: Path, busybox_image: str) -> None:
+@pytest.mark.parametrize("remove", [("rm", "crashed"), ("container", "prune", "-f")])
+def test_cli_killed_mid_run_then_ps_and_rm_clean_the_runtime(
+    store_root: Path, busybox_image: str, remove: tuple[str, ...]
+) -> None:
     proc = spawn(store_root, "run", "--name", "crashed", IMAGE, "sleep", "60")
     state = wait_for_running(store_root)
     cid = next(n for n in os.listdir(store_root / "containers") if len(n) == 64)
@@ -103,7 +106,7 @@ def test_cli_killed_mid_run_then_ps_and_rm_clean_the_runtime(store_root: Path, b
     left = runtime_state(store_root, cid)
     assert left is None or left["status"] == "stopped"  # the runtime's truth: nothing runs
     assert [r["State"] for r in ps_json(store_root)] == ["exited"]
-    assert minirun(store_root, "rm", "crashed").returncode == 0  # settles first: the runtime's folder goes too
+    assert minirun(store_root, *remove).returncode == 0  # settles first: the runtime's folder goes too
     assert runtime_folders(store_root) == []
     assert_nothing_left(store_root)
 
