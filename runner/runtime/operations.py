@@ -326,11 +326,17 @@ class Runtime:
                 proc.pty_master = None
         return container, proc
 
-    def _release(self, container: st.Container) -> None:
-        """Open the exec fifo for reading: the init's blocked open returns, it writes a byte and execs."""
+    def _release(self, container: st.Container, *, ended_ok: bool = False) -> bool:
+        """Open the exec fifo for reading: the init's blocked open returns, it writes a byte and execs.
+
+        An init that ended (was killed) before that is an error, or with `ended_ok` (`run`: its exit status
+        is the caller's to reap, as for a process killed just after its exec) False.
+        """
         import select
 
         status = container.status()
+        if status == "stopped" and ended_ok:
+            return False
         if status != "created":
             raise StatusError(
                 f"cannot start container {container.id}: it is {status}", hint="only a created one starts"
@@ -341,12 +347,15 @@ class Runtime:
             poller.register(fd, select.POLLIN)
             while not poller.poll(100):
                 if not container.alive():
+                    if ended_ok:
+                        return False
                     raise StatusError(f"cannot start container {container.id}: its init has ended")
             os.read(fd, 1)
         finally:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(container.fifo)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(container.fifo)
+        return True
 
     def _poststart(self, container: st.Container) -> None:
         if not container.record.get("hooks"):
@@ -395,13 +404,14 @@ class Runtime:
             meanwhile=meanwhile,
         )
         try:
-            self._release(container)
+            started = self._release(container, ended_ok=True)
         except BaseException:
             proc.signal(signal.SIGKILL)
             proc.wait()
             container.remove()
             raise
-        self._poststart(container)
+        if started:
+            self._poststart(container)
         return proc
 
     # -- the other verbs --------------------------------------------------------------------------------------
