@@ -32,7 +32,7 @@ RECORD_FOLDERS = frozenset({"cache", "networks", "serve"})
 ROOT_FILES = frozenset({"events.log", "events.log.1"})  # the event log both CLIs append to
 ROOT_ENTRIES = OBJECT_FOLDERS | RECORD_FOLDERS | ROOT_FILES
 API_SOCKET = "api.sock"  # `minirun serve`'s default socket, in the run-time root
-RUN_ROOT_FOLDERS = frozenset({"netns", "networks", "mounts"})
+RUN_ROOT_FOLDERS = frozenset({"netns", "networks", "mounts", "runtime"})
 RUN_ROOT_ENTRIES = RUN_ROOT_FOLDERS | {API_SOCKET}
 
 

@@ -92,6 +92,7 @@ class Store:
         self.run_networks_dir = os.path.join(self.run_root, "networks")
         self.netns_dir = os.path.join(self.run_root, "netns")
         self.mounts_dir = os.path.join(self.run_root, "mounts")
+        self.runtime_dir = os.path.join(self.run_root, "runtime")  # minirun-runtime's --root for our containers
         self.api_socket = os.path.join(self.run_root, API_SOCKET)
         try:
             self._open(create)
@@ -138,7 +139,7 @@ class Store:
         ):  # fmt: skip
             _mkdir_private(d)
         if run_state:
-            for d in (self.run_networks_dir, self.netns_dir, self.mounts_dir):
+            for d in (self.run_networks_dir, self.netns_dir, self.mounts_dir, self.runtime_dir):
                 _mkdir_private(d)
 
     # -- the three object kinds ------------------------------------------------------------------------------

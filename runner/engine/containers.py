@@ -158,12 +158,6 @@ class State(Record):
     def _same_boot(self) -> bool:
         return self.BootId is None or self.BootId == process.boot_id()
 
-    def process_alive(self) -> bool:
-        """True if the recorded process still runs (same PID, same start time, same boot)."""
-        if self.Status not in ACTIVE or not self.Pid:
-            return False
-        return self._same_boot() and process.is_alive(self.Pid, self.PidStartTime)
-
     def monitor_alive(self) -> bool:
         """True if the process that waits for the container (monitor or foreground CLI) still runs."""
         return bool(self.MonitorPid) and self._same_boot() and process.is_alive(self.MonitorPid, self.MonitorStartTime)
@@ -226,6 +220,21 @@ class Container:
     @property
     def state_path(self) -> str:
         return os.path.join(self.dir, "state.json")
+
+    def runtime_status(self) -> str:
+        """The runtime's word on the container's process: created, running, paused or stopped (its state
+        folder under the store's runtime root; none there is stopped). The one truth about the process."""
+        from minirun.runtime.operations import Runtime
+
+        return Runtime(self.store.runtime_dir).status(self.id)
+
+    def process_alive(self, state: State) -> bool:
+        """True if `state` says the container runs and the runtime agrees (its init lives)."""
+        if state.Status not in ACTIVE or not state.Pid:
+            return False
+        from minirun.runtime.operations import Runtime
+
+        return Runtime(self.store.runtime_dir).alive(self.id)
 
     @property
     def rootfs(self) -> str:

@@ -6,8 +6,10 @@
        └──(start fails)  ▼ (exit; restart policy) ──▶ restarting ──▶ running
                        exited ──start──▶ running          rm: gone
 
-The recorded state is only a claim: the truth is checked with the process's PID *and* start time (and
-the boot ID) and the liveness of whoever waits for it (the monitor, or the CLI of a foreground run).
+The recorded state is only a claim: the truth about the process is the runtime's (minirun.runtime.operations,
+its state folder under the store's runtime root: created, running, paused or stopped), and about whoever waits
+for it the monitor's (or the foreground CLI's) PID and start time. Every signal, pause, resume and delete goes
+through the runtime's operations; the record adds what Docker shows on top (Pid, StartedAt, ExitCode, ...).
 `observe` shows the truth without changing anything; `settle` (under the container's lock) writes it
 down and cleans what a crashed CLI or monitor left: mounts, cgroup, processes. The engine's steps
 (minirun.engine.steps) record a start and an exit through `record_start`, `record_exit` and `finish`; the
@@ -45,11 +47,30 @@ from minirun.errors import ContainerStateError
 if TYPE_CHECKING:
     from minicache.store import Store
     from minirun.cgroups import Cgroup
+    from minirun.runtime.operations import Runtime
 
 EXIT_FILE = "exit"  # {"Pid", "PidStartTime", "ExitCode", "FinishedAt"}: written by the monitor when it reaped Pid
 LOST = "exit status unknown: nothing was watching the container when it ended"
 QUICK_RUN = 10.0  # seconds; a run shorter than this doubles the restart delay (Docker's backoff)
 DEFAULT_STOP_TIMEOUT = 10  # seconds, as Docker
+
+
+def runtime(store: Store) -> Runtime:
+    """The runtime whose state root is the store's run-time folder: every container of this store is there."""
+    from minirun.runtime.operations import Runtime
+
+    return Runtime(store.runtime_dir, warn=_warn)
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"minirun: warning: {message}", file=sys.stderr)
+
+
+def runtime_delete(container: Container) -> None:
+    """Forget the container in the runtime (killing what is left): its cgroup goes, poststop hooks run."""
+    runtime(container.store).delete(container.id, force=True)
 
 
 # -- start and exit -----------------------------------------------------------------------------------------------
@@ -117,17 +138,18 @@ def record_exit(
 def finish(container: Container, code: int, *, error: str | None = None, oom: bool | None = None) -> State:
     """Everything after the container's process is gone (call it holding the lock; idempotent).
 
-    Kills what is left in the cgroup and removes it (asking it first whether the OOM killer struck, unless
-    `oom` is known), unmounts the root filesystem and records the exit. Network detach belongs here.
+    Deletes the container in the runtime, which kills what is left and removes the cgroup (asking it first
+    whether the OOM killer struck, unless `oom` is known), unmounts the root filesystem and records the exit.
     """
     try:
         cgroup = container_cgroup(container)
     except MiniError:
         cgroup = None
+    if cgroup is not None and oom is None:
+        oom = cgroup.exists() and cgroup.oom_killed()
+    runtime_delete(container)
     if cgroup is not None:
-        if oom is None:
-            oom = cgroup.exists() and cgroup.oom_killed()
-        cgroup.destroy()
+        cgroup.destroy()  # a runtime that never recorded it (a start that failed early) left it to us
     networking.detach(container.store, container)
     rootfs.unmount(container)
     return record_exit(container, code, error=error, oom=bool(oom))
@@ -135,6 +157,7 @@ def finish(container: Container, code: int, *, error: str | None = None, oom: bo
 
 def delete(store: Store, container: Container) -> None:
     """Delete a container whose process is gone: what `finish` cleans (again, harmlessly), then its record."""
+    runtime_delete(container)
     with contextlib.suppress(MiniError):
         container_cgroup(container).destroy()
     networking.detach(store, container)
@@ -179,7 +202,7 @@ def observe(container: Container, *, patience: float = 0.2) -> State:
     state = container.state()
     if state.Status == RESTARTING and not state.monitor_alive():
         state.Status = EXITED
-    if state.Status not in ACTIVE or state.process_alive():
+    if state.Status not in ACTIVE or container.process_alive(state):
         return state
     deadline = time.monotonic() + patience
     while True:
@@ -196,11 +219,11 @@ def settle(store: Store, container: Container) -> State:
 
     An active container whose process is gone and whose monitor is dead is finished here (cgroup
     removed, root unmounted), with the monitor's exit code if it noted one, else the unknown code.
-    A created or exited container keeps nothing mounted.
+    A created or exited container keeps nothing mounted, nor anything in the runtime.
     """
     state = container.state()
     if state.Status in ACTIVE:
-        if state.process_alive() or state.monitor_alive():
+        if container.process_alive(state) or state.monitor_alive():
             return state  # running, or ended and its monitor records it as soon as we release the lock
         note = exit_record(container, state)
         return finish(
@@ -217,6 +240,8 @@ def settle(store: Store, container: Container) -> State:
 
         if is_mounted(container.rootfs):
             rootfs.unmount(container)
+        if os.path.isdir(os.path.join(container.store.runtime_dir, container.id)):
+            runtime_delete(container)  # a start or an exit step that was killed half-way left it
     return state
 
 
@@ -242,24 +267,24 @@ def next_delay(previous: float, ran_for: float) -> float:
 
 
 # -- signals ------------------------------------------------------------------------------------------------------
-def _signal(container: Container, state: State, sig: int) -> None:
-    """Send `sig` to the container's init (its PID checked with its start time just before)."""
-    if state.process_alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.Pid, sig)
+def _signal(container: Container, sig: int, *, all: bool = False) -> None:
+    """Send `sig` to the container's init (or with `all` to its every process) through the runtime."""
+    with contextlib.suppress(MiniError, OSError):  # ended meanwhile: nothing to signal
+        runtime(container.store).kill(container.id, sig, all=all)
 
 
 def _thaw(container: Container, state: State) -> None:
-    container_cgroup(container).thaw()
+    with contextlib.suppress(MiniError, OSError):  # not frozen (any more): nothing to resume
+        runtime(container.store).resume(container.id)
     state.Status = RUNNING
     container.note_state(state)
 
 
-def _wait_gone(state: State, timeout: float) -> bool:
+def _wait_gone(container: Container, state: State, timeout: float) -> bool:
     """Wait until the recorded process is gone; False if it still runs after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.002
-    while state.process_alive():
+    while container.process_alive(state):
         if time.monotonic() >= deadline:
             return False
         time.sleep(delay)
@@ -278,7 +303,7 @@ def _wait_recorded(store: Store, container: Container, timeout: float = 10.0) ->
             with container.lock():
                 settle(store, container)
                 state = container.state()
-                if state.Status in ACTIVE and not state.process_alive():
+                if state.Status in ACTIVE and not container.process_alive(state):
                     finish(container, UNKNOWN_EXIT, error="the monitor did not record the exit in time")
             return
         time.sleep(0.01)
@@ -308,12 +333,12 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
         # The signal first, then the record (the monitor reads it under this lock, once we release it):
         # on a full disk the record may fail, the stop must not.
         if timeout > 0:
-            _signal(container, state, stop_signal(container))
+            _signal(container, stop_signal(container))
         state.StopRequested = True
         container.note_state(state)
         if timeout > 0 and state.Status == PAUSED:
             _thaw(container, state)
-    if timeout <= 0 or not _wait_gone(state, timeout):
+    if timeout <= 0 or not _wait_gone(container, state, timeout):
         kill_now(store, container, state)
     _wait_recorded(store, container)
     events.container(store, "stop", container.id, container.record)
@@ -322,11 +347,9 @@ def stop(store: Store, container: Container, timeout: float | None = None) -> No
 def kill_now(store: Store, container: Container, state: State) -> None:
     """SIGKILL everything in the container's cgroup (the init too), and wait until the init is gone."""
     with container.lock():
-        cgroup = container_cgroup(container)
-        if cgroup.exists():
-            cgroup.kill_all(signal.SIGKILL)  # freezes, kills, thaws: nothing forks away meanwhile
-        _signal(container, state, signal.SIGKILL)
-        if not _wait_gone(state, 10.0):
+        _signal(container, signal.SIGKILL, all=True)  # freezes, kills, thaws: nothing forks away meanwhile
+        _signal(container, signal.SIGKILL)
+        if not _wait_gone(container, state, 10.0):
             raise ContainerStateError(f"container {container.name} did not die from SIGKILL within 10 s")
         fresh = container.state()
         if fresh.Status == PAUSED:
@@ -345,7 +368,7 @@ def kill(store: Store, container: Container, sig: int = signal.SIGKILL) -> None:
             return
         if state.Status not in ACTIVE:
             raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
-        _signal(container, state, sig)  # first: on a full disk the record below may fail, the kill must not
+        _signal(container, sig)  # first: on a full disk the record below may fail, the kill must not
         state.StopRequested = True
         container.note_state(state)
         events.container(store, "kill", container.id, container.record, signal=sig)
@@ -360,7 +383,7 @@ def pause(store: Store, container: Container) -> None:
             raise ContainerStateError(f"container {container.name} is already paused")
         if state.Status != RUNNING:
             raise ContainerStateError(f"container {container.name} is not running", hint="start it first")
-        container_cgroup(container).freeze()
+        runtime(store).pause(container.id)
         state.Status = PAUSED
         container.set_state(state)
     events.container(store, "pause", container.id, container.record)
@@ -393,8 +416,10 @@ def remove(store: Store, container: Container, *, force: bool = False) -> None:
         kill_now(store, container, state)
     with container.lock():
         delete(store, container)
-    monitor = State(Pid=state.MonitorPid, PidStartTime=state.MonitorStartTime, Status=RUNNING)
-    _wait_gone(monitor, 5.0)  # it notices the removal and ends: nothing of the container is left after rm
+    monitor = State(MonitorPid=state.MonitorPid, MonitorStartTime=state.MonitorStartTime)
+    deadline = time.monotonic() + 5.0
+    while monitor.monitor_alive() and time.monotonic() < deadline:  # it notices the removal and ends:
+        time.sleep(0.01)  # nothing of the container is left after rm
 
 
 def wait_exit(container: Container) -> int:

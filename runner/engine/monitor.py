@@ -13,7 +13,7 @@ the monitor (it imports what it needs, does the work holding the container's loc
 socket pair and exits); the container's init, started by the helper with kill_with_parent off, is
 re-parented to the monitor when the helper exits.
 
-    CLI ──fork──▶ monitor ──fork──▶ helper ──runtime.start──▶ container init
+    CLI ──fork──▶ monitor ──fork──▶ helper ──Runtime.run──▶ container init
      ▲  report pipe: {"id"} | {"error"}  ◀────┘   (helper exits; the init is adopted by the monitor)
 """
 

@@ -25,13 +25,14 @@ from minicache.store import Store
 from minirun.engine import networking, rootfs, spec, users
 from minirun.engine.containers import ACTIVE, Container, ContainerStore
 from minirun.engine.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
-from minirun.runtime import Process
-from minirun.runtime import start as runtime_start
+from minirun.runtime.operations import Runtime
 from minirun.runtime.signals import SignalForwarder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from minirun.runtime.operations import Process
 
 
 INIT_ENV = "MINICONTAINER_INIT"  # "builtin", or the path of a static init to use instead of tini
@@ -332,9 +333,11 @@ def start(
 ) -> Process:
     """Start the prepared bundle and record the container as running (call it holding the container's lock).
 
-    `monitor_pid` is the process that will reap the container (default: this one). The state is written
-    while the child sets itself up (on another core), and the state machine that cleanup will need is loaded
-    then too: both are off the critical path of a short-lived container.
+    The runtime's `run` (create + start, in-process) with the container's ID and folder as the bundle; its
+    state folder goes under the store's runtime root. `monitor_pid` is the process that will reap the
+    container (default: this one). The state is written while the child sets itself up (on another core), and
+    the state machine that cleanup will need is loaded then too: both are off the critical path of a
+    short-lived container.
     """
     durable = not container.record.get("AutoRemove")
     monitor = monitor_pid or os.getpid()
@@ -344,9 +347,13 @@ def start(
 
         lifecycle.record_start(container, pid, monitor, restarted=restarted, durable=durable)
 
-    return runtime_start(
-        container.dir,
+    # A runtime container left by a start killed half-way (the engine's record never said it ran): gone first.
+    runtime = Runtime(store.runtime_dir)
+    if os.path.isdir(os.path.join(store.runtime_dir, container.id)):
+        runtime.delete(container.id, force=True)
+    return runtime.run(
         container.id,
+        container.dir,
         stdin_open=stdin_open,
         seccomp_cache=store.seccomp_dir,
         kill_with_parent=kill_with_parent,
@@ -410,7 +417,9 @@ def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
 
 
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
-    """Detach the network, unmount the root filesystem; with `remove`, delete the container (directory, name)."""
+    """Delete the container in the runtime (what is left of its processes, its cgroup), detach the network,
+    unmount the root filesystem; with `remove`, delete the container (directory, name)."""
+    Runtime(store.runtime_dir).delete(container.id, force=True)
     networking.detach(store, container)
     rootfs.unmount(container)
     if remove:
@@ -512,7 +521,6 @@ def exec_process(
     from minirun.engine import lifecycle
     from minirun.engine.containers import PAUSED
     from minirun.errors import ContainerStateError
-    from minirun.runtime.launch import exec_in
 
     state = lifecycle.observe(container, patience=0)
     if state.Status == PAUSED:
@@ -543,12 +551,6 @@ def exec_process(
         process["env"].append("TERM=xterm")
     if workdir is not None:
         process["cwd"] = workdir
-    return exec_in(
-        oci,
-        process,
-        state.Pid,
-        cgroup=lifecycle.container_cgroup(container),
-        stdin_open=interactive,
-        seccomp_cache=store.seccomp_dir,
-        kill_with_parent=not detach,
+    return Runtime(store.runtime_dir).exec(
+        container.id, process, detach=detach, relay=True, stdin_open=interactive, seccomp_cache=store.seccomp_dir
     )

@@ -8,7 +8,9 @@ The names below are loaded on first use, so a process that needs only a small pi
 `minirun.runtime.channel`) does not load the whole runtime. Paths inside a container's root are resolved by
 descriptor with `minicache.inroot`, the resolver minibuild uses too.
 
-`cli` is the `minirun-runtime` console script (runc's verbs; `state` keeps its per-container folders).
+`operations` holds runc's verbs as a library (`Runtime(root)`, one method per OCI operation), which both the
+engine (in-process) and `cli`, the `minirun-runtime` console script, call; `state` keeps the per-container
+folders whose state is the truth about a container's process.
 
 May import: minirun.cgroups, minicache. `default_spec` (the `spec` verb) also borrows the engine's spec
 builder (minirun.engine.spec); no other module here imports the engine.

@@ -431,6 +431,8 @@ def _look_up(cfg: ChildConfig) -> None:
             if os.access(path, os.X_OK):
                 return
             denied = True
+        elif os.path.exists(path):  # a directory or a device: execve says EACCES
+            denied = True
     if denied:
         raise ChildError(126, f'exec: "{name}": permission denied')
     if "/" in name:

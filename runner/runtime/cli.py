@@ -15,30 +15,20 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from minicache.errors import Conflict, InvalidSpec, MiniError, one_line
+from minicache.errors import MiniError, one_line
+from minirun.runtime import operations as ops
 from minirun.runtime import state as st
+from minirun.runtime.operations import StatusError, UsageError, parse_signal  # noqa: F401 (the CLI's names)
 
 if TYPE_CHECKING:
     from typing import Any
 
-PROG = "minirun-runtime"
+PROG = ops.PROG
 VERSION = "0.1.0"
-
-
-class UsageError(MiniError):
-    """A verb or flag this runtime does not know, or a missing argument."""
-
-    exit_code = 2
-
-
-class StatusError(Conflict):
-    """The verb does not apply to the container in its current status."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,283 +152,72 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-# -- create, start, run -------------------------------------------------------------------------------------
+# -- the verbs: flags in, minirun.runtime.operations does the work ------------------------------------------
 
 
-def _create(args: argparse.Namespace, store: st.Store, log: Log, *, relay: bool = False) -> tuple[st.Container, Any]:
-    """Set the container up and leave its init waiting on the exec fifo; (the container, its Process).
+def _runtime(store: st.Store, log: Log) -> ops.Runtime:
+    def warn(message: str) -> None:
+        log.write("warning", message)
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
 
-    With `relay` (a foreground `run`) a terminal needs no console socket: the caller keeps the pty master.
-    """
-    from minirun.runtime import cgroup as cg
-    from minirun.runtime import config, hooks, launch
-
-    bundle = os.path.abspath(args.bundle)
-    spec = config.load(bundle)
-    config.check_fields(spec)
-    hooks.check(spec.get("hooks"))
-    terminal = bool((spec.get("process") or {}).get("terminal"))
-    if terminal and not args.console_socket and not relay:
-        raise InvalidSpec("process.terminal needs --console-socket", hint="pass --console-socket SOCKET")
-    if args.console_socket and not terminal:
-        raise InvalidSpec("--console-socket without process.terminal", hint="set process.terminal or drop the flag")
-    if args.preserve_fds < 0:
-        raise UsageError("--preserve-fds must not be negative")
-    _allow_default_devices(spec)
-    folder = store.make(args.id)
-    container = st.Container(folder, {"id": args.id, "bundle": bundle})
-    proc = None
-    try:
-        os.mkfifo(container.fifo, 0o622)
-        os.chmod(container.fifo, 0o622)  # the container's user opens it for writing
-        parent, name = cg.location(spec, args.id)
-        group = cg.for_spec(spec, args.id)
-        root = (spec.get("root") or {}).get("path", "rootfs")
-        container.record.update(
-            rootfs=os.path.join(bundle, root),
-            created=_now(),
-            owner="",
-            annotations=spec.get("annotations") or {},
-            cgroup=[parent, name],
-            hooks=spec.get("hooks") or {},
-        )
-
-        def on_ready(pid: int) -> dict[str, Any]:  # namespaces exist, mounts not yet made
-            container.record["pid"] = pid
-            early = {**container.oci_state(), "pid": pid, "status": "creating"}
-            hooks.run(spec.get("hooks"), "prestart", early)
-            hooks.run(spec.get("hooks"), "createRuntime", early)
-            return {"state": json.dumps({**early, "status": "created"})}  # for the hooks the init runs
-
-        has_early = any((spec.get("hooks") or {}).get(k) for k in hooks.KINDS[:4])
-        proc = launch.start(
-            bundle,
-            args.id,
-            cgroup=group,
-            kill_with_parent=False,
-            preserve_fds=args.preserve_fds,
-            exec_fifo=str(container.fifo),
-            spec=spec,
-            on_ready=on_ready if has_early else None,
-        )
-        container.record.update(pid=proc.pid, starttime=proc.start_time)
-        container.save()
-        if proc.pty_master is not None and args.console_socket:
-            _send_console(args.console_socket, proc.pty_master)
-        if args.pid_file:
-            _write_pid_file(args.pid_file, proc.pid)
-    except BaseException:
-        if proc is not None:
-            proc.signal(signal.SIGKILL)
-            proc.wait()
-        container.remove()
-        raise
-    finally:
-        if proc is not None and proc.pty_master is not None and (args.console_socket or not relay):
-            os.close(proc.pty_master)
-            proc.pty_master = None
-    log.debug(f"created {args.id} with init {proc.pid}")
-    return container, proc
-
-
-# The device nodes every container gets (and its pty), allowed after the bundle's own rules, as runc does: an
-# engine's spec (Podman's) denies everything and lists only the extra devices it adds.
-DEFAULT_DEVICE_RULES = tuple(
-    {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
-    for kind, major, minor, access in (
-        ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),
-        ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, None, "rwm"),
-        ("c", 10, 200, "rwm"),
-    )
-)  # fmt: skip
-
-
-def _allow_default_devices(spec: dict[str, Any]) -> None:
-    resources = (spec.get("linux") or {}).get("resources") or {}
-    rules = resources.get("devices")
-    if isinstance(rules, list) and rules:
-        rules += [{k: v for k, v in rule.items() if v is not None} for rule in DEFAULT_DEVICE_RULES]
-
-
-def _now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
-
-
-def _send_console(path: str, master: int) -> None:
-    """Hand the pty master to the engine over its unix socket, as conmon and containerd's shim expect."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            socket.send_fds(sock, [b"/dev/ptmx"], [master])
-    except OSError as e:
-        raise InvalidSpec(f"cannot send the terminal to --console-socket {path}: {e.strerror}") from None
-
-
-def _write_pid_file(path: str, pid: int) -> None:
-    from minicache.atomic import atomic_write
-
-    target = Path(path).absolute()
-    atomic_write(target, str(pid).encode(), mode=0o644, durable=False)
+    return ops.Runtime(str(store.root), warn=warn)
 
 
 def cmd_create(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    _create(args, store, log)
+    proc = _runtime(store, log).create(
+        args.id,
+        args.bundle,
+        pid_file=args.pid_file,
+        console_socket=args.console_socket,
+        preserve_fds=args.preserve_fds,
+    )
+    log.debug(f"created {args.id} with init {proc.pid}")
     return 0
 
 
-def _release(container: st.Container) -> None:
-    """Open the exec fifo for reading: the init's blocked open returns, it writes a byte and execs."""
-    import select
-
-    status = container.status()
-    if status != "created":
-        raise StatusError(f"cannot start container {container.id}: it is {status}", hint="only a created one starts")
-    fd = os.open(container.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while not poller.poll(100):
-            if not container.alive():
-                raise StatusError(f"cannot start container {container.id}: its init has ended")
-        os.read(fd, 1)
-    finally:
-        os.close(fd)
-    container.fifo.unlink(missing_ok=True)
-
-
-def _poststart(container: st.Container, log: Log) -> None:
-    from minirun.runtime import hooks
-
-    try:
-        hooks.run(container.record.get("hooks"), "poststart", container.oci_state())
-    except hooks.HookError as e:
-        log.write("warning", str(e))
-        print(f"{PROG}: warning: {e}", file=sys.stderr)
-
-
 def cmd_start(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    container = store.load(args.id)
-    _release(container)
-    _poststart(container, log)
+    _runtime(store, log).start(args.id)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     from minirun.runtime.signals import SignalForwarder
 
-    if not args.detach and args.console_socket:
-        raise UsageError("--console-socket needs --detach", hint="pass -d, or run without a terminal")
+    runtime = _runtime(store, log)
     with SignalForwarder() as forwarder:
-        container, proc = _create(args, store, log, relay=not args.detach)
-        try:
-            _release(container)
-        except BaseException:
-            proc.signal(signal.SIGKILL)
-            proc.wait()
-            container.remove()
-            raise
-        _poststart(container, log)
+        proc = runtime.run(
+            args.id,
+            args.bundle,
+            detach=args.detach,
+            pid_file=args.pid_file,
+            console_socket=args.console_socket,
+            preserve_fds=args.preserve_fds,
+        )
         if args.detach:
             return 0
         forwarder.target(proc.pid)
-        code = _relay_and_wait(proc)  # also removes the cgroup
-    _finish_delete(container, log)
+        code = ops.wait(proc)  # also removes the cgroup
+    runtime.delete(args.id)
     return code
 
 
-def _relay_and_wait(proc: Any) -> int:
-    """The foreground's terminal, when the container has one: relayed to ours until it closes; then reap."""
-    if proc.pty_master is not None:
-        from minirun.runtime.tty import TerminalSession
-
-        master, proc.pty_master = proc.pty_master, None
-        with TerminalSession(master, stdin_open=True) as session:
-            session.relay()
-    return int(proc.wait())
-
-
-# -- the other verbs ----------------------------------------------------------------------------------------
-
-
 def cmd_state(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    print(json.dumps(store.load(args.id).oci_state(), indent=2))
+    print(json.dumps(_runtime(store, log).state(args.id), indent=2))
     return 0
-
-
-def parse_signal(text: str) -> int:
-    """A signal by number, or by name with or without SIG (TERM, SIGTERM, sigterm)."""
-    from minirun.runtime.signals import signal_number
-
-    if number := signal_number(text):
-        return number
-    raise UsageError(f"unknown signal {text!r}", hint="use a name (TERM, SIGKILL) or a number")
 
 
 def cmd_kill(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    container = store.load(args.id)
-    number = parse_signal(args.signal)
-    status = container.status()
-    if status == "stopped":
-        raise StatusError(f"container {args.id} is not running", hint="delete it")
-    group = container.cgroup()
-    if args.all and group is not None:
-        group.kill_all(number)
-    else:
-        os.kill(container.pid, number)
+    _runtime(store, log).kill(args.id, args.signal, all=args.all)
     return 0
 
 
-def _wait_gone(container: st.Container, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while container.alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _finish_delete(container: st.Container, log: Log) -> None:
-    """Remove the cgroup, run poststop hooks, forget the container."""
-    from minirun.runtime import hooks
-
-    group = container.cgroup()
-    if group is not None:
-        group.destroy()
-    try:
-        hooks.run(container.record.get("hooks"), "poststop", {**container.oci_state(), "status": "stopped"})
-    except hooks.HookError as e:
-        log.write("warning", str(e))
-        print(f"{PROG}: warning: {e}", file=sys.stderr)
-    container.remove()
-
-
 def cmd_delete(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    try:
-        container = store.load(args.id)
-    except MiniError:
-        if args.force:
-            return 0  # runc: nothing to delete is not an error with --force
-        raise
-    status = container.status()
-    if status not in ("stopped", "created") and not args.force:
-        raise StatusError(f"cannot delete container {args.id}: it is {status}", hint="stop it first or use --force")
-    if status != "stopped":
-        group = container.cgroup()
-        if group is not None:
-            with contextlib.suppress(MiniError, OSError):
-                group.kill_all(signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(container.pid, signal.SIGKILL)
-        _wait_gone(container)
-    _finish_delete(container, log)
+    _runtime(store, log).delete(args.id, force=args.force)
     return 0
 
 
 def cmd_list(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    states = []
-    for cid in store.ids():
-        with contextlib.suppress(MiniError):
-            states.append(store.load(cid).oci_state())
+    states = _runtime(store, log).list()
     if args.format == "json":
         print(json.dumps(states))
     elif args.quiet:
@@ -453,21 +232,10 @@ def cmd_list(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     return 0
 
 
-def _live_cgroup(container: st.Container, verb: str) -> Any:
-    status = container.status()
-    if status == "stopped":
-        raise StatusError(f"cannot {verb} container {container.id}: it is stopped")
-    group = container.cgroup()
-    if group is None:
-        raise StatusError(f"cannot {verb} container {container.id}: it has no cgroup")
-    return group
-
-
 def cmd_ps(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     """The container's processes: their host PIDs in JSON (`null` once it stopped, as runc), or the host's
     `ps` (-ef by default) narrowed to them, as runc prints it."""
-    container = store.load(args.id)
-    pids = sorted(_live_cgroup(container, "list the processes of").pids()) if container.status() != "stopped" else []
+    pids = _runtime(store, log).ps(args.id)
     if args.format == "json":
         print(json.dumps(pids or None))
         return 0
@@ -492,142 +260,57 @@ def cmd_ps(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     return 0
 
 
-def _freeze(args: argparse.Namespace, store: st.Store, verb: str, needs: str, frozen: bool) -> int:
-    """pause and resume: the container must be `needs`; its cgroup is frozen or thawed."""
-    container = store.load(args.id)
-    if container.status() != needs:
-        raise StatusError(f"cannot {verb} container {args.id}: it is {container.status()}")
-    group = _live_cgroup(container, verb)
-    if frozen:
-        group.freeze()
-    else:
-        group.thaw()
-    return 0
-
-
 def cmd_pause(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    return _freeze(args, store, "pause", "running", frozen=True)
+    _runtime(store, log).pause(args.id)
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    return _freeze(args, store, "resume", "paused", frozen=False)
-
-
-def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    container = store.load(args.id)
-    group = _live_cgroup(container, "update")
-    try:
-        text = sys.stdin.read() if args.resources == "-" else Path(args.resources).read_text()
-        resources = json.loads(text)
-    except (OSError, ValueError) as e:
-        raise InvalidSpec(f"cannot read --resources {args.resources}: {e}") from None
-    if not isinstance(resources, dict):
-        raise InvalidSpec("--resources must hold a linux.resources JSON object")
-    group.set(resources)
+    _runtime(store, log).resume(args.id)
     return 0
 
 
-def _exec_process(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
-    """The process to exec: the --process file as it is, or the container's own with CMD and the flags."""
-    from minirun.runtime import config
-
-    if args.process:
-        if args.command:
-            raise UsageError("give either --process FILE or a command, not both")
-        try:
-            process = json.loads(Path(args.process).read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidSpec(f"cannot read --process {args.process}: {e}") from None
-        config.check_fields({"ociVersion": "1.0.0", "process": process})
-        return process
-    if not args.command:
-        raise UsageError("exec needs a command or --process FILE")
-    process = json.loads(json.dumps(spec.get("process") or {}))
-    process.update(args=list(args.command), terminal=args.tty)
-    process.pop("consoleSize", None)
-    if args.cwd:
-        process["cwd"] = args.cwd
-    if args.env:
-        process["env"] = [*(process.get("env") or []), *args.env]
-    if args.user:
-        uid, _, gid = args.user.partition(":")
-        if not uid.isdigit() or (gid and not gid.isdigit()):
-            raise UsageError(f"--user {args.user!r} must be UID[:GID] in numbers")
-        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
-    if args.additional_gids:
-        process.setdefault("user", {})["additionalGids"] = [int(g) for g in args.additional_gids if g.isdigit()]
-    caps = process.setdefault("capabilities", {})
-    for cap in args.cap:
-        for kind in ("bounding", "effective", "permitted"):
-            caps[kind] = [*(caps.get(kind) or []), cap]
-    if args.no_new_privs:
-        process["noNewPrivileges"] = True
-    return process
+def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
+    runtime = _runtime(store, log)
+    runtime.load(args.id)  # a missing container is named before the file is read
+    runtime.update(args.id, ops.read_resources(args.resources))
+    return 0
 
 
 def cmd_exec(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    from minirun.runtime import config, launch
+    from minirun.runtime import config
     from minirun.runtime.signals import SignalForwarder
 
-    container = store.load(args.id)
-    status = container.status()
-    if status not in ("created", "running"):
-        raise StatusError(f"cannot exec in container {args.id}: it is {status}")
-    spec = config.load(container.record["bundle"])
-    process = _exec_process(args, spec)
-    if args.console_socket and not process.get("terminal"):
-        raise UsageError("--console-socket needs a terminal (--tty or process.terminal)")
-    if process.get("terminal") and args.detach and not args.console_socket:
-        raise UsageError("a detached terminal needs --console-socket")
+    runtime = _runtime(store, log)
+    if args.process:
+        if args.command:
+            raise UsageError("give either --process FILE or a command, not both")
+        process = ops.read_process(args.process)
+    else:
+        spec = config.load(runtime.load(args.id).record["bundle"])
+        process = ops.exec_process(
+            spec,
+            args.command,
+            tty=args.tty,
+            cwd=args.cwd,
+            env=args.env,
+            user=args.user,
+            additional_gids=args.additional_gids,
+            caps=args.cap,
+            no_new_privs=args.no_new_privs,
+        )
     with SignalForwarder() as forwarder:
-        proc = launch.exec_in(spec, process, container.pid, cgroup=container.cgroup(), kill_with_parent=not args.detach)
-        try:
-            if proc.pty_master is not None and args.console_socket:
-                _send_console(args.console_socket, proc.pty_master)
-            if args.pid_file:
-                _write_pid_file(args.pid_file, proc.pid)  # the stand-in: the caller reaps it, it passes signals on
-        except BaseException:
-            proc.signal(signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            if proc.pty_master is not None and args.console_socket:
-                os.close(proc.pty_master)
-                proc.pty_master = None
+        proc = runtime.exec(
+            args.id, process, console_socket=args.console_socket, pid_file=args.pid_file, detach=args.detach
+        )
         if args.detach:
             return 0
         forwarder.target(proc.pid)
-        return _relay_and_wait(proc)
+        return ops.wait(proc)
 
 
 def cmd_features(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    from minirun.runtime import caps, config, hooks, mounts, seccomp
-
-    features = {
-        "ociVersionMin": "1.0.0",
-        "ociVersionMax": st.OCI_VERSION,
-        "hooks": list(hooks.KINDS),
-        "mountOptions": sorted([*mounts.FLAG_OPTIONS, *mounts.PROPAGATION]),
-        "linux": {
-            "namespaces": sorted(k for k in config.NAMESPACE_FLAGS if k not in ("user", "time")),
-            "capabilities": sorted(caps.NUMBERS),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {
-                "enabled": True,
-                "actions": [
-                    f"SCMP_ACT_{a}"
-                    for a in ("ALLOW", "ERRNO", "KILL", "KILL_THREAD", "KILL_PROCESS", "TRAP", "LOG", "TRACE")
-                ],
-                "operators": list(seccomp.OPERATORS),
-                "supportedFlags": [],
-            },
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
-            "intelRdt": {"enabled": False},
-        },
-        "annotations": {"org.opencontainers.runtime-spec.features.minirun": "true"},
-    }
-    print(json.dumps(features, indent=2))
+    print(json.dumps(ops.features(), indent=2))
     return 0
 
 

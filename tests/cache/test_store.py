@@ -181,4 +181,4 @@ def test_a_read_only_open_does_not_bring_back_run_state(tmp_path) -> None:
     Store(store.root, create=False)
     assert not run_root.exists()
     Store(store.root)
-    assert set(os.listdir(run_root)) == {"networks", "netns", "mounts"}
+    assert set(os.listdir(run_root)) == {"networks", "netns", "mounts", "runtime"}

@@ -94,6 +94,8 @@ def assert_nothing_left(store_root: Path | str, *, containers: bool = True) -> N
         cdir = store_root / "containers"
         assert [n for n in os.listdir(cdir) if n != "names"] == []
         assert not (cdir / "names").exists() or os.listdir(cdir / "names") == []
+        runtime = store_root / "run" / "runtime"  # the runtime's state folders of the store's containers
+        assert not runtime.is_dir() or os.listdir(runtime) == []
     assert os.listdir(store_root / "tmp") == []
 
 

@@ -7,6 +7,7 @@ says in one line that the disk is full (before: an ENOSPC traceback, and the con
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -52,6 +53,18 @@ def status(root: Path, name: str) -> dict:
     return json.loads(result.stdout)[0]["State"]
 
 
+def take_what_is_left(point: Path) -> None:
+    """Fill the file system again: stop, kill and rm -f free a little (the runtime's state of their containers)."""
+    fd = os.open(point / "pad", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+
+
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 0, result.stderr
@@ -87,6 +100,7 @@ def test_stop_kill_and_rm_f_work_on_a_full_disk(small_store: Path) -> None:
     for name in ("to-stop", "to-kill"):
         assert status(small_store, name)["Status"] == "exited"
 
+    take_what_is_left(small_store.parent)
     for argv, code in (
         (("run", "--rm", "bb:latest", "true"), 125),
         (("run", "-d", "bb:latest", "true"), 125),

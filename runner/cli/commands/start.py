@@ -42,7 +42,7 @@ def _detached(args: argparse.Namespace, store: Store, ref: str) -> None:
     from minirun.engine import monitor
 
     container = get(store, ref)
-    if not container.state().process_alive():  # the helper checks again, holding the lock
+    if not container.process_alive(container.state()):  # the helper checks again, holding the lock
         report = monitor.launch(store_args(args), monitor.existing(container.id))
         for warning in report.get("warnings", ()):
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
