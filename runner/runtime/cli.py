@@ -18,14 +18,13 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, one_line
 from minirun.runtime import state as st
 
+TYPE_CHECKING = False  # typing is not imported at run time: every verb is a process, its imports its start-up
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 PROG = "minirun-runtime"
 VERSION = "0.1.0"
@@ -74,7 +73,8 @@ class Log:
             print(f"{PROG}: debug: {msg}", file=sys.stderr)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _global_parser() -> argparse.ArgumentParser:
+    """The global flags and the verb; the verb's own arguments are left for its parser (`_verb_parser`)."""
     p = _Parser(prog=PROG, description="An OCI runtime with runc's command line.")
     p.add_argument("--root", default=st.DEFAULT_ROOT, help="the state folder")
     p.add_argument("--log", default=None, help="also write errors to this file")
@@ -82,38 +82,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.add_argument("--systemd-cgroup", action="store_true", help="not supported: refused")
     p.add_argument("--version", "-v", action="version", version=f"{PROG} version {VERSION}\nspec: {st.OCI_VERSION}")
-    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    p.add_argument("verb", metavar="VERB", choices=VERB_ARGS, help=", ".join(VERB_ARGS))
+    p.add_argument("rest", metavar="ARGS", nargs=argparse.REMAINDER, help="the verb's arguments (VERB --help)")
+    return p
 
-    def verb(name: str, with_id: bool = True, **kw: Any) -> argparse.ArgumentParser:
-        v = sub.add_parser(name, **kw)
-        if with_id:
-            v.add_argument("id")
-        return v
 
-    for name in ("create", "run"):
-        v = verb(name)
-        v.add_argument("--bundle", "-b", default=".")
-        v.add_argument("--pid-file")
-        v.add_argument("--console-socket")
-        v.add_argument("--preserve-fds", type=int, default=0)
-        v.add_argument("--no-new-keyring", action="store_true")
-        if name == "run":
-            v.add_argument("--detach", "-d", action="store_true")
-    for name in ("start", "state", "pause", "resume"):
-        verb(name)
-    v = verb("kill")
+def _create_args(v: argparse.ArgumentParser, name: str) -> None:
+    v.add_argument("--bundle", "-b", default=".")
+    v.add_argument("--pid-file")
+    v.add_argument("--console-socket")
+    v.add_argument("--preserve-fds", type=int, default=0)
+    v.add_argument("--no-new-keyring", action="store_true")
+    if name == "run":
+        v.add_argument("--detach", "-d", action="store_true")
+
+
+def _kill_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("signal", nargs="?", default="SIGTERM")
     v.add_argument("--all", "-a", action="store_true")
-    v = verb("delete")
+
+
+def _delete_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--force", "-f", action="store_true")
-    v = verb("list", with_id=False)
+
+
+def _list_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    v.add_argument("--quiet", "-q", action="store_true")
-    v = verb("ps")
-    v.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    v = verb("update")
+    if name == "list":
+        v.add_argument("--quiet", "-q", action="store_true")
+
+
+def _update_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--resources", "-r", required=True, help="a linux.resources JSON file, or - for stdin")
-    v = verb("exec")
+
+
+def _exec_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--process", "-p", help="an OCI process JSON file (instead of CMD and the flags below)")
     v.add_argument("--tty", "-t", action="store_true")
     v.add_argument("--detach", "-d", action="store_true")
@@ -126,12 +129,52 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--cap", "-c", action="append", default=[])
     v.add_argument("--no-new-privs", action="store_true")
     v.add_argument("command", nargs=argparse.REMAINDER)
-    verb("features", with_id=False)
-    v = verb("spec", with_id=False)
+
+
+def _spec_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--bundle", "-b", default=".")
     v.add_argument("--id", default="container", help="the container ID its cgroup path is named after")
     v.add_argument("--network", choices=("none", "host"), default="none")
-    return p
+
+
+def _no_args(v: argparse.ArgumentParser, name: str) -> None:
+    pass
+
+
+# verb -> (takes a container ID, adds its other arguments); one verb's parser is built per call
+VERB_ARGS = {
+    "create": (True, _create_args),
+    "run": (True, _create_args),
+    "start": (True, _no_args),
+    "state": (True, _no_args),
+    "pause": (True, _no_args),
+    "resume": (True, _no_args),
+    "kill": (True, _kill_args),
+    "delete": (True, _delete_args),
+    "list": (False, _list_args),
+    "ps": (True, _list_args),
+    "update": (True, _update_args),
+    "exec": (True, _exec_args),
+    "features": (False, _no_args),
+    "spec": (False, _spec_args),
+}
+
+
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    with_id, add = VERB_ARGS[verb]
+    v = _Parser(prog=f"{PROG} {verb}")
+    if with_id:
+        v.add_argument("id")
+    add(v, verb)
+    return v
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The global flags, then the verb's arguments with that verb's parser alone, into one namespace."""
+    args = _global_parser().parse_args(argv)
+    rest = args.rest
+    del args.rest
+    return _verb_parser(args.verb).parse_args(rest, namespace=args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     verb = ""
     try:
-        args = _parser().parse_args(args_list)
+        args = parse(args_list)
         verb = args.verb
         log = Log(args.log, args.log_format, args.debug)
         if args.systemd_cgroup:
@@ -219,6 +262,7 @@ def _create(args: argparse.Namespace, store: st.Store, log: Log, *, relay: bool 
             exec_fifo=str(container.fifo),
             spec=spec,
             on_ready=on_ready if has_early else None,
+            seccomp_cache=store.seccomp_cache(),
         )
         container.record.update(pid=proc.pid, starttime=proc.start_time)
         container.save()
@@ -279,7 +323,7 @@ def _send_console(path: str, master: int) -> None:
 def _write_pid_file(path: str, pid: int) -> None:
     from minicache.atomic import atomic_write
 
-    target = Path(path).absolute()
+    target = os.path.join(os.getcwd(), path)
     atomic_write(target, str(pid).encode(), mode=0o644, durable=False)
 
 
@@ -305,7 +349,7 @@ def _release(container: st.Container) -> None:
         os.read(fd, 1)
     finally:
         os.close(fd)
-    container.fifo.unlink(missing_ok=True)
+    container.remove_fifo()
 
 
 def _poststart(container: st.Container, log: Log) -> None:
@@ -495,6 +539,8 @@ def cmd_resume(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 
 def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
+    from pathlib import Path
+
     container = store.load(args.id)
     group = _live_cgroup(container, "update")
     try:
@@ -510,6 +556,8 @@ def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 def _exec_process(args: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
     """The process to exec: the --process file as it is, or the container's own with CMD and the flags."""
+    from pathlib import Path
+
     from minirun.runtime import config
 
     if args.process:

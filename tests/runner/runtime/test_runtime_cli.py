@@ -185,6 +185,8 @@ def test_create_waits_start_releases_delete_cleans(tmp_path: Path, busybox_rootf
     folder = root / cid
     assert stat.S_IMODE(root.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "state.json").stat().st_mode) == 0o600
+    cache = root / ".seccomp"  # the compiled filter, kept for the next create (not a container: no ID has a dot)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and len(list(cache.glob("*.bpf"))) == 1
     with open(f"/proc/{pid}/stat") as f:
         parent = int(f.read().rsplit(")", 1)[1].split()[1])
     with open(f"/proc/{parent}/cmdline", "rb") as f:  # the runtime is gone: the init was handed to a reaper
