@@ -18,8 +18,7 @@ a class that defines its own __hash__ keeps it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from typing import TypeVar
 

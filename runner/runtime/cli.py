@@ -40,7 +40,30 @@ class StatusError(Conflict):
     """The verb does not apply to the container in its current status."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, given the terminal's width: without one it imports shutil (and bz2, lzma) to ask,
+    and argparse makes a formatter for every argument it adds, so every verb would pay for that import."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """The width `shutil.get_terminal_size` would give: $COLUMNS, else stdout's terminal, else 80."""
+    with contextlib.suppress(ValueError):
+        if (columns := int(os.environ.get("COLUMNS", "0"))) > 0:
+            return columns
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    return 80
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, prog: str, **kw: Any) -> None:
+        super().__init__(prog=prog, formatter_class=_Formatter, **kw)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, hint=f"see `{PROG} --help`")
 
@@ -353,6 +376,8 @@ def _release(container: st.Container) -> None:
 
 
 def _poststart(container: st.Container, log: Log) -> None:
+    if not (container.record.get("hooks") or {}).get("poststart"):
+        return  # the state would ask the cgroup whether it is frozen: only a hook needs it
     from minirun.runtime import hooks
 
     try:
