@@ -13,7 +13,10 @@ import json
 import os
 import socket
 import struct
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 65536
 MAX_FDS = 4

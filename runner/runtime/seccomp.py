@@ -15,12 +15,12 @@ import json
 import os
 import stat
 import zlib
-from typing import TYPE_CHECKING
 
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 from minirun.runtime import syscalls
 
+TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from typing import Any
 
