@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidArchive
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -18,7 +18,8 @@ a class that defines its own __hash__ keeps it.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import TypeVar
 

@@ -16,12 +16,12 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
 from minirun.cgroups.limits import Limits, parse_resources
 from minirun.errors import ContainerStateError
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:  # stats.py is imported by the drivers' stats() only: off the `run` hot path
     from typing import Any, TextIO
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from minirun.cgroups.base import Cgroup, CgroupError, warn
 from minirun.cgroups.limits import Limits
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 

@@ -7,13 +7,10 @@ every field is type- and range-checked here, once, before any driver writes a by
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import Any
 
 UNLIMITED = -1
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144

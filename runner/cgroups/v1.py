@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minirun.cgroups.base import (
@@ -31,7 +32,6 @@ V1_THROTTLE_FILES = {
     "riops": "read_iops_device",
     "wiops": "write_iops_device",
 }
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 

@@ -20,6 +20,7 @@ import os
 import signal
 from collections.abc import Mapping
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
 from minirun.cgroups.base import (
@@ -45,7 +46,6 @@ from minirun.cgroups.limits import (
     swap_v2,
 )
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:  # imported inside stats(): off the `run` hot path
     from typing import Any
 

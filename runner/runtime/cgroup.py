@@ -12,9 +12,10 @@ with runc's cgroupfs driver) and its limits with `linux.resources`; without a pa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from minicache.errors import InvalidSpec
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from typing import Any, Protocol
 

@@ -13,10 +13,7 @@ import json
 import os
 import socket
 import struct
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 MAX_MESSAGE = 65536
 MAX_FDS = 4

@@ -27,16 +27,13 @@ import signal
 import socket
 import struct
 import time
+from typing import NoReturn
 
 from minicache.syscalls import MS_BIND
 from minirun.runtime import caps, init, mounts, signals, tty
 from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import CREATED, ERROR, GO, PTY, READY, SPAWNED, Channel, read_report
 from minirun.runtime.config import ChildConfig
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import NoReturn
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 

@@ -18,13 +18,10 @@ import os
 import signal
 import sys
 import time
+from typing import Any, NoReturn
 
 from minicache.errors import Conflict, InvalidSpec, MiniError, one_line
 from minirun.runtime import state as st
-
-TYPE_CHECKING = False  # typing is not imported at run time: every verb is a process, its imports its start-up
-if TYPE_CHECKING:
-    from typing import Any, NoReturn
 
 PROG = "minirun-runtime"
 VERSION = "0.1.0"

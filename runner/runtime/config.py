@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec
 from minicache.record import Record
@@ -17,7 +18,6 @@ from minirun.runtime import caps as capabilities
 from minirun.runtime import syscalls as sc
 from minirun.runtime.mounts import PROPAGATION, Device, Mount, plan, plan_devices
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from typing import Any
 

@@ -8,12 +8,9 @@ hook stops the container from being created or started; a failing poststart or p
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from minicache.errors import InvalidSpec, MiniError
-
-TYPE_CHECKING = False  # `delete` imports this module: it stays off typing and subprocess unless a hook runs
-if TYPE_CHECKING:
-    from typing import Any
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 

@@ -12,12 +12,9 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
+from typing import NoReturn
 
 from minirun.runtime import syscalls
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import NoReturn
 
 NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 

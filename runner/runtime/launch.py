@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from minicache import process as procinfo
 from minicache.errors import MiniError
@@ -23,7 +24,6 @@ from minirun.runtime import child, config
 from minirun.runtime import syscalls as sc
 from minirun.runtime.channel import CREATED, ERROR, GO, PTY, READY, SPAWNED, Channel
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

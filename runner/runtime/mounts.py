@@ -14,16 +14,13 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable
+from typing import Any
 
 from minicache import syscalls as sc
 from minicache.errors import InvalidSpec
 from minicache.inroot import Root, fd_path
 from minicache.record import Record
 from minirun.runtime.syscalls import pivot_root
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import Any
 
 # option → (flags to set, flags to clear)
 FLAG_OPTIONS: dict[str, tuple[int, int]] = {

@@ -19,10 +19,10 @@ import json
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from minirun.runtime import syscalls as sc
 
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
 if TYPE_CHECKING:
     from typing import NoReturn
 

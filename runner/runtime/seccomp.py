@@ -15,14 +15,11 @@ import json
 import os
 import stat
 import zlib
+from typing import Any
 
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 from minirun.runtime import syscalls
-
-TYPE_CHECKING = False  # typing is for the checker: the runtime's verbs do not import it
-if TYPE_CHECKING:
-    from typing import Any
 
 FORMAT_VERSION = "3"  # bump when the compilation below, or the cache entry's layout, changes meaning
 OPERATORS = (

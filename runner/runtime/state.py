@@ -8,7 +8,7 @@ The status is never stored: it is derived from the recorded init (its PID and st
 does not count) and the fifo. No process of the runtime stays behind to keep it up to date.
 
 Every verb but `create` and `run` needs only this module, so it imports nothing beyond `os` and `json`
-(no pathlib, re, shutil or typing): each verb is a process of its own, and its imports are its start-up.
+(no pathlib, re or shutil): each verb is a process of its own, and its imports are its start-up.
 Paths are str. The state lives under /run, a tmpfs, so nothing here is fsynced.
 """
 
@@ -18,13 +18,10 @@ import contextlib
 import json
 import os
 import stat
+from typing import Any
 
 from minicache import process as procinfo
 from minicache.errors import Conflict, InvalidSpec, MiniError, NotFound
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_ROOT = "/run/minirun-runtime"
 OCI_VERSION = "1.2.0"

@@ -129,7 +129,7 @@ def test_features_and_spec(tmp_path: Path, root: Path) -> None:
 
 
 LIGHT_VERBS = [["state", "nothere"], ["start", "nothere"], ["kill", "nothere"], ["delete", "nothere"]]
-HEAVY = {"typing", "pathlib", "shutil", "subprocess", "socket", "ctypes", "minirun.cgroups", "minirun.runtime.launch"}
+HEAVY = {"pathlib", "shutil", "subprocess", "socket", "ctypes", "minirun.cgroups", "minirun.runtime.launch"}
 
 
 @pytest.mark.parametrize("argv", LIGHT_VERBS)
