@@ -17,21 +17,41 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
 from minicache.errors import MiniError, one_line
 from minirun.runtime import operations as ops
 from minirun.runtime import state as st
 from minirun.runtime.operations import StatusError, UsageError, parse_signal  # noqa: F401 (the CLI's names)
 
-if TYPE_CHECKING:
-    from typing import Any
-
 PROG = ops.PROG
 VERSION = "0.1.0"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, given the terminal's width: without one it imports shutil (and bz2, lzma) to ask,
+    and argparse makes a formatter for every argument it adds, so every verb would pay for that import."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """The width `shutil.get_terminal_size` would give: $COLUMNS, else stdout's terminal, else 80."""
+    with contextlib.suppress(ValueError):
+        if (columns := int(os.environ.get("COLUMNS", "0"))) > 0:
+            return columns
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    return 80
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, prog: str, **kw: Any) -> None:
+        super().__init__(prog=prog, formatter_class=_Formatter, **kw)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, hint=f"see `{PROG} --help`")
 
@@ -64,7 +84,8 @@ class Log:
             print(f"{PROG}: debug: {msg}", file=sys.stderr)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _global_parser() -> argparse.ArgumentParser:
+    """The global flags and the verb; the verb's own arguments are left for its parser (`_verb_parser`)."""
     p = _Parser(prog=PROG, description="An OCI runtime with runc's command line.")
     p.add_argument("--root", default=st.DEFAULT_ROOT, help="the state folder")
     p.add_argument("--log", default=None, help="also write errors to this file")
@@ -72,39 +93,43 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.add_argument("--systemd-cgroup", action="store_true", help="not supported: refused")
     p.add_argument("--version", "-v", action="version", version=f"{PROG} version {VERSION}\nspec: {st.OCI_VERSION}")
-    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    p.add_argument("verb", metavar="VERB", choices=VERB_ARGS, help=", ".join(VERB_ARGS))
+    p.add_argument("rest", metavar="ARGS", nargs=argparse.REMAINDER, help="the verb's arguments (VERB --help)")
+    return p
 
-    def verb(name: str, with_id: bool = True, **kw: Any) -> argparse.ArgumentParser:
-        v = sub.add_parser(name, **kw)
-        if with_id:
-            v.add_argument("id")
-        return v
 
-    for name in ("create", "run"):
-        v = verb(name)
-        v.add_argument("--bundle", "-b", default=".")
-        v.add_argument("--pid-file")
-        v.add_argument("--console-socket")
-        v.add_argument("--preserve-fds", type=int, default=0)
-        v.add_argument("--no-new-keyring", action="store_true")
-        if name == "run":
-            v.add_argument("--detach", "-d", action="store_true")
-    for name in ("start", "state", "pause", "resume"):
-        verb(name)
-    v = verb("kill")
+def _create_args(v: argparse.ArgumentParser, name: str) -> None:
+    v.add_argument("--bundle", "-b", default=".")
+    v.add_argument("--pid-file")
+    v.add_argument("--console-socket")
+    v.add_argument("--preserve-fds", type=int, default=0)
+    v.add_argument("--no-new-keyring", action="store_true")
+    if name == "run":
+        v.add_argument("--detach", "-d", action="store_true")
+
+
+def _kill_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("signal", nargs="?", default="SIGTERM")
     v.add_argument("--all", "-a", action="store_true")
-    v = verb("delete")
+
+
+def _delete_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--force", "-f", action="store_true")
-    v = verb("list", with_id=False)
+
+
+def _list_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    v.add_argument("--quiet", "-q", action="store_true")
-    v = verb("ps")
-    v.add_argument("--format", "-f", choices=("table", "json"), default="table")
-    v.add_argument("ps_options", nargs=argparse.REMAINDER, help="options for the host's ps (default -ef)")
-    v = verb("update")
+    if name == "list":
+        v.add_argument("--quiet", "-q", action="store_true")
+    else:
+        v.add_argument("ps_options", nargs=argparse.REMAINDER, help="options for the host's ps (default -ef)")
+
+
+def _update_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--resources", "-r", required=True, help="a linux.resources JSON file, or - for stdin")
-    v = verb("exec")
+
+
+def _exec_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--process", "-p", help="an OCI process JSON file (instead of CMD and the flags below)")
     v.add_argument("--tty", "-t", action="store_true")
     v.add_argument("--detach", "-d", action="store_true")
@@ -117,12 +142,52 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--cap", "-c", action="append", default=[])
     v.add_argument("--no-new-privs", action="store_true")
     v.add_argument("command", nargs=argparse.REMAINDER)
-    verb("features", with_id=False)
-    v = verb("spec", with_id=False)
+
+
+def _spec_args(v: argparse.ArgumentParser, name: str) -> None:
     v.add_argument("--bundle", "-b", default=".")
     v.add_argument("--id", default="container", help="the container ID its cgroup path is named after")
     v.add_argument("--network", choices=("none", "host"), default="none")
-    return p
+
+
+def _no_args(v: argparse.ArgumentParser, name: str) -> None:
+    pass
+
+
+# verb -> (takes a container ID, adds its other arguments); one verb's parser is built per call
+VERB_ARGS = {
+    "create": (True, _create_args),
+    "run": (True, _create_args),
+    "start": (True, _no_args),
+    "state": (True, _no_args),
+    "pause": (True, _no_args),
+    "resume": (True, _no_args),
+    "kill": (True, _kill_args),
+    "delete": (True, _delete_args),
+    "list": (False, _list_args),
+    "ps": (True, _list_args),
+    "update": (True, _update_args),
+    "exec": (True, _exec_args),
+    "features": (False, _no_args),
+    "spec": (False, _spec_args),
+}
+
+
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    with_id, add = VERB_ARGS[verb]
+    v = _Parser(prog=f"{PROG} {verb}")
+    if with_id:
+        v.add_argument("id")
+    add(v, verb)
+    return v
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The global flags, then the verb's arguments with that verb's parser alone, into one namespace."""
+    args = _global_parser().parse_args(argv)
+    rest = args.rest
+    del args.rest
+    return _verb_parser(args.verb).parse_args(rest, namespace=args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     verb = ""
     try:
-        args = _parser().parse_args(args_list)
+        args = parse(args_list)
         verb = args.verb
         log = Log(args.log, args.log_format, args.debug)
         if args.systemd_cgroup:

@@ -8,7 +8,6 @@ hook stops the container from being created or started; a failing poststart or p
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 from minicache.errors import InvalidSpec, MiniError
@@ -42,8 +41,13 @@ def check(hooks: Any) -> None:
 
 def run(hooks: dict[str, Any] | None, kind: str, state: dict[str, Any]) -> None:
     """Run every hook of `kind` in order; HookError at the first that fails."""
+    entries = (hooks or {}).get(kind)
+    if not entries:
+        return
+    import subprocess
+
     data = json.dumps(state).encode()
-    for hook in (hooks or {}).get(kind) or ():
+    for hook in entries:
         path = hook["path"]
         args = hook.get("args") or [path]
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in hook.get("env") or [])

@@ -219,7 +219,8 @@ class Runtime:
         """Set the container up and leave its init waiting on the exec fifo; its Process.
 
         With `relay` (a foreground `run`) a terminal needs no console socket: the caller keeps the pty master.
-        `stdin_open`, `kill_with_parent`, `seccomp_cache` and `meanwhile` are minirun.runtime.launch.start's.
+        `stdin_open`, `kill_with_parent` and `meanwhile` are minirun.runtime.launch.start's; compiled seccomp
+        programs are kept in `seccomp_cache`, by default the root's own (`.seccomp`).
         """
         return self._create(
             container_id,
@@ -300,10 +301,10 @@ class Runtime:
                 container_id,
                 stdin_open=stdin_open,
                 cgroup=group,
-                seccomp_cache=seccomp_cache,
+                seccomp_cache=seccomp_cache if seccomp_cache is not None else self.store.seccomp_cache(),
                 kill_with_parent=kill_with_parent,
                 preserve_fds=preserve_fds,
-                exec_fifo=os.fspath(container.fifo),
+                exec_fifo=container.fifo,
                 spec=spec,
                 on_ready=on_ready if has_early else None,
                 meanwhile=meanwhile,
@@ -353,8 +354,7 @@ class Runtime:
             os.read(fd, 1)
         finally:
             os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(container.fifo)
+            container.remove_fifo()
         return True
 
     def _poststart(self, container: st.Container) -> None:
@@ -555,7 +555,7 @@ class Runtime:
             container.pid,
             cgroup=container.cgroup(),
             stdin_open=stdin_open,
-            seccomp_cache=seccomp_cache,
+            seccomp_cache=seccomp_cache if seccomp_cache is not None else self.store.seccomp_cache(),
             kill_with_parent=not detach,
         )
         try:

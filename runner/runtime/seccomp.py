@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zlib
-from typing import TYPE_CHECKING
+from typing import Any
 
 from minicache.atomic import atomic_write
 from minicache.errors import InvalidSpec
 from minirun.runtime import syscalls
-
-if TYPE_CHECKING:
-    from typing import Any
 
 FORMAT_VERSION = "3"  # bump when the compilation below, or the cache entry's layout, changes meaning
 OPERATORS = (
@@ -52,26 +50,44 @@ def _entry_name(identity: bytes) -> str:
 
 
 def program(section: dict[str, Any], cache_dir: str | None = None) -> bytes:
-    """The BPF program for `section`, from `cache_dir` (a folder the store made) when it was compiled before.
+    """The BPF program for `section`, from `cache_dir` (a private folder the store or the runtime's state root
+    made) when it was compiled before.
 
     The entry is the identity (`_identity`) followed by the program; one that holds another identity (a
-    CRC-32 collision) is compiled over.
+    CRC-32 collision, a torn or edited file) or that another user could have written is compiled over.
     """
     identity = _identity(section)
     path = os.path.join(cache_dir, f"{_entry_name(identity)}.bpf") if cache_dir is not None else None
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                entry = f.read()
-            if entry.startswith(identity):
-                return entry[len(identity) :]
-        except FileNotFoundError:
-            pass
+        entry = _read_entry(path)
+        if entry is not None and entry.startswith(identity):
+            return entry[len(identity) :]
     bpf = compile_section(section)
     if path is not None:
         # a torn entry is impossible (rename); a lost one is compiled again
         atomic_write(path, identity + bpf, durable=False)
     return bpf
+
+
+def _read_entry(path: str) -> bytes | None:
+    """The entry's bytes if this user wrote it: a regular file (not a symlink) of ours that no one else may
+    write. Anything else is compiled over (the rename replaces it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _action(seccomp: Any, name: str, errno_ret: int | None, default_errno: int) -> int:

@@ -8,6 +8,7 @@ import secrets
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def test_features_and_spec(tmp_path: Path, root: Path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["ociVersion"].startswith("1.")
 
 
+LIGHT_VERBS = [["state", "nothere"], ["start", "nothere"], ["kill", "nothere"], ["delete", "nothere"]]
+HEAVY = {"pathlib", "shutil", "subprocess", "socket", "ctypes", "minirun.cgroups", "minirun.runtime.launch"}
+
+
+@pytest.mark.parametrize("argv", LIGHT_VERBS)
+def test_a_light_verb_imports_only_what_it_uses(root: Path, argv: list[str]) -> None:
+    """Each verb is a process an engine starts: what it imports is its start-up. The modules already loaded
+    before the runtime (the editable install's import hook loads some) do not count."""
+    code = (
+        "import json, sys\nimport minicache\nbefore = set(sys.modules)\nfrom minirun.runtime import cli\n"
+        f"cli.main(['--root', {str(root)!r}, *{argv!r}])\nprint(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "minirun.runtime.state" in loaded and not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
 def test_signal_names_and_numbers() -> None:
     from minirun.runtime.cli import UsageError, parse_signal
 
@@ -135,6 +153,8 @@ def test_create_waits_start_releases_delete_cleans(tmp_path: Path, busybox_rootf
     folder = root / cid
     assert stat.S_IMODE(root.stat().st_mode) == 0o700 and stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "state.json").stat().st_mode) == 0o600
+    cache = root / ".seccomp"  # the compiled filter, kept for the next create (not a container: no ID has a dot)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and len(list(cache.glob("*.bpf"))) == 1
     with open(f"/proc/{pid}/stat") as f:
         parent = int(f.read().rsplit(")", 1)[1].split()[1])
     with open(f"/proc/{parent}/cmdline", "rb") as f:  # the runtime is gone: the init was handed to a reaper
