@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from minicache.errors import InvalidSpec, MiniError
@@ -45,8 +45,9 @@ def warn(message: str) -> None:
     warnings.warn(message, CgroupWarning, stacklevel=3)
 
 
-def show_warnings(prog: str = "minirun") -> None:
-    """Print CgroupWarnings as one line, `prog: warning: message`, on stderr (a CLI calls this once)."""
+def show_warnings(prog: str = "minirun", also: Callable[[str], None] | None = None) -> None:
+    """Print CgroupWarnings as one line, `prog: warning: message`, on stderr (a CLI calls this once); `also`
+    gets each message too (the runtime's --log)."""
     previous = warnings.showwarning
 
     def show(
@@ -59,6 +60,8 @@ def show_warnings(prog: str = "minirun") -> None:
     ) -> None:
         if issubclass(category, CgroupWarning):
             print(f"{prog}: warning: {message}", file=file or sys.stderr)
+            if also is not None:
+                also(str(message))
         else:
             previous(message, category, filename, lineno, file, line)
 

@@ -220,16 +220,23 @@ def main(argv: list[str] | None = None) -> int:
 # -- the verbs: flags in, minirun.runtime.operations does the work ------------------------------------------
 
 
-def _runtime(store: st.Store, log: Log) -> ops.Runtime:
+def _runtime(store: st.Store, log: Log, *, limits: bool = False) -> ops.Runtime:
+    """The operations, their warnings on stderr and in --log. With `limits` (create, run, update, exec), limits
+    the host cannot apply are said the same way (loading minirun.cgroups, which the light verbs skip)."""
+
     def warn(message: str) -> None:
         log.write("warning", message)
         print(f"{PROG}: warning: {message}", file=sys.stderr)
 
+    if limits:
+        from minirun.cgroups import show_warnings
+
+        show_warnings(PROG, also=lambda message: log.write("warning", message))
     return ops.Runtime(str(store.root), warn=warn)
 
 
 def cmd_create(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    proc = _runtime(store, log).create(
+    proc = _runtime(store, log, limits=True).create(
         args.id,
         args.bundle,
         pid_file=args.pid_file,
@@ -248,7 +255,7 @@ def cmd_start(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 def cmd_run(args: argparse.Namespace, store: st.Store, log: Log) -> int:
     from minirun.runtime.signals import SignalForwarder
 
-    runtime = _runtime(store, log)
+    runtime = _runtime(store, log, limits=True)
     with SignalForwarder() as forwarder:
         proc = runtime.run(
             args.id,
@@ -336,7 +343,7 @@ def cmd_resume(args: argparse.Namespace, store: st.Store, log: Log) -> int:
 
 
 def cmd_update(args: argparse.Namespace, store: st.Store, log: Log) -> int:
-    runtime = _runtime(store, log)
+    runtime = _runtime(store, log, limits=True)
     runtime.load(args.id)  # a missing container is named before the file is read
     runtime.update(args.id, ops.read_resources(args.resources))
     return 0

@@ -324,3 +324,18 @@ def test_warnings_print_as_one_cli_line(capsys: pytest.CaptureFixture[str]) -> N
             warnings.warn("something else", UserWarning, stacklevel=1)
     err = capsys.readouterr().err
     assert err == "minirun: warning: cgroups are disabled: resource limits ignored (pids-limit)\n"
+
+
+def test_warnings_also_reach_the_runtimes_log(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    logged: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        cgroups.show_warnings("minirun-runtime", also=logged.append)
+        DisabledCgroup("c1", "minicontainer", reason="cgroups are disabled").create({"pids": {"limit": 5}})
+    assert (
+        capsys.readouterr().err
+        == "minirun-runtime: warning: cgroups are disabled: resource limits ignored (pids-limit)\n"
+    )
+    assert logged == ["cgroups are disabled: resource limits ignored (pids-limit)"]
