@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import pytest
 
+from kits.runtimekit import run_bundle
+
 T = TypeVar("T")
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
 MINIBUILD = str(Path(sys.executable).with_name("minibuild"))
@@ -171,23 +173,7 @@ def run_in_runc_and_ours(
         stdin=subprocess.DEVNULL,
     )
     subprocess.run(["runc", "--root", str(state), "delete", "--force", name], capture_output=True)
-    ours = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "minirun.runtime",
-            "--root",
-            str(state.with_name("ours-state")),
-            "run",
-            "--bundle",
-            str(bundle),
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    ours = run_bundle(bundle, name, root=state.with_name("ours-state"), timeout=timeout)
     return theirs, ours
 
 

@@ -30,6 +30,16 @@ def runtime(root: Path, *args: str, check: bool = False, **kw) -> subprocess.Com
     return result
 
 
+def run_bundle(
+    bundle: Path, cid: str, *, root: Path | None = None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`minirun-runtime run --bundle BUNDLE CID` in the foreground, its state root beside the bundle (or `root`),
+    with captured output."""
+    state_root = root or bundle.parent / "runtime-state"
+    argv = [RUNTIME, "--root", str(state_root), "run", "--bundle", str(bundle), cid]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+
+
 def make_bundle(tmp_path: Path, rootfs: Path, command: list[str], **options) -> Path:
     bundle = tmp_path / "bundle"
     bundle.mkdir()

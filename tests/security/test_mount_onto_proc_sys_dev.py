@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from kits.runkit import (
     minirun,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from kits.runtimekit import run_bundle
 from kits.storekit import add_rootfs_image
 from minicache.store import Store
 from minirun.engine import spec
@@ -29,13 +29,7 @@ pytestmark = pytest.mark.root
 def _run_bundle(tmp_path: Path, oci: dict) -> subprocess.CompletedProcess[str]:
     bundle = tmp_path / "bundle"
     (bundle / "config.json").write_text(json.dumps(oci))
-    return subprocess.run(
-        [sys.executable, "-m", "minirun.runtime", "run", str(bundle), "refusal-test"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_bundle(bundle, "refusal-test")
 
 
 @pytest.fixture

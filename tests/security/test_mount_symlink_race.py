@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from kits.runkit import (
     mounts_under,
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
 )
+from kits.runtimekit import run_bundle
 from minirun.engine import spec
 
 pytestmark = pytest.mark.root
@@ -93,12 +93,9 @@ def test_swapped_symlink_never_takes_a_mount_out_of_the_rootfs(
     try:
         for i in range(STARTS):
             results.append(
-                subprocess.run(
-                    [sys.executable, "-m", "minirun.runtime", "run", str(bundle), f"race-{i}"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    stdin=subprocess.DEVNULL,
+                run_bundle(
+                    bundle,
+                    f"race-{i}",
                     env={**os.environ, "MINICONTAINER_RESOLVER": resolver},
                 )
             )

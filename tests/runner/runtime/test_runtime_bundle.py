@@ -7,10 +7,10 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from kits import runtimekit
 from kits.runkit import (
     no_leaks,  # noqa: F401 - autouse fixture: nothing may outlive a test
     processes_rooted_under,
@@ -38,23 +38,7 @@ def write(bundle: Path, oci: dict) -> None:
 
 
 def run_bundle(bundle: Path, cid: str = "bundle-test") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "minirun.runtime",
-            "--root",
-            str(bundle.parent / "state"),
-            "run",
-            "--bundle",
-            str(bundle),
-            cid,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return runtimekit.run_bundle(bundle, cid)
 
 
 def test_seccomp_alone_blocks_unshare_and_mount(tmp_path: Path, busybox_rootfs: Path) -> None:
