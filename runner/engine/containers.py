@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
+    from minirun.runtime.operations import Runtime
+
 NAMES_DIR = "names"
 CREATED, RUNNING, PAUSED, RESTARTING, EXITED = "created", "running", "paused", "restarting", "exited"
 ACTIVE = frozenset({RUNNING, PAUSED})  # a process is (or should be) there
@@ -136,6 +138,20 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
+def runtime(store: Store) -> Runtime:
+    """The runtime that holds this store's containers: its state root is the store's run-time `runtime/`
+    folder, and it is the truth about their processes. Its warnings (a failing hook) are minirun's."""
+    from minirun.runtime.operations import Runtime
+
+    return Runtime(store.runtime_dir, warn=_runtime_warning)
+
+
+def _runtime_warning(message: str) -> None:
+    import sys
+
+    print(f"minirun: warning: {message}", file=sys.stderr)
+
+
 class State(Record):
     Status: str = CREATED
     Pid: int = 0
@@ -221,20 +237,11 @@ class Container:
     def state_path(self) -> str:
         return os.path.join(self.dir, "state.json")
 
-    def runtime_status(self) -> str:
-        """The runtime's word on the container's process: created, running, paused or stopped (its state
-        folder under the store's runtime root; none there is stopped). The one truth about the process."""
-        from minirun.runtime.operations import Runtime
-
-        return Runtime(self.store.runtime_dir).status(self.id)
-
     def process_alive(self, state: State) -> bool:
         """True if `state` says the container runs and the runtime agrees (its init lives)."""
         if state.Status not in ACTIVE or not state.Pid:
             return False
-        from minirun.runtime.operations import Runtime
-
-        return Runtime(self.store.runtime_dir).alive(self.id)
+        return runtime(self.store).alive(self.id)
 
     @property
     def rootfs(self) -> str:

@@ -40,6 +40,7 @@ from minirun.engine.containers import (
     ContainerStore,
     State,
     now,
+    runtime,
 )
 from minirun.engine.flags import RestartPolicy, parse_signal
 from minirun.errors import ContainerStateError
@@ -47,25 +48,11 @@ from minirun.errors import ContainerStateError
 if TYPE_CHECKING:
     from minicache.store import Store
     from minirun.cgroups import Cgroup
-    from minirun.runtime.operations import Runtime
 
 EXIT_FILE = "exit"  # {"Pid", "PidStartTime", "ExitCode", "FinishedAt"}: written by the monitor when it reaped Pid
 LOST = "exit status unknown: nothing was watching the container when it ended"
 QUICK_RUN = 10.0  # seconds; a run shorter than this doubles the restart delay (Docker's backoff)
 DEFAULT_STOP_TIMEOUT = 10  # seconds, as Docker
-
-
-def runtime(store: Store) -> Runtime:
-    """The runtime whose state root is the store's run-time folder: every container of this store is there."""
-    from minirun.runtime.operations import Runtime
-
-    return Runtime(store.runtime_dir, warn=_warn)
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    print(f"minirun: warning: {message}", file=sys.stderr)
 
 
 def runtime_delete(container: Container) -> None:
@@ -240,8 +227,7 @@ def settle(store: Store, container: Container) -> State:
 
         if is_mounted(container.rootfs):
             rootfs.unmount(container)
-        if os.path.isdir(os.path.join(container.store.runtime_dir, container.id)):
-            runtime_delete(container)  # a start or an exit step that was killed half-way left it
+        runtime_delete(container)  # what a start or an exit step killed half-way left in the runtime, if anything
     return state
 
 

@@ -23,9 +23,8 @@ from minicache import events
 from minicache.errors import InvalidSpec, MiniError, NotFound
 from minicache.store import Store
 from minirun.engine import networking, rootfs, spec, users
-from minirun.engine.containers import ACTIVE, Container, ContainerStore
+from minirun.engine.containers import ACTIVE, Container, ContainerStore, runtime
 from minirun.engine.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
-from minirun.runtime.operations import Runtime
 from minirun.runtime.signals import SignalForwarder
 
 if TYPE_CHECKING:
@@ -347,11 +346,9 @@ def start(
 
         lifecycle.record_start(container, pid, monitor, restarted=restarted, durable=durable)
 
-    # A runtime container left by a start killed half-way (the engine's record never said it ran): gone first.
-    runtime = Runtime(store.runtime_dir)
-    if os.path.isdir(os.path.join(store.runtime_dir, container.id)):
-        runtime.delete(container.id, force=True)
-    return runtime.run(
+    ours = runtime(store)
+    ours.delete(container.id, force=True)  # what a start killed half-way left (the record never said it ran)
+    return ours.run(
         container.id,
         container.dir,
         stdin_open=stdin_open,
@@ -419,7 +416,7 @@ def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
     """Delete the container in the runtime (what is left of its processes, its cgroup), detach the network,
     unmount the root filesystem; with `remove`, delete the container (directory, name)."""
-    Runtime(store.runtime_dir).delete(container.id, force=True)
+    runtime(store).delete(container.id, force=True)
     networking.detach(store, container)
     rootfs.unmount(container)
     if remove:
@@ -551,6 +548,6 @@ def exec_process(
         process["env"].append("TERM=xterm")
     if workdir is not None:
         process["cwd"] = workdir
-    return Runtime(store.runtime_dir).exec(
+    return runtime(store).exec(
         container.id, process, detach=detach, relay=True, stdin_open=interactive, seccomp_cache=store.seccomp_dir
     )

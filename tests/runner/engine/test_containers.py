@@ -9,7 +9,7 @@ import time
 import pytest
 from minicache.errors import Conflict, InvalidSpec, NotFound
 from minicache.store import Store
-from minirun.engine.containers import EXITED, RUNNING, ContainerStore, State, now
+from minirun.engine.containers import EXITED, RUNNING, ContainerStore, State, now, runtime
 from minirun.errors import ContainerStateError
 
 
@@ -70,7 +70,7 @@ def test_state_roundtrip_and_liveness(store: Store) -> None:
     state = c.state()
     assert state.Status == RUNNING and state.Pid == me
     # The record is only a claim: the runtime, which has no container of that ID, says the process is gone.
-    assert not c.process_alive(state) and c.runtime_status() == "stopped"
+    assert not c.process_alive(state) and runtime(c.store).status(c.id) == "stopped"
     assert not c.process_alive(State(EXITED, me))
     c.update_record({"Extra": 1})
     assert ContainerStore(store).get(c.id).record["Extra"] == 1
