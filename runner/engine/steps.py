@@ -25,6 +25,7 @@ from minicache.store import Store
 from minirun.engine import networking, rootfs, spec, users
 from minirun.engine.containers import ACTIVE, Container, ContainerStore, runtime
 from minirun.engine.flags import RestartPolicy, Tmpfs, Ulimit, Volume, parse_signal
+from minirun.runtime.operations import wait
 from minirun.runtime.signals import SignalForwarder
 
 if TYPE_CHECKING:
@@ -402,17 +403,6 @@ def start_monitored(
     return proc, streams, ours
 
 
-def wait(proc: Process, *, tty: bool, interactive: bool) -> int:
-    """Relay the terminal (if any) until the container closes it, then reap the process; its exit code."""
-    if tty and proc.pty_master is not None:
-        from minirun.runtime.tty import TerminalSession
-
-        master, proc.pty_master = proc.pty_master, None
-        with TerminalSession(master, stdin_open=interactive) as session:
-            session.relay()
-    return proc.wait()
-
-
 def cleanup(store: Store, container: Container, *, remove: bool) -> None:
     """Delete the container in the runtime (what is left of its processes, its cgroup), detach the network,
     unmount the root filesystem; with `remove`, delete the container (directory, name)."""
@@ -453,7 +443,7 @@ def run_attached(store: Store, container: Container, *, remove: bool = False, st
                 started = True
                 forwarder.target(proc.pid)
                 try:
-                    code = wait(proc, tty=opts.tty, interactive=interactive)
+                    code = wait(proc, stdin_open=interactive)
                 except BaseException:  # we cannot watch it any more: it must not outlive us, nor its root
                     proc.signal(signal.SIGKILL)
                     proc.wait()

@@ -35,6 +35,7 @@ def execute(args: argparse.Namespace) -> int:
     from minicache.errors import InvalidSpec
     from minirun.cli.commands.common import get, open_store
     from minirun.engine import flags, steps
+    from minirun.runtime.operations import wait
     from minirun.runtime.signals import SignalForwarder
 
     if not args.command:
@@ -70,7 +71,7 @@ def execute(args: argparse.Namespace) -> int:
     with SignalForwarder(skip=(signal.SIGWINCH,) if args.tty else ()) as forwarder:
         proc = start()
         forwarder.target(proc.pid)
-        return steps.wait(proc, tty=args.tty, interactive=args.interactive)
+        return wait(proc, stdin_open=args.interactive)
 
 
 def _detached(start: Callable[[], Process]) -> int:
