@@ -8,8 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from minirun.engine import spec
 
 RUNTIME = str(Path(sys.executable).with_name("minirun-runtime"))
@@ -28,6 +30,16 @@ def runtime(root: Path, *args: str, check: bool = False, **kw) -> subprocess.Com
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+@pytest.fixture(name="root")
+def state_root(tmp_path: Path) -> Iterator[Path]:
+    """`root`: the test's state root; whatever the test left in it (it failed halfway) is deleted by ID."""
+    folder = tmp_path / "state"
+    yield folder
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            runtime(folder, "delete", "--force", entry.name)
 
 
 def run_bundle(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from kits.runkit import mounts_under, no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
-from kits.runtimekit import RUNTIME, edit, make_bundle, runtime
+from kits.runtimekit import RUNTIME, edit, make_bundle, runtime, state_root  # noqa: F401 (the root fixture)
 from kits.scankit import SCANNER
 
 pytestmark = pytest.mark.root
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.root
 FDS = range(3, 21)
 ESCAPE = "cd ../../../../../../../..; cat etc/shadow; ls -d /proc/1/root/etc/shadow"
 MARKER = "HOST-ONLY-5e0b9d21"  # in the runtime's environment, never in the container's
-
-
-@pytest.fixture
-def root(tmp_path: Path):
-    state_root = tmp_path / "state"
-    yield state_root
-    if state_root.is_dir():
-        for entry in state_root.iterdir():
-            runtime(state_root, "delete", "--force", entry.name)
 
 
 def holding(fd: int, root: Path, *args: str, target: str = "/") -> subprocess.CompletedProcess[str]:

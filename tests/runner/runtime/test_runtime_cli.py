@@ -14,17 +14,7 @@ from pathlib import Path
 
 import pytest
 from kits.runkit import no_leaks  # noqa: F401 - autouse fixture: nothing may outlive a test
-from kits.runtimekit import RUNTIME, edit, make_bundle, runtime, state, wait_status
-
-
-@pytest.fixture
-def root(tmp_path: Path):
-    """The test's state root; whatever the test left in it (it failed halfway) is deleted by ID."""
-    state_root = tmp_path / "state"
-    yield state_root
-    if state_root.is_dir():
-        for entry in state_root.iterdir():
-            runtime(state_root, "delete", "--force", entry.name)
+from kits.runtimekit import RUNTIME, edit, make_bundle, runtime, state, state_root, wait_status  # noqa: F401 (state_root: the root fixture)
 
 
 @pytest.fixture
